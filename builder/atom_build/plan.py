@@ -1,0 +1,151 @@
+"""Resolve a validated recipe plus command-line overrides into a build plan (step 3, pure)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from .errors import RecipeError, RecipeErrors
+from .recipe import Component, Recipe
+from .validate import CK_ARCHS, check_archs
+
+VENV = "/opt/atom"
+PLACEHOLDER_VALUES = {"archs": "${GPU_ARCHS}", "enable_ck": "${ENABLE_CK}", "max_jobs": "$jobs"}
+
+
+@dataclass(frozen=True)
+class ComponentStep:
+    """One builder stage: how a component becomes wheels in /wheels."""
+
+    key: str
+    kind: str
+    pin: str  # human-readable immutable source, recorded in the manifest
+    dist_name: str = ""
+    requirement: str = ""
+    pip_source_args: str = ""
+    sha256: str | None = None
+    repo: str | None = None
+    commit: str | None = None
+    subdir: str = "."
+    submodules: bool = False
+    env: tuple[tuple[str, str], ...] = ()
+    build_requires: tuple[str, ...] = ()
+    path: str | None = None
+    extras: tuple[str, ...] = ()
+
+    @property
+    def build_mounts(self) -> str:
+        return "".join(
+            f" --mount=type=bind,from=wheel-{dep},source=/wheels,target=/deps" for dep in self.build_requires
+        )
+
+    @property
+    def env_items(self) -> list[tuple[str, str]]:
+        return list(self.env)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    recipe: Recipe
+    archs: tuple[str, ...]
+    enable_ck: bool
+    components: tuple[ComponentStep, ...]
+    index_url: str = "https://pypi.org/simple"
+    venv: str = VENV
+
+    @property
+    def recipe_hash(self) -> str:
+        return self.recipe.sha256
+
+    @property
+    def gb_per_job(self) -> int:
+        return self.recipe.gb_per_job
+
+    @property
+    def base_ref(self) -> str:
+        return self.recipe.base.ref()
+
+    @property
+    def runtime_ref(self) -> str:
+        return self.recipe.base.ref(runtime=True)
+
+    @property
+    def archs_csv(self) -> str:
+        return ",".join(self.archs)
+
+    @property
+    def enable_ck_int(self) -> int:
+        return int(self.enable_ck)
+
+    @property
+    def top_level_requirements(self) -> str:
+        return " ".join(
+            f"--extra {_canonical(c.dist_name)}:{','.join(c.extras)}"
+            for c in self.components
+            if c.extras
+        )
+
+    @property
+    def stages(self) -> list[str]:
+        return ["build-base", *(f"wheel-{c.key}" for c in self.components), "collect", "bundle"]
+
+    def build_args(self, kind: str) -> dict[str, str]:
+        """The ARGs each rendered Dockerfile declares, with their defaults."""
+        if kind == "clean":
+            return {"RUNTIME_IMAGE": self.runtime_ref}
+        return {
+            "BASE_IMAGE": self.base_ref,
+            "GPU_ARCHS": ";".join(self.archs),
+            "ENABLE_CK": str(self.enable_ck_int),
+            "MAX_JOBS": "",
+            "PIP_INDEX_URL": self.index_url,
+        }
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def resolve(
+    recipe: Recipe,
+    archs: list[str] | None = None,
+    no_ck: bool = False,
+    wheelhouse: list[str] | None = None,
+    index_url: str | None = None,
+) -> BuildPlan:
+    """archs / no_ck override the recipe; wheelhouse lists local wheel file names (--find-links)."""
+    chosen = tuple(archs) if archs else recipe.archs
+    errors = list(check_archs(list(chosen), recipe.flavour, "--arch")) if archs else []
+    enable_ck = recipe.enable_ck and not no_ck
+    if enable_ck and not any(a in CK_ARCHS for a in chosen):
+        errors.append(RecipeError("--arch", "enable_ck", f"CK is on but none of {list(chosen)} supports it",
+                                  f"add one of {CK_ARCHS} or pass --no-ck"))
+    if errors:
+        raise RecipeErrors(errors)
+    steps = tuple(_step(c, recipe, wheelhouse or [], index_url) for c in recipe.components)
+    plan = BuildPlan(recipe=recipe, archs=chosen, enable_ck=enable_ck, components=steps)
+    return replace(plan, index_url=index_url) if index_url else plan
+
+
+def _step(c: Component, recipe: Recipe, wheelhouse: list[str], index_url: str | None) -> ComponentStep:
+    if c.kind == "pypi":
+        requirement = f"{c.name}=={c.version}"
+        prefix = f"{c.name.replace('-', '_')}-{c.version}-".lower()
+        if any(f.lower().startswith(prefix) for f in wheelhouse):
+            source = "--no-index"  # the local wheelhouse (/wheelhouse via PIP_FIND_LINKS) has it
+        elif c.index_url and not index_url:
+            source = f"--index-url {c.index_url}"
+        else:
+            source = ""
+        pin = f"pypi:{requirement}" + (f" sha256:{c.sha256}" if c.sha256 else "")
+        return ComponentStep(c.key, "pypi", pin, c.name, requirement=requirement, pip_source_args=source,
+                             sha256=c.sha256, extras=c.extras)
+    if c.kind == "git":
+        values = {**PLACEHOLDER_VALUES, "prebuild_triton": str(int(recipe.prebuild_triton))}
+        env = tuple((k, v.format(**values)) for k, v in c.env.items())
+        return ComponentStep(
+            c.key, "git", f"git:{c.repo}@{c.commit}" + (f"#{c.subdir}" if c.subdir != "." else ""), c.key,
+            repo=c.repo, commit=c.commit, subdir=c.subdir, submodules=c.submodules, env=env,
+            build_requires=c.build_requires,
+        )
+    return ComponentStep(c.key, "local", f"local:{c.path}", c.name or c.key, path=c.path, extras=c.extras)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Make a Docker engine with BuildKit available: install Debian's docker.io when
+# no daemon answers, start dockerd in the background, wait until it is ready.
+set -euo pipefail
+
+if docker info >/dev/null 2>&1 || /usr/bin/docker info >/dev/null 2>&1; then
+  echo "docker: daemon already running"
+  exit 0
+fi
+
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
+  echo "docker: installing Debian's docker.io and debootstrap"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq docker.io debootstrap >/dev/null
+fi
+
+log=${DOCKERD_LOG:-/var/log/atom-dockerd.log}
+echo "docker: starting dockerd (log: $log)"
+nohup dockerd >"$log" 2>&1 &
+
+for _ in $(seq 1 60); do
+  if /usr/bin/docker info >/dev/null 2>&1; then
+    echo "docker: daemon ready"
+    exit 0
+  fi
+  sleep 1
+done
+echo "docker: dockerd did not become ready in 60 s; last log lines:" >&2
+tail -n 30 "$log" >&2
+exit 1
