@@ -34,16 +34,24 @@ def ensure_demo_model(out: Path = DEFAULT_DIR) -> Path:
 
 
 def convert(gguf: Path, out: Path) -> None:
+    import shutil
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained: copy its (dequantized) weights into a fresh model.
+    model = type(gguf_model)(gguf_model.config)
+    model.load_state_dict(gguf_model.state_dict())
     tmp_out = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp_out, ignore_errors=True)
     model.to(torch.bfloat16).save_pretrained(tmp_out)
     tokenizer.save_pretrained(tmp_out)
     _fix_special_tokens(tmp_out)
-    tmp_out.rename(out) if not out.exists() else None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp_out.rename(out)
 
 
 def _fix_special_tokens(folder: Path) -> None:

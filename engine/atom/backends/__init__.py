@@ -1,0 +1,1 @@
+"""Kernel backends for attention and MoE; each declares what it supports in `SUPPORT`."""

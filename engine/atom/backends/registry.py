@@ -1,0 +1,87 @@
+"""Backend selection: the best backend that supports the layer exactly, or a clear error.
+
+Preference order per kind lives here; what each backend supports lives in its module's SUPPORT.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, fields
+
+from ..errors import BackendError
+from ..platform import Platform
+from .spec import AttentionSpec, MoESpec, Support
+
+# name -> module (imported lazily: a backend's module may import optional packages)
+MODULES = {
+    "attention": {"aiter": "aiter_attention", "triton": "triton_attention", "torch": "torch_attention"},
+    "moe": {"aiter": "aiter_moe", "triton": "triton_moe", "triton_kernels": "triton_kernels_moe",
+            "torch": "torch_moe"},
+}
+PREFERENCE = {
+    "attention": ("aiter", "triton", "torch"),
+    "moe": ("aiter", "triton", "triton_kernels", "torch"),
+}
+
+
+@dataclass
+class Selection:
+    name: str
+    module: object
+    rejected: dict[str, str]  # backend -> why not
+
+
+def support_of(kind: str, name: str) -> Support:
+    return importlib.import_module(f".{MODULES[kind][name]}_support", __package__).SUPPORT \
+        if name in ("aiter", "triton", "triton_kernels") else _module(kind, name).SUPPORT
+
+
+def _module(kind: str, name: str):
+    return importlib.import_module(f".{MODULES[kind][name]}", __package__)
+
+
+def why_not(support: Support, spec: AttentionSpec | MoESpec, platform: Platform) -> str | None:
+    """None if the backend can run this layer on this platform exactly; else the first reason it cannot."""
+    if platform.kind not in support.devices:
+        return f"runs on {sorted(support.devices)}, not {platform.kind}"
+    if support.archs and platform.arch not in support.archs:
+        return f"arch {platform.arch} not in {sorted(support.archs)}"
+    for probe in support.requires:
+        if not platform.has(probe):
+            return f"needs {probe}: {platform.reasons.get(probe, 'not present')}"
+    names = {f.name for f in fields(spec)}
+    if isinstance(spec, MoESpec):
+        checks = [
+            (spec.quant in support.quants, f"weight quant {spec.quant} not in {sorted(support.quants)}"),
+            (spec.activation in support.activations,
+             f"activation {spec.activation} not in {sorted(support.activations)}"),
+            (spec.routing in support.routings, f"routing {spec.routing} not in {sorted(support.routings)}"),
+            (not spec.shared_experts or support.shared_experts, "no shared experts"),
+            (not spec.expert_parallel or support.expert_parallel, "no expert parallelism"),
+            (not spec.has_bias or support.biases, "no expert biases"),
+        ]
+    else:
+        assert "head_dim" in names
+        checks = [
+            (not support.head_dims or spec.head_dim in support.head_dims,
+             f"head_dim {spec.head_dim} not in {sorted(support.head_dims)}"),
+            (not spec.sinks or support.sinks, "no attention sinks"),
+            (not spec.sliding_window or support.sliding_window, "no sliding window"),
+            (spec.kv_layout in support.kv_layouts, f"KV layout {spec.kv_layout} not in {sorted(support.kv_layouts)}"),
+        ]
+    return next((reason for ok, reason in checks if not ok), None)
+
+
+def select(kind: str, spec: AttentionSpec | MoESpec, platform: Platform, forced: str | None = None) -> Selection:
+    if forced is not None and forced not in MODULES[kind]:
+        raise BackendError(f"unknown {kind} backend {forced!r}; choose from {sorted(MODULES[kind])}")
+    rejected: dict[str, str] = {}
+    for name in (forced,) if forced else PREFERENCE[kind]:
+        reason = why_not(support_of(kind, name), spec, platform)
+        if reason is None:
+            return Selection(name, _module(kind, name), rejected)
+        rejected[name] = reason
+    if forced:
+        raise BackendError(f"--{kind.replace('_', '-')}-backend {forced} cannot run this layer on "
+                           f"{platform.arch}: {rejected[forced]}")
+    raise BackendError(f"no {kind} backend supports this layer on {platform.arch}: {rejected}")

@@ -1,0 +1,47 @@
+"""Reference MoE in plain torch: route, loop over the experts that received tokens, scatter-add."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import mxfp4
+from .routing import SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX, route
+from .spec import MoESpec, Support
+
+SUPPORT = Support(
+    devices=frozenset({"cpu", "cuda", "rocm"}),
+    quants=frozenset({"bf16", "mxfp4"}),
+    activations=frozenset({"silu", "swiglu_oai"}),
+    routings=frozenset({SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX}),
+)
+
+
+def activation(gate_up: torch.Tensor, spec: MoESpec) -> torch.Tensor:
+    if spec.activation == "silu":  # [gate | up] halves
+        gate, up = gate_up.chunk(2, dim=-1)
+        return F.silu(gate) * up
+    # swiglu_oai: interleaved rows (even = gate, odd = up), clamped, (up + 1) * gate * sigmoid(alpha * gate)
+    gate, up = gate_up[..., 0::2], gate_up[..., 1::2]
+    gate = gate.clamp(max=spec.swiglu_limit)
+    up = up.clamp(-spec.swiglu_limit, spec.swiglu_limit)
+    return (up + 1) * gate * torch.sigmoid(spec.swiglu_alpha * gate)
+
+
+def expert_weights(w: dict[str, torch.Tensor], e: int, name: str, dtype: torch.dtype) -> torch.Tensor:
+    if f"{name}_blocks" in w:
+        return mxfp4.dequantize(w[f"{name}_blocks"][e], w[f"{name}_scales"][e], dtype)
+    return w[name][e]
+
+
+def forward(x: torch.Tensor, router_logits: torch.Tensor, w: dict[str, torch.Tensor], spec: MoESpec) -> torch.Tensor:
+    """x [T, H]; w holds w13 [E, 2I, H] / w2 [E, H, I] (or *_blocks/*_scales for mxfp4) and optional biases."""
+    weights, ids = route(router_logits, spec.top_k, spec.routing)
+    out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+    for e in ids.unique().tolist():
+        token, slot = (ids == e).nonzero(as_tuple=True)
+        h = F.linear(x[token], expert_weights(w, e, "w13", x.dtype), w["w13_bias"][e] if spec.has_bias else None)
+        h = activation(h, spec)
+        h = F.linear(h, expert_weights(w, e, "w2", x.dtype), w["w2_bias"][e] if spec.has_bias else None)
+        out.index_add_(0, token, h.float() * weights[token, slot, None])
+    return out.to(x.dtype)

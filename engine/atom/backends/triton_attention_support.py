@@ -1,0 +1,9 @@
+"""What our Triton paged attention supports (read without importing triton)."""
+
+from .spec import Support
+
+SUPPORT = Support(
+    devices=frozenset({"cpu", "cuda", "rocm"}),  # cpu: only under TRITON_INTERPRET=1 (the triton probe says)
+    head_dims=frozenset({32, 64, 128, 256}),
+    requires=("triton",),
+)

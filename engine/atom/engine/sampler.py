@@ -1,0 +1,79 @@
+"""Turn the last-position logits of each ready sequence into next tokens (and logprobs)."""
+
+from __future__ import annotations
+
+import torch
+
+from .sequence import Sequence
+
+
+def apply_penalties(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
+    for row, seq in enumerate(seqs):
+        p = seq.params
+        if p.repetition_penalty != 1.0:
+            seen = torch.tensor(sorted(set(seq.token_ids)), device=logits.device)
+            values = logits[row, seen]
+            logits[row, seen] = torch.where(values > 0, values / p.repetition_penalty, values * p.repetition_penalty)
+        if (p.presence_penalty or p.frequency_penalty) and seq.num_output_tokens:
+            out = torch.tensor(seq.output_token_ids, device=logits.device)
+            counts = torch.zeros(logits.shape[1], device=logits.device).scatter_add_(
+                0, out, torch.ones_like(out, dtype=torch.float32)
+            )
+            logits[row] -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).float()
+    return logits
+
+
+def filter_logits(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
+    """Temperature, top-k, top-p and min-p, vectorised over the batch."""
+    device = logits.device
+    temperature = torch.tensor([max(s.params.temperature, 1e-5) for s in seqs], device=device)
+    logits = logits / temperature[:, None]
+    top_k = torch.tensor([s.params.top_k if s.params.top_k > 0 else logits.shape[1] for s in seqs], device=device)
+    top_p = torch.tensor([s.params.top_p for s in seqs], device=device)
+    min_p = torch.tensor([s.params.min_p for s in seqs], device=device)
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    ranks = torch.arange(logits.shape[1], device=device)[None, :]
+    remove = ranks >= top_k[:, None]
+    probs = sorted_logits.softmax(dim=-1)
+    cumulative = probs.cumsum(dim=-1) - probs  # mass strictly before each token
+    remove |= cumulative >= top_p[:, None]
+    remove |= probs < min_p[:, None] * probs[:, :1]
+    remove[:, 0] = False  # the most likely token always survives
+    sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+    return torch.empty_like(logits).scatter_(1, order, sorted_logits)
+
+
+def sample(logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
+    """logits: [len(seqs), vocab] float32. Returns one token id per sequence."""
+    raw = logits
+    logits = apply_penalties(logits.clone(), seqs)
+    greedy = torch.tensor([s.params.greedy for s in seqs], device=logits.device)
+    tokens = logits.argmax(dim=-1)
+    if not bool(greedy.all()):
+        probs = filter_logits(logits, seqs).softmax(dim=-1)
+        seeded = [i for i, s in enumerate(seqs) if s.generator is not None and not s.params.greedy]
+        # Exponential race == multinomial; one batched draw for unseeded rows.
+        noise = torch.empty_like(probs).exponential_()
+        for i in seeded:
+            noise[i] = torch.empty(probs.shape[1]).exponential_(generator=seqs[i].generator).to(probs.device)
+        drawn = (probs / noise).argmax(dim=-1)
+        tokens = torch.where(greedy, tokens, drawn)
+    token_list = tokens.tolist()
+    _record_logprobs(raw, seqs, token_list)
+    return token_list
+
+
+def _record_logprobs(logits: torch.Tensor, seqs: list[Sequence], tokens: list[int]) -> None:
+    wanted = [i for i, s in enumerate(seqs) if s.params.logprobs is not None]
+    if not wanted:
+        return
+    logprobs = logits[wanted].float().log_softmax(dim=-1)
+    k = max(seqs[i].params.logprobs for i in wanted)
+    top_values, top_ids = logprobs.topk(max(k, 1), dim=-1)
+    for row, i in enumerate(wanted):
+        n = seqs[i].params.logprobs
+        seqs[i].logprobs.append({
+            "token_id": tokens[i],
+            "logprob": logprobs[row, tokens[i]].item(),
+            "top": list(zip(top_ids[row, :n].tolist(), top_values[row, :n].tolist(), strict=True)),
+        })

@@ -1,0 +1,179 @@
+"""Decoder building blocks shared by the model families; every kernel call goes through a backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backends.spec import AttentionSpec, MoESpec
+from ..config import ParallelConfig
+from ..layers.context import get_metadata
+from ..layers.linear import Embedding, Linear, RMSNorm
+from ..layers.rotary import RotaryEmbedding
+
+
+@dataclass
+class ModelArgs:
+    """The config.json fields the engine uses, normalised across transformers versions."""
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float
+    rope_theta: float
+    rope_scaling: dict | None
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    raw: dict
+
+    @classmethod
+    def from_config(cls, c: dict) -> ModelArgs:
+        rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
+        theta = c.get("rope_theta") or rope.get("rope_theta") or 10000.0
+        scaling = rope if rope.get("rope_type", rope.get("type", "default")) != "default" else None
+        return cls(
+            vocab_size=c["vocab_size"], hidden_size=c["hidden_size"], intermediate_size=c["intermediate_size"],
+            num_layers=c["num_hidden_layers"], num_heads=c["num_attention_heads"],
+            num_kv_heads=c.get("num_key_value_heads") or c["num_attention_heads"],
+            head_dim=c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"],
+            rms_norm_eps=c.get("rms_norm_eps", 1e-6), rope_theta=float(theta), rope_scaling=scaling,
+            max_position_embeddings=c.get("max_position_embeddings", 4096),
+            tie_word_embeddings=c.get("tie_word_embeddings", False), raw=c,
+        )
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs, parallel: ParallelConfig, bias: bool = False,
+                 sliding_window: int | None = None, sinks: bool = False) -> None:
+        super().__init__()
+        tp = parallel.tp_size
+        self.num_heads, self.num_kv_heads = args.num_heads // tp, max(1, args.num_kv_heads // tp)
+        self.head_dim = args.head_dim
+        h, d = args.hidden_size, args.head_dim
+        self.q_proj = Linear(h, args.num_heads * d, bias, parallel, "column")
+        self.k_proj = Linear(h, args.num_kv_heads * d, bias, parallel, "column")
+        self.v_proj = Linear(h, args.num_kv_heads * d, bias, parallel, "column")
+        self.o_proj = Linear(args.num_heads * d, h, bias, parallel, "row")
+        self.sinks = nn.Parameter(torch.empty(self.num_heads), requires_grad=False) if sinks else None
+        self.rotary = RotaryEmbedding(d, args.max_position_embeddings, args.rope_theta, args.rope_scaling)
+        self.spec = AttentionSpec(self.num_heads, self.num_kv_heads, d, sliding_window, sinks)
+        self.scale = d**-0.5
+        self.backend = None  # chosen by the model runner (backends.registry.select)
+        self.k_cache = self.v_cache = torch.empty(0)
+
+    def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[0]
+        q = self.q_proj(x).view(t, self.num_heads, self.head_dim)
+        k = self.k_proj(x).view(t, self.num_kv_heads, self.head_dim)
+        v = self.v_proj(x).view(t, self.num_kv_heads, self.head_dim)
+        q, k = self.rotary(positions, q, k)
+        o = self.backend.forward(q, k, v, self.k_cache, self.v_cache, get_metadata(), self.spec, self.sinks,
+                                 self.scale)
+        return self.o_proj(o.reshape(t, -1))
+
+
+class DenseMLP(nn.Module):
+    def __init__(self, args: ModelArgs, parallel: ParallelConfig) -> None:
+        super().__init__()
+        self.gate_proj = Linear(args.hidden_size, args.intermediate_size, False, parallel, "column")
+        self.up_proj = Linear(args.hidden_size, args.intermediate_size, False, parallel, "column")
+        self.down_proj = Linear(args.intermediate_size, args.hidden_size, False, parallel, "row")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class FusedMoE(nn.Module):
+    """Experts as stacked tensors: w13 [E, 2I, H] (gate/up), w2 [E, H, I]; mxfp4 as *_blocks/*_scales."""
+
+    def __init__(self, spec: MoESpec) -> None:
+        super().__init__()
+        self.spec = spec
+        e, h, i = spec.num_experts, spec.hidden_size, spec.intermediate_size
+        if spec.quant == "mxfp4":
+            shapes = {"w13_blocks": (e, 2 * i, h // 32, 16), "w13_scales": (e, 2 * i, h // 32),
+                      "w2_blocks": (e, h, i // 32, 16), "w2_scales": (e, h, i // 32)}
+            for name, shape in shapes.items():
+                self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=torch.uint8),
+                                                           requires_grad=False))
+        else:
+            self.w13 = nn.Parameter(torch.empty(e, 2 * i, h), requires_grad=False)
+            self.w2 = nn.Parameter(torch.empty(e, h, i), requires_grad=False)
+        if spec.has_bias:
+            self.w13_bias = nn.Parameter(torch.empty(e, 2 * i), requires_grad=False)
+            self.w2_bias = nn.Parameter(torch.empty(e, h), requires_grad=False)
+        self.backend = None
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return dict(self.named_parameters())
+
+    def forward(self, x: torch.Tensor, router_logits: torch.Tensor) -> torch.Tensor:
+        return self.backend.forward(x, router_logits, self.weights(), self.spec)
+
+
+class MoEBlock(nn.Module):
+    """Router + experts; the router's checkpoint name differs per family (gate / router)."""
+
+    def __init__(self, spec: MoESpec, router_name: str, router_bias: bool) -> None:
+        super().__init__()
+        self.router_name = router_name
+        self.add_module(router_name, Linear(spec.hidden_size, spec.num_experts, router_bias, ParallelConfig()))
+        self.experts = FusedMoE(spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.experts(x, getattr(self, self.router_name)(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, args: ModelArgs, attn: Attention, mlp: nn.Module, mlp_name: str = "mlp") -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(args.hidden_size, args.rms_norm_eps)
+        self.self_attn = attn
+        self.post_attention_layernorm = RMSNorm(args.hidden_size, args.rms_norm_eps)
+        self.mlp_name = mlp_name
+        self.add_module(mlp_name, mlp)
+
+    def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(positions, self.input_layernorm(x))
+        return x + getattr(self, self.mlp_name)(self.post_attention_layernorm(x))
+
+
+class CausalLM(nn.Module):
+    """embed -> decoder layers -> norm -> lm_head, named like HF checkpoints (model.layers.N...)."""
+
+    def __init__(self, args: ModelArgs, layers: list[DecoderLayer]) -> None:
+        super().__init__()
+        self.args = args
+        self.model = nn.Module()
+        self.model.embed_tokens = Embedding(args.vocab_size, args.hidden_size)
+        self.model.layers = nn.ModuleList(layers)
+        self.model.norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
+        self.lm_head = Linear(args.hidden_size, args.vocab_size, False, ParallelConfig())
+        if args.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        x = self.model.embed_tokens(input_ids)
+        for layer in self.model.layers:
+            x = layer(positions, x)
+        return self.model.norm(x)
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden).float()
+
+    def attention_layers(self) -> list[Attention]:
+        return [m for m in self.modules() if isinstance(m, Attention)]
+
+    def moe_layers(self) -> list[FusedMoE]:
+        return [m for m in self.modules() if isinstance(m, FusedMoE)]
+
+    def remap(self, name: str) -> list[tuple[str, object]]:
+        """Checkpoint tensor name -> [(parameter name, slice spec)]; identity for most tensors."""
+        return [(name, None)]

@@ -1,0 +1,99 @@
+"""Build a model from an HF folder: config.json + *.safetensors (sharded or not), or dummy weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from ..config import ParallelConfig
+from ..errors import ModelLoadError
+from .common import CausalLM
+from .registry import build_model
+
+IGNORED = ("rotary_emb.inv_freq",)
+
+
+def read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.exists():
+        raise ModelLoadError(f"{folder} has no config.json; point --model at an HF-format model folder")
+    return json.loads(path.read_text())
+
+
+def load_model(folder: Path, dtype: torch.dtype, device: torch.device, parallel: ParallelConfig,
+               load_format: str = "auto", seed: int = 0) -> CausalLM:
+    config = read_config(folder)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = build_model(config, parallel)
+    finally:
+        torch.set_default_dtype(previous)
+    if load_format == "dummy":
+        init_dummy(model, seed)
+    else:
+        load_weights(model, folder)
+    return model.eval()
+
+
+def safetensors_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [folder / n for n in names]
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ModelLoadError(f"{folder} has no *.safetensors files (use --load-format dummy for random weights)")
+    return files
+
+
+def load_weights(model: CausalLM, folder: Path) -> None:
+    params = dict(model.named_parameters(remove_duplicate=False))
+    loaded: set[str] = set()
+    for file in safetensors_files(folder):
+        with safe_open(str(file), "pt") as st:
+            for name in st.keys():  # noqa: SIM118 (safe_open is not a dict)
+                if name.endswith(IGNORED):
+                    continue
+                for target, copy in model.remap(name):
+                    if target not in params:
+                        raise ModelLoadError(f"{file.name}: tensor {name} has no place in "
+                                             f"{type(model).__name__} (unexpected tensor)")
+                    param, tensor = params[target], st.get_tensor(name)
+                    tensor = tensor.to(param.dtype) if param.dtype.is_floating_point else tensor
+                    try:
+                        if copy is not None:
+                            copy(param, tensor)
+                        elif hasattr(param, "weight_loader"):
+                            param.weight_loader(param, tensor)
+                        elif param.shape != tensor.shape:
+                            raise ValueError(f"shape {tuple(tensor.shape)} does not match {tuple(param.shape)}")
+                        else:
+                            param.data.copy_(tensor)
+                    except (ValueError, RuntimeError) as e:
+                        raise ModelLoadError(f"{file.name}: tensor {name} -> {target}: {e}") from e
+                    loaded.add(target)
+    if model.args.tie_word_embeddings:
+        loaded.add("lm_head.weight")
+    missing = sorted(set(params) - loaded)
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise ModelLoadError(f"{folder}: missing tensors: {shown}")
+
+
+def init_dummy(model: CausalLM, seed: int) -> None:
+    """Random weights with sane scales (for benchmarks of big shapes without downloads)."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    for name, p in model.named_parameters():
+        if p.dtype == torch.uint8:
+            hi = 124 if name.endswith("_scales") else 256
+            lo = 118 if name.endswith("_scales") else 0
+            p.data.copy_(torch.randint(lo, hi, p.shape, generator=gen, dtype=torch.uint8))
+        elif name.endswith("norm.weight"):
+            p.data.fill_(1.0)
+        else:
+            p.data.copy_(torch.randn(p.shape, generator=gen) * 0.02)

@@ -1,0 +1,42 @@
+"""MixtralForCausalLM: Llama attention + bf16 MoE with softmax -> top-k -> renormalise routing."""
+
+from __future__ import annotations
+
+import re
+
+
+
+from ..backends.routing import SOFTMAX_TOPK_RENORM
+from ..backends.spec import MoESpec
+from ..config import ParallelConfig
+from .common import Attention, CausalLM, DecoderLayer, ModelArgs, MoEBlock
+
+EXPERT = re.compile(r"(.*\.block_sparse_moe)\.experts\.(\d+)\.(w1|w2|w3)\.weight$")
+
+
+class Mixtral(CausalLM):
+    def remap(self, name: str):
+        m = EXPERT.match(name)
+        if not m:
+            return [(name, None)]
+        prefix, e, which = m.group(1), int(m.group(2)), m.group(3)
+        inter = self.args.intermediate_size
+        if which == "w2":
+            return [(f"{prefix}.experts.w2", lambda p, t: p.data[e].copy_(t))]
+        rows = slice(0, inter) if which == "w1" else slice(inter, 2 * inter)  # w1 = gate, w3 = up
+        return [(f"{prefix}.experts.w13", lambda p, t: p.data[e, rows].copy_(t))]
+
+
+def build(config: dict, parallel: ParallelConfig) -> CausalLM:
+    args = ModelArgs.from_config(config)
+    spec = MoESpec(num_experts=config["num_local_experts"], top_k=config["num_experts_per_tok"],
+                   hidden_size=args.hidden_size, intermediate_size=args.intermediate_size, quant="bf16",
+                   activation="silu", routing=SOFTMAX_TOPK_RENORM)
+    window = config.get("sliding_window")
+    layers = [DecoderLayer(args, Attention(args, parallel, sliding_window=window),
+                           MoEBlock(spec, "gate", router_bias=False), "block_sparse_moe")
+              for _ in range(args.num_layers)]
+    return Mixtral(args, layers)
+
+
+

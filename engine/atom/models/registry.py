@@ -1,0 +1,24 @@
+"""Model registry keyed by config.json `architectures`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..config import ParallelConfig
+from ..errors import ModelLoadError
+from . import gpt_oss, llama, mixtral
+from .common import CausalLM
+
+MODELS: dict[str, Callable[[dict, ParallelConfig], CausalLM]] = {
+    "LlamaForCausalLM": llama.build,
+    "MixtralForCausalLM": mixtral.build,
+    "GptOssForCausalLM": gpt_oss.build,
+}
+
+
+def build_model(config: dict, parallel: ParallelConfig) -> CausalLM:
+    archs = config.get("architectures") or []
+    for arch in archs:
+        if arch in MODELS:
+            return MODELS[arch](config, parallel)
+    raise ModelLoadError(f"unknown architecture {archs}; supported: {sorted(MODELS)}")

@@ -1,0 +1,3 @@
+from .device import Platform, detect, simulated
+
+__all__ = ["Platform", "detect", "simulated"]

@@ -1,0 +1,83 @@
+"""Tokenizer (HF tokenizers) + chat template (jinja2, from the model folder) + incremental detokenizing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jinja2
+import jinja2.sandbox
+from tokenizers import Tokenizer as HFTokenizer
+
+from .errors import InvalidRequestError, ModelLoadError
+
+
+def _raise(message: str) -> None:
+    raise InvalidRequestError(f"chat template: {message}")
+
+
+class Tokenizer:
+    def __init__(self, folder: Path) -> None:
+        path = folder / "tokenizer.json"
+        if not path.exists():
+            raise ModelLoadError(f"{folder} has no tokenizer.json")
+        self.tok = HFTokenizer.from_file(str(path))
+        cfg_path = folder / "tokenizer_config.json"
+        self.config = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+        template = self.config.get("chat_template")
+        if (folder / "chat_template.jinja").exists():
+            template = (folder / "chat_template.jinja").read_text()
+        self.chat_template = template
+        self.eos_token_ids = self._eos_ids(folder)
+
+    def _token(self, key: str) -> str | None:
+        value = self.config.get(key)
+        return value.get("content") if isinstance(value, dict) else value
+
+    def _eos_ids(self, folder: Path) -> set[int]:
+        ids: set[int] = set()
+        for name in ("generation_config.json", "config.json"):
+            path = folder / name
+            if path.exists():
+                eos = json.loads(path.read_text()).get("eos_token_id")
+                ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        eos_token = self._token("eos_token")
+        if eos_token and self.tok.token_to_id(eos_token) is not None:
+            ids.add(self.tok.token_to_id(eos_token))
+        return ids
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size()
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids, skip_special_tokens=True)
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        if not self.chat_template:
+            raise InvalidRequestError("this model has no chat template; use /v1/completions")
+        env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = _raise
+        return env.from_string(self.chat_template).render(
+            messages=messages, add_generation_prompt=add_generation_prompt,
+            bos_token=self._token("bos_token") or "", eos_token=self._token("eos_token") or "",
+        )
+
+
+class Detokenizer:
+    """Incremental text for one sequence; holds back an incomplete UTF-8 character."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.text = ""
+
+    def update(self, output_ids: list[int]) -> str:
+        text = self.tokenizer.decode(output_ids)
+        if text.endswith("\ufffd"):
+            return ""
+        delta = text[len(self.text):] if text.startswith(self.text) else text
+        self.text = text
+        return delta
