@@ -1,0 +1,82 @@
+"""Shared fixtures: the real demo model, and small random checkpoints written in HF's own layouts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+CACHE = Path(os.environ.get("ATOM_TEST_CACHE", Path.home() / ".cache" / "atom-build" / "test-models"))
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    from atom_build.demo_model import ensure_demo_model
+
+    return ensure_demo_model()
+
+
+def _copy_tokenizer(src: Path, dst: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (src / name).exists():
+            shutil.copy(src / name, dst / name)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_oss(smollm2: Path) -> Path:
+    """Random gpt-oss with MXFP4 experts (blocks/scales), sliding window 16 so tests exceed it cheaply."""
+    from atom.backends import mxfp4
+    from safetensors.torch import save_file
+    from transformers import GptOssConfig, GptOssForCausalLM
+
+    out = CACHE / "tiny-gpt-oss-mxfp4"
+    if (out / "model.safetensors").exists():
+        return out
+    torch.manual_seed(0)
+    config = GptOssConfig(vocab_size=49152, hidden_size=64, intermediate_size=64, num_hidden_layers=4,
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_local_experts=8,
+                          num_experts_per_tok=2, sliding_window=16, initializer_range=0.08,
+                          max_position_embeddings=4096, eos_token_id=2, pad_token_id=0)
+    model = GptOssForCausalLM(config)
+    state = {}
+    for name, t in model.state_dict().items():
+        t = t.detach().float()
+        if name.endswith(("gate_up_proj", "down_proj")):
+            blocks, scales = mxfp4.quantize(t.transpose(1, 2).contiguous())  # HF stores [E, in, out]
+            state[name + "_blocks"], state[name + "_scales"] = blocks, scales
+        elif name.endswith("sinks"):
+            state[name] = torch.randn_like(t)  # non-trivial sinks
+        else:
+            state[name] = t.contiguous()
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(state, out / "model.safetensors")
+    cfg = config.to_dict()
+    cfg["architectures"] = ["GptOssForCausalLM"]
+    cfg["quantization_config"] = {"quant_method": "mxfp4",
+                                  "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
+                                                             "model.embed_tokens", "lm_head"]}
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    _copy_tokenizer(smollm2, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_mixtral(smollm2: Path) -> Path:
+    """Random Mixtral (bf16 MoE, softmax -> top-k -> renormalise), saved by HF itself."""
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    out = CACHE / "tiny-mixtral"
+    if (out / "model.safetensors").exists():
+        return out
+    torch.manual_seed(0)
+    config = MixtralConfig(vocab_size=49152, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                           num_attention_heads=4, num_key_value_heads=2, num_local_experts=6,
+                           num_experts_per_tok=2, initializer_range=0.08, max_position_embeddings=2048,
+                           eos_token_id=2)
+    MixtralForCausalLM(config).save_pretrained(out)
+    _copy_tokenizer(smollm2, out)
+    return out

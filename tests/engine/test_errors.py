@@ -1,0 +1,75 @@
+"""Clear errors for bad models and bad requests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from atom import LLM, SamplingParams
+from atom.errors import InvalidRequestError, ModelLoadError
+
+
+def clone(src, tmp_path):
+    dst = tmp_path / "model"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_unknown_architecture(tiny_mixtral, tmp_path):
+    folder = clone(tiny_mixtral, tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["architectures"] = ["MambaForCausalLM"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match=r"unknown architecture \['MambaForCausalLM'\]"):
+        LLM(str(folder))
+
+
+def test_missing_tensor_is_named(tiny_mixtral, tmp_path):
+    folder = clone(tiny_mixtral, tmp_path)
+    state = load_file(folder / "model.safetensors")
+    del state["model.layers.1.self_attn.k_proj.weight"]
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(ModelLoadError, match=r"missing tensors: model\.layers\.1\.self_attn\.k_proj\.weight"):
+        LLM(str(folder))
+
+
+def test_mismatched_shape_names_tensor_and_shapes(tiny_mixtral, tmp_path):
+    folder = clone(tiny_mixtral, tmp_path)
+    state = load_file(folder / "model.safetensors")
+    state["model.norm.weight"] = torch.ones(65)
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(ModelLoadError, match=r"model\.norm\.weight.*\(65,\).*\(64,\)"):
+        LLM(str(folder))
+
+
+def test_prompt_longer_than_context(tiny_mixtral):
+    llm = LLM(str(tiny_mixtral), max_model_len=32)
+    with pytest.raises(InvalidRequestError, match="40 tokens but the model's context length is 32"):
+        llm.add_request(list(range(3, 43)))
+    with pytest.raises(InvalidRequestError, match="exceeds the context length 32"):
+        llm.add_request(list(range(3, 23)), SamplingParams(max_tokens=20))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"temperature": -1}, "temperature"), ({"top_p": 0}, "top_p"), ({"top_k": 0}, "top_k"),
+    ({"max_tokens": 0}, "max_tokens"), ({"min_p": 2}, "min_p"), ({"logprobs": 50}, "logprobs"),
+    ({"presence_penalty": 3}, "presence_penalty"), ({"repetition_penalty": 0}, "repetition_penalty"),
+])
+def test_impossible_sampling_params(kwargs, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        SamplingParams(**kwargs)
+
+
+def test_sampling_seed_is_reproducible_and_filters_apply(tiny_mixtral):
+    llm = LLM(str(tiny_mixtral))
+    params = SamplingParams(max_tokens=12, temperature=1.0, top_p=0.9, top_k=20, seed=7, ignore_eos=True)
+    a, b = llm.generate([[5, 6, 7], [5, 6, 7]], [params, SamplingParams(**{**params.__dict__})])
+    assert a.output_token_ids == b.output_token_ids
+    greedy = llm.generate([[5, 6, 7]], SamplingParams(max_tokens=12, temperature=0, ignore_eos=True))[0]
+    first = greedy.output_token_ids[0]
+    stopped = llm.generate([[5, 6, 7]], SamplingParams(max_tokens=12, temperature=0, stop_token_ids=[first]))[0]
+    assert stopped.output_token_ids == [first] and stopped.finish_reason == "stop"
