@@ -6,6 +6,7 @@ Preference order per kind lives here; what each backend supports lives in its mo
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass, fields
 
 from ..errors import BackendError
@@ -38,6 +39,10 @@ def support_of(kind: str, name: str) -> Support:
 
 def _module(kind: str, name: str):
     return importlib.import_module(f".{MODULES[kind][name]}", __package__)
+
+
+def implemented(kind: str, name: str) -> bool:
+    return importlib.util.find_spec(f"{__package__}.{MODULES[kind][name]}") is not None
 
 
 def why_not(support: Support, spec: AttentionSpec | MoESpec, platform: Platform) -> str | None:
@@ -78,6 +83,8 @@ def select(kind: str, spec: AttentionSpec | MoESpec, platform: Platform, forced:
     rejected: dict[str, str] = {}
     for name in (forced,) if forced else PREFERENCE[kind]:
         reason = why_not(support_of(kind, name), spec, platform)
+        if reason is None and not implemented(kind, name):
+            reason = "kernel module not implemented in this version"
         if reason is None:
             return Selection(name, _module(kind, name), rejected)
         rejected[name] = reason

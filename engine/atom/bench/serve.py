@@ -1,0 +1,85 @@
+"""Serving benchmark client (reports what `vllm bench serve` reports): streaming /v1/completions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+
+import httpx
+
+from .workload import random_prompts
+
+
+def _stats(values: list[float]) -> dict:
+    if not values:
+        return {"mean": 0.0, "median": 0.0, "p99": 0.0}
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return {"mean": statistics.fmean(values) * 1000, "median": statistics.median(values) * 1000, "p99": p99 * 1000}
+
+
+async def _one(client: httpx.AsyncClient, url: str, model: str, prompt: list[int], output_len: int) -> dict:
+    body = {"model": model, "prompt": prompt, "max_tokens": output_len, "temperature": 0, "ignore_eos": True,
+            "stream": True}
+    start = time.perf_counter()
+    arrivals = []
+    async with client.stream("POST", f"{url}/v1/completions", json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                if json.loads(line[6:])["choices"]:
+                    arrivals.append(time.perf_counter())
+    end = time.perf_counter()
+    return {"start": start, "arrivals": arrivals, "end": end}
+
+
+async def _run(url, num_prompts, concurrency, input_len, output_len, model, seed):
+    async with httpx.AsyncClient(timeout=None) as client:
+        models = (await client.get(f"{url}/v1/models")).json()["data"]
+        model = model or models[0]["id"]
+        prompts = random_prompts(32000, num_prompts, input_len, seed)
+        sem = asyncio.Semaphore(concurrency)
+
+        async def limited(p):
+            async with sem:
+                return await _one(client, url, model, p, output_len)
+
+        await limited(prompts[0])  # warm-up
+        start = time.perf_counter()
+        results = await asyncio.gather(*(limited(p) for p in prompts))
+        return results, time.perf_counter() - start
+
+
+def run_bench(url: str, num_prompts: int, concurrency: int, input_len: int, output_len: int, model: str | None,
+              slo_ttft_ms: float, slo_tpot_ms: float, seed: int) -> dict:
+    results, duration = asyncio.run(_run(url, num_prompts, concurrency, input_len, output_len, model, seed))
+    ttft, tpot, itl, e2e, good, tokens = [], [], [], [], 0, 0
+    for r in results:
+        a = r["arrivals"]
+        tokens += len(a)
+        first = a[0] - r["start"] if a else r["end"] - r["start"]
+        ttft.append(first)
+        e2e.append(r["end"] - r["start"])
+        per_token = (a[-1] - a[0]) / (len(a) - 1) if len(a) > 1 else 0.0
+        tpot.append(per_token)
+        itl.extend(b - c for b, c in zip(a[1:], a[:-1], strict=False))
+        good += first * 1000 <= slo_ttft_ms and per_token * 1000 <= slo_tpot_ms
+    return {
+        "num_prompts": num_prompts, "concurrency": concurrency, "input_len": input_len, "output_len": output_len,
+        "duration_s": round(duration, 3), "completed": len(results), "output_tokens": tokens,
+        "request_throughput_req_s": round(len(results) / duration, 3),
+        "output_throughput_tok_s": round(tokens / duration, 2),
+        "goodput_req_s": round(good / duration, 3), "slo": {"ttft_ms": slo_ttft_ms, "tpot_ms": slo_tpot_ms},
+        "ttft_ms": _stats(ttft), "tpot_ms": _stats(tpot), "itl_ms": _stats(itl), "e2e_ms": _stats(e2e),
+    }
+
+
+def print_table(r: dict) -> None:
+    print(f"{'metric':<28}{'mean':>12}{'median':>12}{'p99':>12}")
+    for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
+        s = r[key]
+        print(f"{key:<28}{s['mean']:>12.2f}{s['median']:>12.2f}{s['p99']:>12.2f}")
+    print(f"requests: {r['completed']} in {r['duration_s']} s  request throughput {r['request_throughput_req_s']} "
+          f"req/s  output throughput {r['output_throughput_tok_s']} tok/s  goodput {r['goodput_req_s']} req/s")

@@ -1,0 +1,33 @@
+"""Prometheus metrics (own registry, so several servers can live in one test process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("atom_requests", "Finished HTTP requests by status", ["endpoint", "status"],
+                                registry=r)
+        self.ttft = Histogram("atom_time_to_first_token_seconds", "Time to first token", buckets=LATENCY_BUCKETS,
+                              registry=r)
+        self.tpot = Histogram("atom_time_per_output_token_seconds", "Time per output token after the first",
+                              buckets=LATENCY_BUCKETS, registry=r)
+        self.e2e = Histogram("atom_e2e_request_latency_seconds", "End-to-end request latency",
+                             buckets=LATENCY_BUCKETS, registry=r)
+        self.running = Gauge("atom_num_requests_running", "Requests being computed", registry=r)
+        self.waiting = Gauge("atom_num_requests_waiting", "Requests waiting for a batch slot", registry=r)
+        self.kv_usage = Gauge("atom_kv_cache_usage_ratio", "Fraction of KV blocks in use", registry=r)
+        self.prefix_hit = Gauge("atom_prefix_cache_hit_rate", "Prefix-cache block hit rate", registry=r)
+        self.free_blocks = Gauge("atom_kv_cache_free_blocks", "Free KV blocks", registry=r)
+
+    def observe_engine(self, engine) -> None:
+        self.running.set(len(engine.scheduler.running))
+        self.waiting.set(len(engine.scheduler.waiting))
+        self.kv_usage.set(engine.block_manager.usage())
+        self.prefix_hit.set(engine.block_manager.hit_rate())
+        self.free_blocks.set(engine.block_manager.num_free)
