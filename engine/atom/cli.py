@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -61,7 +63,14 @@ def serve(model: ModelOpt, host: str = "127.0.0.1", port: int = 8000, max_model_
                            attention_backend=attention_backend, load_format=load_format,
                            kv_cache_memory_gb=kv_cache_memory_gb)
     app_ = create_app(config, api_key, max_queued_requests)
-    uvicorn.run(app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(shutdown_timeout))
+    server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="info",
+                                           timeout_graceful_shutdown=int(shutdown_timeout)))
+    # SIGTERM/SIGINT: stop accepting, let in-flight requests finish, exit 0 (uvicorn's own handler
+    # re-raises the signal after shutdown, which makes the exit status -15).
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
+    server.run()
 
 
 @app.command()
@@ -110,3 +119,7 @@ def bench_offline(model: ModelOpt, num_prompts: int = 64, input_len: int = 128, 
     typer.echo(json.dumps(result, indent=2))
     if json_out:
         json_out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,47 @@
+"""Malformed and out-of-range requests get an OpenAI-style 400; the server stays healthy."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+AUTH = {"Authorization": "Bearer sk-test"}
+
+
+def post(server, path, **kw):
+    return httpx.post(f"{server}{path}", headers={**AUTH, **kw.pop("headers", {})}, timeout=60, **kw)
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"prompt": "hi", "max_tokens": "ten"}, "max_tokens"),
+    ({"prompt": "hi", "temperature": -1}, "temperature"),
+    ({"prompt": "hi", "top_p": 1.5}, "top_p"),
+    ({"prompt": "hi", "n": 0}, "n"),
+    ({"prompt": "hi", "logit_bias": {"1": 2}}, "logit_bias"),  # unsupported: rejected, never ignored
+    ({"prompt": "hi", "echo": True}, "echo"),
+    ({"max_tokens": 3}, "prompt"),
+])
+def test_bad_fields_are_400_with_error_body(server, body, param):
+    r = post(server, "/v1/completions", json=body)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error" and param in err["message"]
+
+
+def test_malformed_json_is_400(server):
+    r = post(server, "/v1/chat/completions", content=b'{"messages": [', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "error" in r.json()
+
+
+def test_prompt_over_context_names_both_lengths(server):
+    r = post(server, "/v1/completions", json={"prompt": "hello " * 600, "max_tokens": 4})
+    assert r.status_code == 400
+    message = r.json()["error"]["message"]
+    assert "601 tokens" in message or "600 tokens" in message
+    assert "512" in message
+
+
+def test_chat_with_bad_role_is_400(server):
+    r = post(server, "/v1/chat/completions", json={"messages": [{"role": "robot", "content": "x"}]})
+    assert r.status_code == 400
+    assert httpx.get(f"{server}/health").status_code == 200
