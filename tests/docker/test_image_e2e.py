@@ -1,0 +1,174 @@
+"""End to end with a real Docker engine: base image -> wheel bundle -> clean image -> serve -> OpenAI chat.
+
+In CI (CI=true) this must run: a missing daemon is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tarfile
+from pathlib import Path
+
+import docker
+import pytest
+from openai import OpenAI
+
+from atom_build.docker_driver import find_client
+
+from ..server.conftest import free_port
+
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+FIND_LINKS = os.environ.get("ATOM_FIND_LINKS", "/opt/wheels")
+BASE = "atom-base:bookworm"
+TAG = "atom-e2e:cpu"
+
+
+def sh(*args: str, **kw) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(args), capture_output=True, text=True, **kw)
+    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def engine():
+    try:
+        client = docker.from_env()
+        client.ping()
+        find_client()
+    except Exception as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the Docker tier, but: {e}")
+        pytest.skip(f"no Docker engine with BuildKit here ({e}); run ci/start-dockerd.sh")
+    return client
+
+
+@pytest.fixture(scope="module")
+def built(engine, tmp_path_factory):
+    images = {t for i in engine.images.list() for t in i.tags}
+    if BASE not in images:
+        sh("atom-build", "base", "bootstrap", "--tag", BASE, "--docker", find_client().path)
+    bundle = tmp_path_factory.mktemp("bundle")
+    ca = ["--ca-cert", str(HOST_CA)] if HOST_CA.exists() else []
+    sh("atom-build", "wheels", "--recipe", "cpu", "--find-links", FIND_LINKS, *ca, "--out", str(bundle))
+    sh("atom-build", "bundle", "verify", str(bundle))
+    sh("atom-build", "image", "--recipe", "cpu", "--bundle", str(bundle), "--tag", TAG)
+    return bundle
+
+
+def run_in(engine, *cmd: str, image: str = TAG, user: str | None = None) -> tuple[int, str]:
+    container = engine.containers.run(image, entrypoint=list(cmd[:1]), command=list(cmd[1:]), detach=True,
+                                      user=user)
+    code = container.wait()["StatusCode"]
+    out = container.logs().decode()
+    container.remove()
+    return code, out
+
+
+def test_bundle_verify_catches_tampering(built, tmp_path):
+    from atom_build.bundle import BundleError, verify
+
+    copy = tmp_path / "copy"
+    sh("cp", "-r", str(built), str(copy))
+    wheel = next(copy.glob("atom_engine-*.whl"))
+    wheel.write_bytes(wheel.read_bytes() + b"x")
+    (copy / "stray.whl").write_bytes(b"")
+    with pytest.raises(BundleError, match=r"hash mismatch: atom_engine.*\n.*|extra: stray.whl"):
+        verify(copy)
+
+
+def test_image_is_clean(engine, built):
+    code, uid = run_in(engine, "id", "-u")
+    assert code == 0 and uid.strip() != "0", "image must run as a non-root user"
+    code, _ = run_in(engine, "sh", "-c", "command -v gcc || command -v cc")
+    assert code != 0, "a compiler is in the runtime image"
+    code, out = run_in(engine, "pip", "check")
+    assert code == 0, out
+    find = ("sh", "-c", "find / -xdev \\( -name '*.whl' -o -path '*/.cache/pip' \\) -print 2>/dev/null")
+    ours = set(run_in(engine, *find, user="root")[1].split())
+    from_base = set(run_in(engine, *find, image=BASE, user="root")[1].split())  # Debian's ensurepip wheels
+    assert ours - from_base == set(), f"wheels or pip cache left in the image: {ours - from_base}"
+    code, out = run_in(engine, "cat", "/etc/atom/build.json")
+    assert json.loads(out) == json.loads((built / "manifest.json").read_text())
+    labels = engine.images.get(TAG).labels
+    assert labels["ai.atom.recipe"] == "cpu" and "org.opencontainers.image.source" in labels
+
+
+def secret_certs(engine) -> list[bytes]:
+    """Certificates of the host bundle that the image's own CA store lacks: the proxy's (the secret)."""
+    _, image_bundle = run_in(engine, "cat", "/etc/ssl/certs/ca-certificates.crt")
+    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", HOST_CA.read_bytes(), re.S)
+    return [b for b in blocks if b.decode() not in image_bundle]
+
+
+def test_ca_bundle_in_no_layer(engine, built, tmp_path):
+    """Scan every file of every layer we added (not the base's) for the CA file and the proxy's certs."""
+    import hashlib
+    import io
+
+    if not HOST_CA.exists():
+        pytest.fail("the host CA bundle is missing; the secret-leak check needs it")
+    saved = tmp_path / "image.tar"
+    with saved.open("wb") as f:
+        for chunk in engine.images.get(TAG).save(named=True):
+            f.write(chunk)
+    base_layers = set(engine.images.get(BASE).attrs["RootFS"]["Layers"])
+    host_digest = hashlib.sha256(HOST_CA.read_bytes()).hexdigest()
+    secrets = [b[40:400] for b in secret_certs(engine)]
+    scanned = 0
+    with tarfile.open(saved) as outer:
+        for member in outer.getmembers():
+            if not (member.isfile() and member.name.endswith("layer.tar")):
+                continue
+            data = outer.extractfile(member).read()
+            if "sha256:" + hashlib.sha256(data).hexdigest() in base_layers:
+                continue
+            with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                for f in layer.getmembers():
+                    if not f.isfile():
+                        continue
+                    content = layer.extractfile(f).read()
+                    scanned += 1
+                    assert hashlib.sha256(content).hexdigest() != host_digest, f"CA bundle at {f.name}"
+                    for needle in secrets:
+                        assert needle not in content, f"proxy CA certificate bytes in {f.name}"
+    assert scanned > 1000, "too few files scanned: did the image save work?"
+    print(f"scanned {scanned} files in our layers for {len(secrets)} proxy certificates + the bundle")
+
+
+def test_serve_answers_chat_over_http(engine, built, smollm2):
+    port = free_port()
+    name = f"atom-e2e-{port}"
+    try:
+        out = sh("atom-build", "serve", "--image", TAG, "--model", str(smollm2), "--port", str(port),
+                 "--name", name, "--timeout", "240")
+        url = out.stdout.strip().splitlines()[-1]
+        client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        answer = client.chat.completions.create(
+            model="smollm2-135m", temperature=0, max_tokens=24,
+            messages=[{"role": "user", "content": "What is the capital of France?"}])
+        assert "Paris" in answer.choices[0].message.content
+        stream = client.chat.completions.create(
+            model="smollm2-135m", temperature=0, max_tokens=24, stream=True,
+            messages=[{"role": "user", "content": "What is the capital of Germany?"}])
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert text.strip()
+    finally:
+        try:
+            engine.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+def test_report_image_overhead(engine, built):
+    """overhead = (image - base - installed site-packages) / image; printed for docs/performance.md."""
+    image = engine.images.get(TAG).attrs["Size"]
+    base = engine.images.get(BASE).attrs["Size"]
+    _, out = run_in(engine, "sh", "-c", "du -sb /opt/atom/lib/python3*/site-packages | cut -f1")
+    site = int(out.strip())
+    overhead = (image - base - site) / image
+    print(json.dumps({"image_bytes": image, "base_bytes": base, "site_packages_bytes": site,
+                      "overhead": round(overhead, 4)}))
+    assert 0 <= overhead < 0.05
