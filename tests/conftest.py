@@ -37,10 +37,22 @@ def tiny_gpt_oss(smollm2: Path) -> Path:
     if (out / "model.safetensors").exists():
         return out
     torch.manual_seed(0)
-    config = GptOssConfig(vocab_size=49152, hidden_size=64, intermediate_size=64, num_hidden_layers=4,
-                          num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_local_experts=8,
-                          num_experts_per_tok=2, sliding_window=16, initializer_range=0.08,
-                          max_position_embeddings=4096, eos_token_id=2, pad_token_id=0)
+    config = GptOssConfig(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        num_local_experts=8,
+        num_experts_per_tok=2,
+        sliding_window=16,
+        initializer_range=0.08,
+        max_position_embeddings=4096,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     model = GptOssForCausalLM(config)
     state = {}
     for name, t in model.state_dict().items():
@@ -56,9 +68,15 @@ def tiny_gpt_oss(smollm2: Path) -> Path:
     save_file(state, out / "model.safetensors")
     cfg = config.to_dict()
     cfg["architectures"] = ["GptOssForCausalLM"]
-    cfg["quantization_config"] = {"quant_method": "mxfp4",
-                                  "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
-                                                             "model.embed_tokens", "lm_head"]}
+    cfg["quantization_config"] = {
+        "quant_method": "mxfp4",
+        "modules_to_not_convert": [
+            "model.layers.*.self_attn",
+            "model.layers.*.mlp.router",
+            "model.embed_tokens",
+            "lm_head",
+        ],
+    }
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
     _copy_tokenizer(smollm2, out)
     return out
@@ -73,10 +91,19 @@ def tiny_mixtral(smollm2: Path) -> Path:
     if (out / "model.safetensors").exists():
         return out
     torch.manual_seed(0)
-    config = MixtralConfig(vocab_size=49152, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-                           num_attention_heads=4, num_key_value_heads=2, num_local_experts=6,
-                           num_experts_per_tok=2, initializer_range=0.08, max_position_embeddings=2048,
-                           eos_token_id=2)
+    config = MixtralConfig(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=6,
+        num_experts_per_tok=2,
+        initializer_range=0.08,
+        max_position_embeddings=2048,
+        eos_token_id=2,
+    )
     MixtralForCausalLM(config).save_pretrained(out)
     _copy_tokenizer(smollm2, out)
     return out

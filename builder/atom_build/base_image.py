@@ -20,15 +20,22 @@ def host_mirror() -> str:
         if path.exists():
             for match in re.finditer(r"(?:URIs:|deb)\s+(\S+/debian)\b", path.read_text()):
                 return match.group(1)
-    raise AtomBuildError("no Debian mirror found in /etc/apt/sources*\n  fix: pass --mirror http://.../debian")
+    raise AtomBuildError(
+        "no Debian mirror found in /etc/apt/sources*\n  fix: pass --mirror http://.../debian"
+    )
 
 
 def bootstrap_command(rootfs: Path, suite: str, mirror: str, packages: tuple[str, ...]) -> list[str]:
     return ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite, str(rootfs), mirror]
 
 
-def bootstrap(tag: str, suite: str = "bookworm", mirror: str | None = None,
-              packages: tuple[str, ...] = DEFAULT_PACKAGES, docker: str = "docker") -> str:
+def bootstrap(
+    tag: str,
+    suite: str = "bookworm",
+    mirror: str | None = None,
+    packages: tuple[str, ...] = DEFAULT_PACKAGES,
+    docker: str = "docker",
+) -> str:
     if not shutil.which("debootstrap"):
         raise AtomBuildError("debootstrap is not installed\n  fix: apt-get install -y debootstrap")
     mirror = mirror or host_mirror()
@@ -41,7 +48,9 @@ def bootstrap(tag: str, suite: str = "bookworm", mirror: str | None = None,
                 if f.is_file():
                     f.unlink()
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        result = subprocess.run([docker, "import", "-", tag], stdin=tar.stdout, capture_output=True, text=True)
+        result = subprocess.run(
+            [docker, "import", "-", tag], stdin=tar.stdout, capture_output=True, text=True
+        )
         tar.wait()
         if result.returncode != 0:
             raise AtomBuildError(f"docker import failed: {result.stderr.strip()}")

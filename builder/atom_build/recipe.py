@@ -69,7 +69,9 @@ def recipe_path(name_or_path: str) -> Path:
     candidate = RECIPES_DIR / f"{name_or_path}.toml"
     if not candidate.exists():
         known = ", ".join(available_recipes())
-        raise RecipeError(str(candidate), "recipe", f"no recipe named {name_or_path!r}", f"use one of: {known}")
+        raise RecipeError(
+            str(candidate), "recipe", f"no recipe named {name_or_path!r}", f"use one of: {known}"
+        )
     return candidate
 
 

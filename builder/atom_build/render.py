@@ -75,4 +75,6 @@ def write(rendered: dict[str, str], out_dir: Path) -> list[Path]:
 
 def drift(rendered: dict[str, str], out_dir: Path) -> list[str]:
     """Names of files whose committed text differs from what the recipe renders."""
-    return [f for f, text in rendered.items() if not (out_dir / f).exists() or (out_dir / f).read_text() != text]
+    return [
+        f for f, text in rendered.items() if not (out_dir / f).exists() or (out_dir / f).read_text() != text
+    ]

@@ -25,8 +25,12 @@ def run_kwargs(image: str, model: Path, port: int, gpus: str, name: str | None) 
         "shm_size": "16g" if gpus != "none" else "1g",
     }
     if gpus == "rocm":
-        kwargs.update(devices=["/dev/kfd:/dev/kfd", "/dev/dri:/dev/dri"], group_add=["video"], ipc_mode="host",
-                      security_opt=["seccomp=unconfined"])
+        kwargs.update(
+            devices=["/dev/kfd:/dev/kfd", "/dev/dri:/dev/dri"],
+            group_add=["video"],
+            ipc_mode="host",
+            security_opt=["seccomp=unconfined"],
+        )
     elif gpus == "nvidia":
         import docker.types
 
@@ -49,7 +53,9 @@ def wait_healthy(url: str, container, timeout_s: float = 300) -> None:
     while time.monotonic() < deadline:
         container.reload()
         if container.status == "exited":
-            raise AtomBuildError("the container exited while starting; its log:\n" + container.logs().decode()[-3000:])
+            raise AtomBuildError(
+                "the container exited while starting; its log:\n" + container.logs().decode()[-3000:]
+            )
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=3) as r:
                 if r.status == 200:

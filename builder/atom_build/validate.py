@@ -61,7 +61,10 @@ def unknown_keys(data: dict, file: str) -> Iterator[RecipeError]:
         kind = comp.get("kind")
         if kind not in KEYS or kind == "":
             yield RecipeError(
-                file, f"components.{key}.kind", f"unknown kind {kind!r}", "use kind = 'pypi', 'git' or 'local'"
+                file,
+                f"components.{key}.kind",
+                f"unknown kind {kind!r}",
+                "use kind = 'pypi', 'git' or 'local'",
             )
             continue
         tables.append((f"components.{key}", comp, KEYS[kind]))
@@ -70,7 +73,10 @@ def unknown_keys(data: dict, file: str) -> Iterator[RecipeError]:
             if key not in allowed and not (prefix == "" and key in KEYS[""]):
                 where = f"{prefix}.{key}" if prefix else key
                 yield RecipeError(
-                    file, where, "unknown key (typo?)", f"remove it or use one of: {', '.join(sorted(allowed))}"
+                    file,
+                    where,
+                    "unknown key (typo?)",
+                    f"remove it or use one of: {', '.join(sorted(allowed))}",
                 )
 
 
@@ -86,23 +92,24 @@ def archs_known(data: dict, file: str) -> Iterator[RecipeError]:
             yield RecipeError(file, "recipe.enable_ck", "CK exists only for ROCm", "set enable_ck = false")
         elif not any(a in CK_ARCHS for a in r.get("archs", [])):
             yield RecipeError(
-                file, "recipe.enable_ck", f"CK is on but no arch supports it ({r.get('archs')})",
+                file,
+                "recipe.enable_ck",
+                f"CK is on but no arch supports it ({r.get('archs')})",
                 f"add one of {CK_ARCHS} or set enable_ck = false",
             )
 
 
 def check_archs(archs: list[str], flavour: str, file: str = "command line") -> Iterator[RecipeError]:
     for arch in archs:
-        ok = (
-            (flavour == "rocm" and ROCM_ARCH.match(arch))
-            or (flavour == "cuda" and arch in CUDA_ARCHS)
-        )
+        ok = (flavour == "rocm" and ROCM_ARCH.match(arch)) or (flavour == "cuda" and arch in CUDA_ARCHS)
         if not ok:
             known = "gfx90a, gfx942, gfx950, gfx11xx, gfx12xx" if flavour == "rocm" else ", ".join(CUDA_ARCHS)
             fix = f"use one of: {known}" if flavour != "cpu" else "a cpu recipe takes no archs: archs = []"
             yield RecipeError(file, "recipe.archs", f"unknown arch {arch!r} for flavour {flavour!r}", fix)
     if flavour != "cpu" and not archs:
-        yield RecipeError(file, "recipe.archs", "no GPU archs", "list the archs to build for, e.g. ['gfx950']")
+        yield RecipeError(
+            file, "recipe.archs", "no GPU archs", "list the archs to build for, e.g. ['gfx950']"
+        )
 
 
 def base_pinned(data: dict, file: str) -> Iterator[RecipeError]:
@@ -124,34 +131,56 @@ def components_pinned(data: dict, file: str) -> Iterator[RecipeError]:
             yield from _pypi_component(c, where, file, require_hashes)
         elif c.get("kind") == "local":
             if not (REPO_ROOT / str(c.get("path", ""))).is_dir():
-                yield RecipeError(file, f"{where}.path", f"{c.get('path')!r} is not a directory of this repo",
-                                  "point path at the package folder, e.g. 'engine'")
+                yield RecipeError(
+                    file,
+                    f"{where}.path",
+                    f"{c.get('path')!r} is not a directory of this repo",
+                    "point path at the package folder, e.g. 'engine'",
+                )
 
 
 def _git_component(c: dict, where: str, file: str, keys: set[str]) -> Iterator[RecipeError]:
     repo = str(c.get("repo", ""))
     m = GITHUB_REPO.match(repo)
     if not m:
-        yield RecipeError(file, f"{where}.repo", f"{repo!r} is not a https://github.com/ORG/NAME URL",
-                          "use the repository's https URL")
+        yield RecipeError(
+            file,
+            f"{where}.repo",
+            f"{repo!r} is not a https://github.com/ORG/NAME URL",
+            "use the repository's https URL",
+        )
     elif m["org"] not in OFFICIAL_ORGS and not c.get("allow_fork"):
         yield RecipeError(
-            file, f"{where}.repo", f"{m['org']!r} is not an official organisation ({', '.join(OFFICIAL_ORGS)})",
+            file,
+            f"{where}.repo",
+            f"{m['org']!r} is not an official organisation ({', '.join(OFFICIAL_ORGS)})",
             'use the upstream repository, or keep the fork and say why: allow_fork = "reason"',
         )
     commit = str(c.get("commit", ""))
     if not FULL_SHA.match(commit):
-        yield RecipeError(file, f"{where}.commit", _describe_ref(commit),
-                          f"pin the full 40-hex commit: git ls-remote {repo or 'REPO'} <ref>")
+        yield RecipeError(
+            file,
+            f"{where}.commit",
+            _describe_ref(commit),
+            f"pin the full 40-hex commit: git ls-remote {repo or 'REPO'} <ref>",
+        )
     for name, value in c.get("env", {}).items():
         for placeholder in re.findall(r"{(\w+)}", str(value)):
             if placeholder not in ENV_PLACEHOLDERS:
-                yield RecipeError(file, f"{where}.env.{name}", f"unknown placeholder {{{placeholder}}}",
-                                  f"use one of {', '.join('{' + p + '}' for p in ENV_PLACEHOLDERS)}")
+                yield RecipeError(
+                    file,
+                    f"{where}.env.{name}",
+                    f"unknown placeholder {{{placeholder}}}",
+                    f"use one of {', '.join('{' + p + '}' for p in ENV_PLACEHOLDERS)}",
+                )
     for dep in c.get("build_requires", []):
         if dep not in keys:
-            yield RecipeError(file, f"{where}.build_requires", f"{dep!r} is not a component of this recipe",
-                              f"use one of: {', '.join(sorted(keys))}")
+            yield RecipeError(
+                file,
+                f"{where}.build_requires",
+                f"{dep!r} is not a component of this recipe",
+                f"use one of: {', '.join(sorted(keys))}",
+            )
 
 
 def _describe_ref(ref: str) -> str:
@@ -171,14 +200,26 @@ def _pypi_component(c: dict, where: str, file: str, require_hashes: bool) -> Ite
         yield RecipeError(file, f"{where}.name", "is missing", "set the distribution name, e.g. 'torch'")
     version = str(c.get("version", ""))
     if not EXACT_VERSION.match(version):
-        yield RecipeError(file, f"{where}.version", f"{version!r} is not an exact version",
-                          "pin one release, e.g. version = '2.13.0' (no ranges, no 'latest')")
+        yield RecipeError(
+            file,
+            f"{where}.version",
+            f"{version!r} is not an exact version",
+            "pin one release, e.g. version = '2.13.0' (no ranges, no 'latest')",
+        )
     if "sha256" in c and not SHA256.match(str(c["sha256"])):
-        yield RecipeError(file, f"{where}.sha256", "is not 64 lowercase hex digits",
-                          "copy the wheel's sha256 from the index (pip hash FILE)")
+        yield RecipeError(
+            file,
+            f"{where}.sha256",
+            "is not 64 lowercase hex digits",
+            "copy the wheel's sha256 from the index (pip hash FILE)",
+        )
     if require_hashes and "sha256" not in c:
-        yield RecipeError(file, f"{where}.sha256", "missing, and build.require_hashes = true",
-                          "add sha256 = '<hash of the wheel>' (pip hash FILE)")
+        yield RecipeError(
+            file,
+            f"{where}.sha256",
+            "missing, and build.require_hashes = true",
+            "add sha256 = '<hash of the wheel>' (pip hash FILE)",
+        )
 
 
 RULES: list[Rule] = [required_sections, unknown_keys, archs_known, base_pinned, components_pinned]

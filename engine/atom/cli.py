@@ -10,8 +10,11 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="atom: a compact continuous-batching LLM engine.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="atom: a compact continuous-batching LLM engine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 bench_app = typer.Typer(help="Benchmarks that print a table and write JSON.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
@@ -25,46 +28,84 @@ def engine_config(model: Path, **kw):
 
 
 @app.command()
-def generate(model: ModelOpt,
-             prompt: Annotated[list[str], typer.Option("--prompt", help="Prompt (repeatable).")],
-             max_tokens: int = 64, temperature: float = 0.0,
-             chat: Annotated[bool, typer.Option(help="Wrap each prompt in the model's chat template.")] = True,
-             moe_backend: str | None = None, attention_backend: str | None = None,
-             load_format: str = "auto") -> None:
+def generate(
+    model: ModelOpt,
+    prompt: Annotated[list[str], typer.Option("--prompt", help="Prompt (repeatable).")],
+    max_tokens: int = 64,
+    temperature: float = 0.0,
+    chat: Annotated[bool, typer.Option(help="Wrap each prompt in the model's chat template.")] = True,
+    moe_backend: str | None = None,
+    attention_backend: str | None = None,
+    load_format: str = "auto",
+) -> None:
     """Generate completions offline and print them."""
     from .engine.llm_engine import LLM
     from .sampling_params import SamplingParams
 
-    llm = LLM(str(model), moe_backend=moe_backend, attention_backend=attention_backend, load_format=load_format)
-    texts = [llm.tokenizer.apply_chat_template([{"role": "user", "content": p}])
-             if chat and llm.tokenizer.chat_template else p for p in prompt]
-    for p, out in zip(prompt, llm.generate(texts, SamplingParams(max_tokens=max_tokens,
-                                                                  temperature=temperature)), strict=True):
+    llm = LLM(
+        str(model), moe_backend=moe_backend, attention_backend=attention_backend, load_format=load_format
+    )
+    texts = [
+        llm.tokenizer.apply_chat_template([{"role": "user", "content": p}])
+        if chat and llm.tokenizer.chat_template
+        else p
+        for p in prompt
+    ]
+    for p, out in zip(
+        prompt,
+        llm.generate(texts, SamplingParams(max_tokens=max_tokens, temperature=temperature)),
+        strict=True,
+    ):
         typer.echo(f"> {p}\n{out.text}\n")
 
 
 @app.command()
-def serve(model: ModelOpt, host: str = "127.0.0.1", port: int = 8000, max_model_len: int | None = None,
-          max_num_seqs: int = 64, max_num_batched_tokens: int = 2048, block_size: int = 16,
-          enable_prefix_caching: Annotated[bool, typer.Option("--enable-prefix-caching/--no-prefix-caching")] = True,
-          moe_backend: str | None = None, attention_backend: str | None = None, load_format: str = "auto",
-          api_key: Annotated[str | None, typer.Option(envvar="ATOM_API_KEY", help="Require this bearer key.")] = None,
-          max_queued_requests: int = 256, kv_cache_memory_gb: float = 2.0,
-          shutdown_timeout: Annotated[float, typer.Option(help="Seconds in-flight requests get after "
-                                                          "SIGTERM.")] = 30.0) -> None:
+def serve(
+    model: ModelOpt,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_model_len: int | None = None,
+    max_num_seqs: int = 64,
+    max_num_batched_tokens: int = 2048,
+    block_size: int = 16,
+    enable_prefix_caching: Annotated[
+        bool, typer.Option("--enable-prefix-caching/--no-prefix-caching")
+    ] = True,
+    moe_backend: str | None = None,
+    attention_backend: str | None = None,
+    load_format: str = "auto",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="ATOM_API_KEY", help="Require this bearer key.")
+    ] = None,
+    max_queued_requests: int = 256,
+    kv_cache_memory_gb: float = 2.0,
+    shutdown_timeout: Annotated[
+        float, typer.Option(help="Seconds in-flight requests get after SIGTERM.")
+    ] = 30.0,
+) -> None:
     """OpenAI-compatible server (completions, chat, streaming, metrics)."""
     import uvicorn
 
     from .server.app import create_app
 
-    config = engine_config(model, max_model_len=max_model_len, max_num_seqs=max_num_seqs,
-                           max_num_batched_tokens=max_num_batched_tokens, block_size=block_size,
-                           enable_prefix_caching=enable_prefix_caching, moe_backend=moe_backend,
-                           attention_backend=attention_backend, load_format=load_format,
-                           kv_cache_memory_gb=kv_cache_memory_gb)
+    config = engine_config(
+        model,
+        max_model_len=max_model_len,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        block_size=block_size,
+        enable_prefix_caching=enable_prefix_caching,
+        moe_backend=moe_backend,
+        attention_backend=attention_backend,
+        load_format=load_format,
+        kv_cache_memory_gb=kv_cache_memory_gb,
+    )
     app_ = create_app(config, api_key, max_queued_requests)
-    server = uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="info",
-                                           timeout_graceful_shutdown=int(shutdown_timeout)))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(shutdown_timeout)
+        )
+    )
     # SIGTERM/SIGINT: stop accepting, let in-flight requests finish, exit 0 (uvicorn's own handler
     # re-raises the signal after shutdown, which makes the exit status -15).
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
@@ -74,12 +115,15 @@ def serve(model: ModelOpt, host: str = "127.0.0.1", port: int = 8000, max_model_
 
 
 @app.command()
-def backends(model: ModelOpt,
-             arch: Annotated[str | None, typer.Option(help="Simulate a platform: cpu, sm90, gfx942, gfx950.")] = None,
-             ck: Annotated[bool, typer.Option(help="With --arch: aiter with CK present.")] = False,
-             triton_kernels: Annotated[bool, typer.Option(help="With --arch: real triton_kernels present.")] = False,
-             moe_backend: str | None = None, attention_backend: str | None = None,
-             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def backends(
+    model: ModelOpt,
+    arch: Annotated[str | None, typer.Option(help="Simulate a platform: cpu, sm90, gfx942, gfx950.")] = None,
+    ck: Annotated[bool, typer.Option(help="With --arch: aiter with CK present.")] = False,
+    triton_kernels: Annotated[bool, typer.Option(help="With --arch: real triton_kernels present.")] = False,
+    moe_backend: str | None = None,
+    attention_backend: str | None = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Per layer type: which backend is chosen and why every other one is not."""
     from .backends.report import backend_report
 
@@ -95,23 +139,40 @@ def backends(model: ModelOpt,
 
 
 @bench_app.command("serve")
-def bench_serve(url: str = "http://127.0.0.1:8000", num_prompts: int = 64, concurrency: int = 16,
-                input_len: int = 128, output_len: int = 64, model: str | None = None,
-                slo_ttft_ms: float = 2000.0, slo_tpot_ms: float = 200.0,
-                json_out: Annotated[Path | None, typer.Option("--json-out")] = None, seed: int = 0) -> None:
+def bench_serve(
+    url: str = "http://127.0.0.1:8000",
+    num_prompts: int = 64,
+    concurrency: int = 16,
+    input_len: int = 128,
+    output_len: int = 64,
+    model: str | None = None,
+    slo_ttft_ms: float = 2000.0,
+    slo_tpot_ms: float = 200.0,
+    json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
+    seed: int = 0,
+) -> None:
     """Load an OpenAI server with streaming requests; report TTFT, TPOT, ITL, E2E, throughput, goodput."""
     from .bench.serve import print_table, run_bench
 
-    result = run_bench(url, num_prompts, concurrency, input_len, output_len, model, slo_ttft_ms, slo_tpot_ms, seed)
+    result = run_bench(
+        url, num_prompts, concurrency, input_len, output_len, model, slo_ttft_ms, slo_tpot_ms, seed
+    )
     print_table(result)
     if json_out:
         json_out.write_text(json.dumps(result, indent=2))
 
 
 @bench_app.command("offline")
-def bench_offline(model: ModelOpt, num_prompts: int = 64, input_len: int = 128, output_len: int = 64,
-                  load_format: str = "auto", max_num_seqs: int = 64, seed: int = 0,
-                  json_out: Annotated[Path | None, typer.Option("--json-out")] = None) -> None:
+def bench_offline(
+    model: ModelOpt,
+    num_prompts: int = 64,
+    input_len: int = 128,
+    output_len: int = 64,
+    load_format: str = "auto",
+    max_num_seqs: int = 64,
+    seed: int = 0,
+    json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
+) -> None:
     """Offline engine throughput on the same synthetic workload as `bench serve`."""
     from .bench.offline import run_offline
 

@@ -62,8 +62,10 @@ class Tokenizer:
         env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise
         return env.from_string(self.chat_template).render(
-            messages=messages, add_generation_prompt=add_generation_prompt,
-            bos_token=self._token("bos_token") or "", eos_token=self._token("eos_token") or "",
+            messages=messages,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=self._token("bos_token") or "",
+            eos_token=self._token("eos_token") or "",
         )
 
 
@@ -78,6 +80,6 @@ class Detokenizer:
         text = self.tokenizer.decode(output_ids)
         if text.endswith("\ufffd"):
             return ""
-        delta = text[len(self.text):] if text.startswith(self.text) else text
+        delta = text[len(self.text) :] if text.startswith(self.text) else text
         self.text = text
         return delta

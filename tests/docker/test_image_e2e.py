@@ -14,9 +14,8 @@ from pathlib import Path
 
 import docker
 import pytest
-from openai import OpenAI
-
 from atom_build.docker_driver import find_client
+from openai import OpenAI
 
 from ..server.conftest import free_port
 
@@ -59,8 +58,9 @@ def built(engine, tmp_path_factory):
 
 
 def run_in(engine, *cmd: str, image: str = TAG, user: str | None = None) -> tuple[int, str]:
-    container = engine.containers.run(image, entrypoint=list(cmd[:1]), command=list(cmd[1:]), detach=True,
-                                      user=user)
+    container = engine.containers.run(
+        image, entrypoint=list(cmd[:1]), command=list(cmd[1:]), detach=True, user=user
+    )
     code = container.wait()["StatusCode"]
     out = container.logs().decode()
     container.remove()
@@ -99,7 +99,9 @@ def test_image_is_clean(engine, built):
 def secret_certs(engine) -> list[bytes]:
     """Certificates of the host bundle that the image's own CA store lacks: the proxy's (the secret)."""
     _, image_bundle = run_in(engine, "cat", "/etc/ssl/certs/ca-certificates.crt")
-    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", HOST_CA.read_bytes(), re.S)
+    blocks = re.findall(
+        rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", HOST_CA.read_bytes(), re.S
+    )
     return [b for b in blocks if b.decode() not in image_bundle]
 
 
@@ -142,17 +144,36 @@ def test_serve_answers_chat_over_http(engine, built, smollm2):
     port = free_port()
     name = f"atom-e2e-{port}"
     try:
-        out = sh("atom-build", "serve", "--image", TAG, "--model", str(smollm2), "--port", str(port),
-                 "--name", name, "--timeout", "240")
+        out = sh(
+            "atom-build",
+            "serve",
+            "--image",
+            TAG,
+            "--model",
+            str(smollm2),
+            "--port",
+            str(port),
+            "--name",
+            name,
+            "--timeout",
+            "240",
+        )
         url = out.stdout.strip().splitlines()[-1]
         client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         answer = client.chat.completions.create(
-            model="smollm2-135m", temperature=0, max_tokens=24,
-            messages=[{"role": "user", "content": "What is the capital of France?"}])
+            model="smollm2-135m",
+            temperature=0,
+            max_tokens=24,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+        )
         assert "Paris" in answer.choices[0].message.content
         stream = client.chat.completions.create(
-            model="smollm2-135m", temperature=0, max_tokens=24, stream=True,
-            messages=[{"role": "user", "content": "What is the capital of Germany?"}])
+            model="smollm2-135m",
+            temperature=0,
+            max_tokens=24,
+            stream=True,
+            messages=[{"role": "user", "content": "What is the capital of Germany?"}],
+        )
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         assert text.strip()
     finally:
@@ -169,6 +190,14 @@ def test_report_image_overhead(engine, built):
     _, out = run_in(engine, "sh", "-c", "du -sb /opt/atom/lib/python3*/site-packages | cut -f1")
     site = int(out.strip())
     overhead = (image - base - site) / image
-    print(json.dumps({"image_bytes": image, "base_bytes": base, "site_packages_bytes": site,
-                      "overhead": round(overhead, 4)}))
-    assert 0 <= overhead < 0.05
+    print(
+        json.dumps(
+            {
+                "image_bytes": image,
+                "base_bytes": base,
+                "site_packages_bytes": site,
+                "overhead": round(overhead, 4),
+            }
+        )
+    )
+    assert abs(overhead) < 0.02  # target: under 2 % (du counts apparent bytes, so it can dip below 0)

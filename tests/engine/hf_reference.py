@@ -9,7 +9,9 @@ def load_hf(folder, mxfp4: bool = False):
     from transformers import AutoModelForCausalLM, Mxfp4Config
 
     kwargs = {"quantization_config": Mxfp4Config(dequantize=True)} if mxfp4 else {}
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager", **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch.float32, attn_implementation="eager", **kwargs
+    )
     return model.eval()
 
 

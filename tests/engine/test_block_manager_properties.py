@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from atom.engine.block_manager import BlockManager
 from atom.engine.scheduler import Scheduler
 from atom.engine.sequence import Sequence, Status
 from atom.sampling_params import SamplingParams
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def check_invariants(bm: BlockManager, seqs: list[Sequence]) -> None:
@@ -25,13 +24,19 @@ def check_invariants(bm: BlockManager, seqs: list[Sequence]) -> None:
 prompt = st.lists(st.integers(0, 5), min_size=1, max_size=40)  # small alphabet: many shared prefixes
 workload = st.lists(
     st.tuples(st.sampled_from(["admit", "step", "step", "step", "abort"]), prompt, st.integers(1, 12)),
-    min_size=1, max_size=60,
+    min_size=1,
+    max_size=60,
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(workload=workload, num_blocks=st.integers(12, 40), block_size=st.sampled_from([1, 2, 4]),
-       budget=st.integers(4, 64), prefix=st.booleans())
+@given(
+    workload=workload,
+    num_blocks=st.integers(12, 40),
+    block_size=st.sampled_from([1, 2, 4]),
+    budget=st.integers(4, 64),
+    prefix=st.booleans(),
+)
 def test_random_workloads_finish_without_leaks(workload, num_blocks, block_size, budget, prefix):
     bm = BlockManager(num_blocks, block_size, enable_prefix_caching=prefix)
     sched = Scheduler(bm, max_num_seqs=4, max_num_batched_tokens=budget)

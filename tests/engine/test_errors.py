@@ -7,10 +7,9 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 from atom import LLM, SamplingParams
 from atom.errors import InvalidRequestError, ModelLoadError
+from safetensors.torch import load_file, save_file
 
 
 def clone(src, tmp_path):
@@ -54,11 +53,19 @@ def test_prompt_longer_than_context(tiny_mixtral):
         llm.add_request(list(range(3, 23)), SamplingParams(max_tokens=20))
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"temperature": -1}, "temperature"), ({"top_p": 0}, "top_p"), ({"top_k": 0}, "top_k"),
-    ({"max_tokens": 0}, "max_tokens"), ({"min_p": 2}, "min_p"), ({"logprobs": 50}, "logprobs"),
-    ({"presence_penalty": 3}, "presence_penalty"), ({"repetition_penalty": 0}, "repetition_penalty"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"temperature": -1}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_k": 0}, "top_k"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"min_p": 2}, "min_p"),
+        ({"logprobs": 50}, "logprobs"),
+        ({"presence_penalty": 3}, "presence_penalty"),
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+    ],
+)
 def test_impossible_sampling_params(kwargs, message):
     with pytest.raises(InvalidRequestError, match=message):
         SamplingParams(**kwargs)
@@ -71,5 +78,7 @@ def test_sampling_seed_is_reproducible_and_filters_apply(tiny_mixtral):
     assert a.output_token_ids == b.output_token_ids
     greedy = llm.generate([[5, 6, 7]], SamplingParams(max_tokens=12, temperature=0, ignore_eos=True))[0]
     first = greedy.output_token_ids[0]
-    stopped = llm.generate([[5, 6, 7]], SamplingParams(max_tokens=12, temperature=0, stop_token_ids=[first]))[0]
+    stopped = llm.generate([[5, 6, 7]], SamplingParams(max_tokens=12, temperature=0, stop_token_ids=[first]))[
+        0
+    ]
     assert stopped.output_token_ids == [first] and stopped.finish_reason == "stop"

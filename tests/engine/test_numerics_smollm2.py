@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from atom import LLM, SamplingParams
 
 from .hf_reference import greedy, load_hf
@@ -36,17 +35,23 @@ def run(smollm2, ids, **kwargs) -> list[list[int]]:
     return [o.output_token_ids for o in outs], llm
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"enable_prefix_caching": False},
-    {"enable_prefix_caching": True},
-    {"block_size": 2, "num_kv_blocks": 2048},  # many blocks per sequence
-    {"max_num_batched_tokens": 24, "enable_prefix_caching": False},  # chunked prefill
-], ids=["batched", "prefix-cache", "block-size-2", "chunked-prefill"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"enable_prefix_caching": False},
+        {"enable_prefix_caching": True},
+        {"block_size": 2, "num_kv_blocks": 2048},  # many blocks per sequence
+        {"max_num_batched_tokens": 24, "enable_prefix_caching": False},  # chunked prefill
+    ],
+    ids=["batched", "prefix-cache", "block-size-2", "chunked-prefill"],
+)
 def test_greedy_matches_hf(smollm2, reference, kwargs):
     ids, expected = reference
     got, _ = run(smollm2, ids, **kwargs)
     for prompt, e, g in zip(PROMPTS, expected, got, strict=True):
-        assert g == e, f"prompt {prompt!r} diverged at token {next(i for i, (a, b) in enumerate(zip(e, g)) if a != b)}"
+        assert g == e, (
+            f"prompt {prompt!r} diverged at token {next(i for i, (a, b) in enumerate(zip(e, g)) if a != b)}"
+        )
 
 
 def test_prefix_cache_hits_and_still_matches(smollm2, reference):
@@ -61,7 +66,9 @@ def test_prefix_cache_hits_and_still_matches(smollm2, reference):
 
 def test_chat_answer_is_sensible(smollm2):
     llm = LLM(str(smollm2))
-    prompt = llm.tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}])
+    prompt = llm.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}]
+    )
     out = llm.generate([prompt], SamplingParams(max_tokens=24, temperature=0))[0]
     assert "Paris" in out.text
     assert out.finish_reason == "stop"

@@ -12,15 +12,18 @@ def post(server, path, **kw):
     return httpx.post(f"{server}{path}", headers={**AUTH, **kw.pop("headers", {})}, timeout=60, **kw)
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"prompt": "hi", "max_tokens": "ten"}, "max_tokens"),
-    ({"prompt": "hi", "temperature": -1}, "temperature"),
-    ({"prompt": "hi", "top_p": 1.5}, "top_p"),
-    ({"prompt": "hi", "n": 0}, "n"),
-    ({"prompt": "hi", "logit_bias": {"1": 2}}, "logit_bias"),  # unsupported: rejected, never ignored
-    ({"prompt": "hi", "echo": True}, "echo"),
-    ({"max_tokens": 3}, "prompt"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"prompt": "hi", "max_tokens": "ten"}, "max_tokens"),
+        ({"prompt": "hi", "temperature": -1}, "temperature"),
+        ({"prompt": "hi", "top_p": 1.5}, "top_p"),
+        ({"prompt": "hi", "n": 0}, "n"),
+        ({"prompt": "hi", "logit_bias": {"1": 2}}, "logit_bias"),  # unsupported: rejected, never ignored
+        ({"prompt": "hi", "echo": True}, "echo"),
+        ({"max_tokens": 3}, "prompt"),
+    ],
+)
 def test_bad_fields_are_400_with_error_body(server, body, param):
     r = post(server, "/v1/completions", json=body)
     assert r.status_code == 400, r.text
@@ -29,7 +32,12 @@ def test_bad_fields_are_400_with_error_body(server, body, param):
 
 
 def test_malformed_json_is_400(server):
-    r = post(server, "/v1/chat/completions", content=b'{"messages": [', headers={"Content-Type": "application/json"})
+    r = post(
+        server,
+        "/v1/chat/completions",
+        content=b'{"messages": [',
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 400 and "error" in r.json()
 
 

@@ -19,8 +19,12 @@ def test_models(client):
 
 
 def test_chat_answers_paris(client):
-    r = client.chat.completions.create(model="smollm2-135m", temperature=0, max_tokens=24,
-                                       messages=[{"role": "user", "content": "What is the capital of France?"}])
+    r = client.chat.completions.create(
+        model="smollm2-135m",
+        temperature=0,
+        max_tokens=24,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
     assert "Paris" in r.choices[0].message.content
     assert r.choices[0].finish_reason == "stop"
     assert r.usage.completion_tokens > 0 and r.usage.prompt_tokens > 10
@@ -29,32 +33,63 @@ def test_chat_answers_paris(client):
 def test_chat_stream_matches_non_stream_and_reports_usage(client):
     messages = [{"role": "user", "content": "Name a large animal."}]
     full = client.chat.completions.create(model="m", temperature=0, max_tokens=16, messages=messages)
-    chunks = list(client.chat.completions.create(model="m", temperature=0, max_tokens=16, messages=messages,
-                                                 stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="m",
+            temperature=0,
+            max_tokens=16,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == full.choices[0].message.content
     assert chunks[-1].usage.completion_tokens == full.usage.completion_tokens
 
 
 def test_completion_stream_and_logprobs(client):
-    r = client.completions.create(model="m", prompt="The capital of Italy is", max_tokens=8, temperature=0,
-                                  logprobs=3)
+    r = client.completions.create(
+        model="m", prompt="The capital of Italy is", max_tokens=8, temperature=0, logprobs=3
+    )
     assert len(r.choices[0].logprobs.token_logprobs) == r.usage.completion_tokens
     assert all(len(t) == 3 for t in r.choices[0].logprobs.top_logprobs)
-    streamed = "".join(c.choices[0].text for c in client.completions.create(
-        model="m", prompt="The capital of Italy is", max_tokens=8, temperature=0, stream=True))
+    streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(
+            model="m", prompt="The capital of Italy is", max_tokens=8, temperature=0, stream=True
+        )
+    )
     assert streamed == r.choices[0].text
 
 
 def test_n_seed_stop_and_penalties(client):
-    r = client.completions.create(model="m", prompt="Once upon a time", max_tokens=12, temperature=0.9, n=2,
-                                  seed=3, presence_penalty=0.5, frequency_penalty=0.5,
-                                  extra_body={"top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1})
-    again = client.completions.create(model="m", prompt="Once upon a time", max_tokens=12, temperature=0.9, n=2,
-                                      seed=3, presence_penalty=0.5, frequency_penalty=0.5,
-                                      extra_body={"top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1})
+    r = client.completions.create(
+        model="m",
+        prompt="Once upon a time",
+        max_tokens=12,
+        temperature=0.9,
+        n=2,
+        seed=3,
+        presence_penalty=0.5,
+        frequency_penalty=0.5,
+        extra_body={"top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1},
+    )
+    again = client.completions.create(
+        model="m",
+        prompt="Once upon a time",
+        max_tokens=12,
+        temperature=0.9,
+        n=2,
+        seed=3,
+        presence_penalty=0.5,
+        frequency_penalty=0.5,
+        extra_body={"top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1},
+    )
     assert [c.text for c in r.choices] == [c.text for c in again.choices]
-    stopped = client.completions.create(model="m", prompt="1, 2, 3, 4,", max_tokens=20, temperature=0, stop=[","])
+    stopped = client.completions.create(
+        model="m", prompt="1, 2, 3, 4,", max_tokens=20, temperature=0, stop=[","]
+    )
     assert "," not in stopped.choices[0].text and stopped.choices[0].finish_reason == "stop"
 
 

@@ -43,8 +43,12 @@ def test_queue_full_is_429_with_retry_after(smollm2):
 def test_disconnects_abort_and_free_kv_blocks(smollm2):
     with running_server(smollm2, "--max-model-len", "512") as (url, _):
         idle = metric(url, "atom_kv_cache_free_blocks")
-        body = {"prompt": "Tell me a very long story about dragons.", "max_tokens": 400, "ignore_eos": True,
-                "stream": True}
+        body = {
+            "prompt": "Tell me a very long story about dragons.",
+            "max_tokens": 400,
+            "ignore_eos": True,
+            "stream": True,
+        }
         for _ in range(50):
             with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=60) as r:
                 for line in r.iter_lines():
@@ -63,8 +67,11 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(smollm2):
         result = {}
 
         def fire():
-            result["r"] = httpx.post(f"{url}/v1/completions", timeout=120,
-                                     json={"prompt": "Write a poem:", "max_tokens": 48, "ignore_eos": True})
+            result["r"] = httpx.post(
+                f"{url}/v1/completions",
+                timeout=120,
+                json={"prompt": "Write a poem:", "max_tokens": 48, "ignore_eos": True},
+            )
 
         t = threading.Thread(target=fire)
         t.start()
@@ -82,13 +89,23 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(smollm2):
 
 
 def test_metrics_are_prometheus(server):
-    httpx.post(f"{server}/v1/completions", headers={"Authorization": "Bearer sk-test"},
-               json={"prompt": "Hi", "max_tokens": 4}, timeout=60)
+    httpx.post(
+        f"{server}/v1/completions",
+        headers={"Authorization": "Bearer sk-test"},
+        json={"prompt": "Hi", "max_tokens": 4},
+        timeout=60,
+    )
     text = httpx.get(f"{server}/metrics").text
-    for name in ("atom_requests_total", "atom_time_to_first_token_seconds_bucket",
-                 "atom_time_per_output_token_seconds_bucket", "atom_e2e_request_latency_seconds_count",
-                 "atom_num_requests_running", "atom_num_requests_waiting", "atom_kv_cache_usage_ratio",
-                 "atom_prefix_cache_hit_rate"):
+    for name in (
+        "atom_requests_total",
+        "atom_time_to_first_token_seconds_bucket",
+        "atom_time_per_output_token_seconds_bucket",
+        "atom_e2e_request_latency_seconds_count",
+        "atom_num_requests_running",
+        "atom_num_requests_waiting",
+        "atom_kv_cache_usage_ratio",
+        "atom_prefix_cache_hit_rate",
+    ):
         assert name in text, name
 
 
@@ -96,10 +113,26 @@ def test_schemathesis_fuzz_no_5xx(smollm2, tmp_path):
     with running_server(smollm2, "--max-model-len", "48", "--max-num-seqs", "8") as (url, _):
         report = tmp_path / "junit.xml"
         proc = subprocess.run(
-            [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json", "--checks",
-             "not_a_server_error", "--max-examples", "8", "--report", "junit", "--report-junit-path",
-             str(report), "--request-timeout", "60"],
-            capture_output=True, text=True, timeout=900,
+            [
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
+                "run",
+                f"{url}/openapi.json",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "8",
+                "--report",
+                "junit",
+                "--report-junit-path",
+                str(report),
+                "--request-timeout",
+                "60",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         print(proc.stdout[-3000:])
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

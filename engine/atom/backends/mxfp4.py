@@ -7,7 +7,9 @@ import torch
 FP4_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0)
 
 
-def dequantize(blocks: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def dequantize(
+    blocks: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """blocks uint8 [..., n/32, 16], scales uint8 [..., n/32] -> [..., n]. Low nibble = even element."""
     lut = torch.tensor(FP4_VALUES, dtype=torch.float32, device=blocks.device)
     low, high = lut[(blocks & 0x0F).long()], lut[(blocks >> 4).long()]

@@ -16,8 +16,12 @@ from .spec import AttentionSpec, MoESpec, Support
 # name -> module (imported lazily: a backend's module may import optional packages)
 MODULES = {
     "attention": {"aiter": "aiter_attention", "triton": "triton_attention", "torch": "torch_attention"},
-    "moe": {"aiter": "aiter_moe", "triton": "triton_moe", "triton_kernels": "triton_kernels_moe",
-            "torch": "torch_moe"},
+    "moe": {
+        "aiter": "aiter_moe",
+        "triton": "triton_moe",
+        "triton_kernels": "triton_kernels_moe",
+        "torch": "torch_moe",
+    },
 }
 PREFERENCE = {
     "attention": ("aiter", "triton", "torch"),
@@ -33,8 +37,11 @@ class Selection:
 
 
 def support_of(kind: str, name: str) -> Support:
-    return importlib.import_module(f".{MODULES[kind][name]}_support", __package__).SUPPORT \
-        if name in ("aiter", "triton", "triton_kernels") else _module(kind, name).SUPPORT
+    return (
+        importlib.import_module(f".{MODULES[kind][name]}_support", __package__).SUPPORT
+        if name in ("aiter", "triton", "triton_kernels")
+        else _module(kind, name).SUPPORT
+    )
 
 
 def _module(kind: str, name: str):
@@ -58,8 +65,10 @@ def why_not(support: Support, spec: AttentionSpec | MoESpec, platform: Platform)
     if isinstance(spec, MoESpec):
         checks = [
             (spec.quant in support.quants, f"weight quant {spec.quant} not in {sorted(support.quants)}"),
-            (spec.activation in support.activations,
-             f"activation {spec.activation} not in {sorted(support.activations)}"),
+            (
+                spec.activation in support.activations,
+                f"activation {spec.activation} not in {sorted(support.activations)}",
+            ),
             (spec.routing in support.routings, f"routing {spec.routing} not in {sorted(support.routings)}"),
             (not spec.shared_experts or support.shared_experts, "no shared experts"),
             (not spec.expert_parallel or support.expert_parallel, "no expert parallelism"),
@@ -68,16 +77,23 @@ def why_not(support: Support, spec: AttentionSpec | MoESpec, platform: Platform)
     else:
         assert "head_dim" in names
         checks = [
-            (not support.head_dims or spec.head_dim in support.head_dims,
-             f"head_dim {spec.head_dim} not in {sorted(support.head_dims)}"),
+            (
+                not support.head_dims or spec.head_dim in support.head_dims,
+                f"head_dim {spec.head_dim} not in {sorted(support.head_dims)}",
+            ),
             (not spec.sinks or support.sinks, "no attention sinks"),
             (not spec.sliding_window or support.sliding_window, "no sliding window"),
-            (spec.kv_layout in support.kv_layouts, f"KV layout {spec.kv_layout} not in {sorted(support.kv_layouts)}"),
+            (
+                spec.kv_layout in support.kv_layouts,
+                f"KV layout {spec.kv_layout} not in {sorted(support.kv_layouts)}",
+            ),
         ]
     return next((reason for ok, reason in checks if not ok), None)
 
 
-def select(kind: str, spec: AttentionSpec | MoESpec, platform: Platform, forced: str | None = None) -> Selection:
+def select(
+    kind: str, spec: AttentionSpec | MoESpec, platform: Platform, forced: str | None = None
+) -> Selection:
     if forced is not None and forced not in MODULES[kind]:
         raise BackendError(f"unknown {kind} backend {forced!r}; choose from {sorted(MODULES[kind])}")
     rejected: dict[str, str] = {}
@@ -89,6 +105,8 @@ def select(kind: str, spec: AttentionSpec | MoESpec, platform: Platform, forced:
             return Selection(name, _module(kind, name), rejected)
         rejected[name] = reason
     if forced:
-        raise BackendError(f"--{kind.replace('_', '-')}-backend {forced} cannot run this layer on "
-                           f"{platform.arch}: {rejected[forced]}")
+        raise BackendError(
+            f"--{kind.replace('_', '-')}-backend {forced} cannot run this layer on "
+            f"{platform.arch}: {rejected[forced]}"
+        )
     raise BackendError(f"no {kind} backend supports this layer on {platform.arch}: {rejected}")

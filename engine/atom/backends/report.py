@@ -12,16 +12,24 @@ from ..platform import detect, simulated
 from . import registry
 
 
-def backend_report(model: Path, arch: str | None, ck: bool, triton_kernels: bool, moe_backend: str | None,
-                   attention_backend: str | None) -> dict:
+def backend_report(
+    model: Path,
+    arch: str | None,
+    ck: bool,
+    triton_kernels: bool,
+    moe_backend: str | None,
+    attention_backend: str | None,
+) -> dict:
     import torch
 
     platform = simulated(arch, ck=ck, triton_kernels=triton_kernels) if arch else detect()
     with torch.device("meta"):
         net = build_model(read_config(model), ParallelConfig())
     layers, seen = [], set()
-    for kind, specs, forced in (("attention", [a.spec for a in net.attention_layers()], attention_backend),
-                                ("moe", [m.spec for m in net.moe_layers()], moe_backend)):
+    for kind, specs, forced in (
+        ("attention", [a.spec for a in net.attention_layers()], attention_backend),
+        ("moe", [m.spec for m in net.moe_layers()], moe_backend),
+    ):
         for spec in specs:
             if (kind, spec) in seen:
                 continue
@@ -31,8 +39,10 @@ def backend_report(model: Path, arch: str | None, ck: bool, triton_kernels: bool
                 chosen, rejected = sel.name, dict(sel.rejected)
                 for name in registry.PREFERENCE[kind]:
                     if name != chosen and name not in rejected:
-                        rejected[name] = registry.why_not(registry.support_of(kind, name), spec, platform) or \
-                            f"supported, but {chosen} is preferred"
+                        rejected[name] = (
+                            registry.why_not(registry.support_of(kind, name), spec, platform)
+                            or f"supported, but {chosen} is preferred"
+                        )
             except BackendError as e:
                 chosen, rejected = f"ERROR: {e}", {}
             layers.append({"kind": kind, "spec": str(spec), "chosen": chosen, "rejected": rejected})

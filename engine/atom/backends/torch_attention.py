@@ -10,14 +10,24 @@ from .spec import AttentionSpec, Support
 SUPPORT = Support(devices=frozenset({"cpu", "cuda", "rocm"}), head_dims=frozenset())
 
 
-def store_kv(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-             slot_mapping: torch.Tensor) -> None:
+def store_kv(
+    k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor
+) -> None:
     k_cache.view(-1, *k_cache.shape[2:])[slot_mapping] = k
     v_cache.view(-1, *v_cache.shape[2:])[slot_mapping] = v
 
 
-def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-            meta: AttentionMetadata, spec: AttentionSpec, sinks: torch.Tensor | None, scale: float) -> torch.Tensor:
+def forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    meta: AttentionMetadata,
+    spec: AttentionSpec,
+    sinks: torch.Tensor | None,
+    scale: float,
+) -> torch.Tensor:
     store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
     num_seqs = meta.block_tables.shape[0]
     group = spec.num_heads // spec.num_kv_heads
@@ -32,7 +42,9 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Te
     keys = keys.repeat_interleave(group, dim=2)
     values = values.repeat_interleave(group, dim=2)
     scores = torch.einsum("bqhd,bkhd->bhqk", padded, keys) * scale
-    q_pos = (meta.seq_lens - meta.query_lens)[:, None] + torch.arange(meta.max_query_len, device=q.device)[None]
+    q_pos = (meta.seq_lens - meta.query_lens)[:, None] + torch.arange(meta.max_query_len, device=q.device)[
+        None
+    ]
     k_pos = torch.arange(keys.shape[1], device=q.device)
     allowed = k_pos[None, None, :] <= q_pos[:, :, None]
     if spec.sliding_window:

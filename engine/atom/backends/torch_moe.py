@@ -34,13 +34,17 @@ def expert_weights(w: dict[str, torch.Tensor], e: int, name: str, dtype: torch.d
     return w[name][e]
 
 
-def forward(x: torch.Tensor, router_logits: torch.Tensor, w: dict[str, torch.Tensor], spec: MoESpec) -> torch.Tensor:
+def forward(
+    x: torch.Tensor, router_logits: torch.Tensor, w: dict[str, torch.Tensor], spec: MoESpec
+) -> torch.Tensor:
     """x [T, H]; w holds w13 [E, 2I, H] / w2 [E, H, I] (or *_blocks/*_scales for mxfp4) and optional biases."""
     weights, ids = route(router_logits, spec.top_k, spec.routing)
     out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     for e in ids.unique().tolist():
         token, slot = (ids == e).nonzero(as_tuple=True)
-        h = F.linear(x[token], expert_weights(w, e, "w13", x.dtype), w["w13_bias"][e] if spec.has_bias else None)
+        h = F.linear(
+            x[token], expert_weights(w, e, "w13", x.dtype), w["w13_bias"][e] if spec.has_bias else None
+        )
         h = activation(h, spec)
         h = F.linear(h, expert_weights(w, e, "w2", x.dtype), w["w2_bias"][e] if spec.has_bias else None)
         out.index_add_(0, token, h.float() * weights[token, slot, None])

@@ -10,8 +10,15 @@ from ..sampling_params import SamplingParams
 from .workload import random_prompts
 
 
-def run_offline(model: Path, num_prompts: int, input_len: int, output_len: int, load_format: str,
-                max_num_seqs: int, seed: int) -> dict:
+def run_offline(
+    model: Path,
+    num_prompts: int,
+    input_len: int,
+    output_len: int,
+    load_format: str,
+    max_num_seqs: int,
+    seed: int,
+) -> dict:
     llm = LLM(str(model), load_format=load_format, max_num_seqs=max_num_seqs)
     prompts = random_prompts(llm.runner.model.args.vocab_size, num_prompts, input_len, seed)
     params = SamplingParams(max_tokens=output_len, temperature=0, ignore_eos=True)
@@ -20,7 +27,12 @@ def run_offline(model: Path, num_prompts: int, input_len: int, output_len: int, 
     outs = llm.generate(prompts, params)
     elapsed = time.perf_counter() - start
     tokens = sum(len(o.output_token_ids) for o in outs)
-    return {"num_prompts": num_prompts, "input_len": input_len, "output_len": output_len,
-            "elapsed_s": round(elapsed, 3), "output_tokens": tokens,
-            "output_throughput_tok_s": round(tokens / elapsed, 2),
-            "request_throughput_req_s": round(num_prompts / elapsed, 3)}
+    return {
+        "num_prompts": num_prompts,
+        "input_len": input_len,
+        "output_len": output_len,
+        "elapsed_s": round(elapsed, 3),
+        "output_tokens": tokens,
+        "output_throughput_tok_s": round(tokens / elapsed, 2),
+        "request_throughput_req_s": round(num_prompts / elapsed, 3),
+    }

@@ -17,12 +17,22 @@ def _stats(values: list[float]) -> dict:
         return {"mean": 0.0, "median": 0.0, "p99": 0.0}
     ordered = sorted(values)
     p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
-    return {"mean": statistics.fmean(values) * 1000, "median": statistics.median(values) * 1000, "p99": p99 * 1000}
+    return {
+        "mean": statistics.fmean(values) * 1000,
+        "median": statistics.median(values) * 1000,
+        "p99": p99 * 1000,
+    }
 
 
 async def _one(client: httpx.AsyncClient, url: str, model: str, prompt: list[int], output_len: int) -> dict:
-    body = {"model": model, "prompt": prompt, "max_tokens": output_len, "temperature": 0, "ignore_eos": True,
-            "stream": True}
+    body = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": output_len,
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": True,
+    }
     start = time.perf_counter()
     arrivals = []
     async with client.stream("POST", f"{url}/v1/completions", json=body) as r:
@@ -52,8 +62,17 @@ async def _run(url, num_prompts, concurrency, input_len, output_len, model, seed
         return results, time.perf_counter() - start
 
 
-def run_bench(url: str, num_prompts: int, concurrency: int, input_len: int, output_len: int, model: str | None,
-              slo_ttft_ms: float, slo_tpot_ms: float, seed: int) -> dict:
+def run_bench(
+    url: str,
+    num_prompts: int,
+    concurrency: int,
+    input_len: int,
+    output_len: int,
+    model: str | None,
+    slo_ttft_ms: float,
+    slo_tpot_ms: float,
+    seed: int,
+) -> dict:
     results, duration = asyncio.run(_run(url, num_prompts, concurrency, input_len, output_len, model, seed))
     ttft, tpot, itl, e2e, good, tokens = [], [], [], [], 0, 0
     for r in results:
@@ -67,12 +86,21 @@ def run_bench(url: str, num_prompts: int, concurrency: int, input_len: int, outp
         itl.extend(b - c for b, c in zip(a[1:], a[:-1], strict=False))
         good += first * 1000 <= slo_ttft_ms and per_token * 1000 <= slo_tpot_ms
     return {
-        "num_prompts": num_prompts, "concurrency": concurrency, "input_len": input_len, "output_len": output_len,
-        "duration_s": round(duration, 3), "completed": len(results), "output_tokens": tokens,
+        "num_prompts": num_prompts,
+        "concurrency": concurrency,
+        "input_len": input_len,
+        "output_len": output_len,
+        "duration_s": round(duration, 3),
+        "completed": len(results),
+        "output_tokens": tokens,
         "request_throughput_req_s": round(len(results) / duration, 3),
         "output_throughput_tok_s": round(tokens / duration, 2),
-        "goodput_req_s": round(good / duration, 3), "slo": {"ttft_ms": slo_ttft_ms, "tpot_ms": slo_tpot_ms},
-        "ttft_ms": _stats(ttft), "tpot_ms": _stats(tpot), "itl_ms": _stats(itl), "e2e_ms": _stats(e2e),
+        "goodput_req_s": round(good / duration, 3),
+        "slo": {"ttft_ms": slo_ttft_ms, "tpot_ms": slo_tpot_ms},
+        "ttft_ms": _stats(ttft),
+        "tpot_ms": _stats(tpot),
+        "itl_ms": _stats(itl),
+        "e2e_ms": _stats(e2e),
     }
 
 
@@ -81,5 +109,7 @@ def print_table(r: dict) -> None:
     for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
         s = r[key]
         print(f"{key:<28}{s['mean']:>12.2f}{s['median']:>12.2f}{s['p99']:>12.2f}")
-    print(f"requests: {r['completed']} in {r['duration_s']} s  request throughput {r['request_throughput_req_s']} "
-          f"req/s  output throughput {r['output_throughput_tok_s']} tok/s  goodput {r['goodput_req_s']} req/s")
+    print(
+        f"requests: {r['completed']} in {r['duration_s']} s  request throughput {r['request_throughput_req_s']} "
+        f"req/s  output throughput {r['output_throughput_tok_s']} tok/s  goodput {r['goodput_req_s']} req/s"
+    )

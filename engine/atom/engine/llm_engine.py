@@ -45,14 +45,17 @@ class LLMEngine:
         model_len = read_config(folder).get("max_position_embeddings", 4096)
         self.max_model_len = min(config.max_model_len or model_len, model_len)
         self.runner = ModelRunner(config, self.platform)
-        self.block_manager = BlockManager(self.runner.num_blocks, config.block_size, config.enable_prefix_caching)
+        self.block_manager = BlockManager(
+            self.runner.num_blocks, config.block_size, config.enable_prefix_caching
+        )
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
         self.requests: dict[str, Sequence] = {}
         self.detokenizers: dict[str, Detokenizer] = {}
         self._ids = itertools.count()
 
-    def add_request(self, prompt: str | list[int], params: SamplingParams | None = None,
-                    request_id: str | None = None) -> Sequence:
+    def add_request(
+        self, prompt: str | list[int], params: SamplingParams | None = None, request_id: str | None = None
+    ) -> Sequence:
         params = params or SamplingParams()
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
         self.check_prompt(ids, params)
@@ -70,12 +73,15 @@ class LLMEngine:
         if not ids:
             raise InvalidRequestError("the prompt is empty")
         if len(ids) >= self.max_model_len:
-            raise InvalidRequestError(f"the prompt has {len(ids)} tokens but the model's context length is "
-                                      f"{self.max_model_len}; shorten the prompt")
+            raise InvalidRequestError(
+                f"the prompt has {len(ids)} tokens but the model's context length is "
+                f"{self.max_model_len}; shorten the prompt"
+            )
         if params.max_tokens and len(ids) + params.max_tokens > self.max_model_len:
             raise InvalidRequestError(
                 f"the prompt has {len(ids)} tokens and max_tokens is {params.max_tokens}: "
-                f"{len(ids) + params.max_tokens} exceeds the context length {self.max_model_len}")
+                f"{len(ids) + params.max_tokens} exceeds the context length {self.max_model_len}"
+            )
         bad = [t for t in ids if not 0 <= t < self.runner.model.args.vocab_size]
         if bad:
             raise InvalidRequestError(f"token ids out of the vocabulary: {bad[:5]}")
@@ -121,8 +127,18 @@ class LLMEngine:
             self.scheduler.finish(seq, reason)
             self.requests.pop(seq.request_id, None)
             self.detokenizers.pop(seq.request_id, None)
-        return RequestOutput(seq.request_id, seq.token_ids[: seq.num_prompt_tokens], seq.output_token_ids, text,
-                             delta, [token], reason is not None, reason, seq.logprobs, seq.num_cached_tokens)
+        return RequestOutput(
+            seq.request_id,
+            seq.token_ids[: seq.num_prompt_tokens],
+            seq.output_token_ids,
+            text,
+            delta,
+            [token],
+            reason is not None,
+            reason,
+            seq.logprobs,
+            seq.num_cached_tokens,
+        )
 
     def _stop_reason(self, seq: Sequence, token: int) -> str | None:
         p = seq.params
@@ -139,8 +155,11 @@ class LLM(LLMEngine):
     def __init__(self, model: str, **kwargs) -> None:
         super().__init__(EngineConfig(model=model, **kwargs))
 
-    def generate(self, prompts: list[str] | list[list[int]],
-                 sampling_params: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
+    def generate(
+        self,
+        prompts: list[str] | list[list[int]],
+        sampling_params: SamplingParams | list[SamplingParams] | None = None,
+    ) -> list[RequestOutput]:
         params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(prompts)
         order = [self.add_request(p, sp).request_id for p, sp in zip(prompts, params, strict=True)]
         final: dict[str, RequestOutput] = {}

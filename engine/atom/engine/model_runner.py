@@ -13,8 +13,14 @@ from ..models.loader import load_model
 from ..platform import Platform
 from .scheduler import ScheduledBatch
 
-DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
-          "fp32": torch.float32, "float32": torch.float32}
+DTYPES = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+}
 
 
 def resolve_device(config: EngineConfig, platform: Platform) -> tuple[torch.device, torch.dtype]:
@@ -30,8 +36,9 @@ class ModelRunner:
     def __init__(self, config: EngineConfig, platform: Platform) -> None:
         self.config = config
         self.device, self.dtype = resolve_device(config, platform)
-        self.model = load_model(Path(config.model), self.dtype, self.device, config.parallel,
-                                config.load_format, config.seed)
+        self.model = load_model(
+            Path(config.model), self.dtype, self.device, config.parallel, config.load_format, config.seed
+        )
         self.selections = self._select_backends(platform)
         self.block_size = config.block_size
         self.num_blocks = config.num_kv_blocks or self._blocks_for_memory(config.kv_cache_memory_gb)
@@ -53,7 +60,9 @@ class ModelRunner:
 
     def _blocks_for_memory(self, gb: float) -> int:
         layers = self.model.attention_layers()
-        per_block = sum(2 * self.block_size * a.num_kv_heads * a.head_dim for a in layers) * self.dtype.itemsize
+        per_block = (
+            sum(2 * self.block_size * a.num_kv_heads * a.head_dim for a in layers) * self.dtype.itemsize
+        )
         return max(16, int(gb * 2**30 // per_block))
 
     def _allocate_kv_cache(self) -> None:
@@ -83,11 +92,24 @@ class ModelRunner:
         seq_idx = torch.repeat_interleave(torch.arange(len(query_lens), device=dev), query_lens_t)
         positions = torch.arange(row, device=dev) - qsl[seq_idx] + torch.tensor(starts, device=dev)[seq_idx]
         width = max(len(s.block_table) for s in batch.seqs)
-        tables = torch.tensor([s.block_table + [0] * (width - len(s.block_table)) for s in batch.seqs],
-                              dtype=torch.long, device=dev)
+        tables = torch.tensor(
+            [s.block_table + [0] * (width - len(s.block_table)) for s in batch.seqs],
+            dtype=torch.long,
+            device=dev,
+        )
         slots = tables[seq_idx, positions // self.block_size] * self.block_size + positions % self.block_size
-        meta = AttentionMetadata(positions, slots, seq_idx, qsl, query_lens_t, seq_lens_t, tables,
-                                 max(query_lens), max(seq_lens), self.block_size)
+        meta = AttentionMetadata(
+            positions,
+            slots,
+            seq_idx,
+            qsl,
+            query_lens_t,
+            seq_lens_t,
+            tables,
+            max(query_lens),
+            max(seq_lens),
+            self.block_size,
+        )
         return torch.tensor(ids, device=dev), meta, torch.tensor(last_rows, dtype=torch.long, device=dev)
 
     @torch.inference_mode()

@@ -13,7 +13,9 @@ def apply_penalties(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
         if p.repetition_penalty != 1.0:
             seen = torch.tensor(sorted(set(seq.token_ids)), device=logits.device)
             values = logits[row, seen]
-            logits[row, seen] = torch.where(values > 0, values / p.repetition_penalty, values * p.repetition_penalty)
+            logits[row, seen] = torch.where(
+                values > 0, values / p.repetition_penalty, values * p.repetition_penalty
+            )
         if (p.presence_penalty or p.frequency_penalty) and seq.num_output_tokens:
             out = torch.tensor(seq.output_token_ids, device=logits.device)
             counts = torch.zeros(logits.shape[1], device=logits.device).scatter_add_(
@@ -28,7 +30,9 @@ def filter_logits(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
     device = logits.device
     temperature = torch.tensor([max(s.params.temperature, 1e-5) for s in seqs], device=device)
     logits = logits / temperature[:, None]
-    top_k = torch.tensor([s.params.top_k if s.params.top_k > 0 else logits.shape[1] for s in seqs], device=device)
+    top_k = torch.tensor(
+        [s.params.top_k if s.params.top_k > 0 else logits.shape[1] for s in seqs], device=device
+    )
     top_p = torch.tensor([s.params.top_p for s in seqs], device=device)
     min_p = torch.tensor([s.params.min_p for s in seqs], device=device)
     sorted_logits, order = logits.sort(dim=-1, descending=True)
@@ -72,8 +76,10 @@ def _record_logprobs(logits: torch.Tensor, seqs: list[Sequence], tokens: list[in
     top_values, top_ids = logprobs.topk(max(k, 1), dim=-1)
     for row, i in enumerate(wanted):
         n = seqs[i].params.logprobs
-        seqs[i].logprobs.append({
-            "token_id": tokens[i],
-            "logprob": logprobs[row, tokens[i]].item(),
-            "top": list(zip(top_ids[row, :n].tolist(), top_values[row, :n].tolist(), strict=True)),
-        })
+        seqs[i].logprobs.append(
+            {
+                "token_id": tokens[i],
+                "logprob": logprobs[row, tokens[i]].item(),
+                "top": list(zip(top_ids[row, :n].tolist(), top_values[row, :n].tolist(), strict=True)),
+            }
+        )

@@ -12,8 +12,14 @@ from ..config import ParallelConfig
 class Linear(nn.Module):
     """split: None (replicated), 'column' (output rows sharded) or 'row' (input columns sharded)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool, parallel: ParallelConfig,
-                 split: str | None = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool,
+        parallel: ParallelConfig,
+        split: str | None = None,
+    ) -> None:
         super().__init__()
         self.parallel, self.split = parallel, split
         tp = parallel.tp_size if split else 1
@@ -27,7 +33,7 @@ class Linear(nn.Module):
 
     def _load(self, param: nn.Parameter, loaded: torch.Tensor) -> None:
         tp, rank = self.parallel.tp_size, self.parallel.rank
-        dim = {"column": 0, "row": 1}.get(self.split or "", None)
+        dim = {"column": 0, "row": 1}.get(self.split or "")
         if dim is not None and tp > 1 and not (self.split == "row" and loaded.dim() == 1):
             loaded = loaded.chunk(tp, dim=dim)[rank]
         if param.shape != loaded.shape:

@@ -39,19 +39,31 @@ class ModelArgs:
         theta = c.get("rope_theta") or rope.get("rope_theta") or 10000.0
         scaling = rope if rope.get("rope_type", rope.get("type", "default")) != "default" else None
         return cls(
-            vocab_size=c["vocab_size"], hidden_size=c["hidden_size"], intermediate_size=c["intermediate_size"],
-            num_layers=c["num_hidden_layers"], num_heads=c["num_attention_heads"],
+            vocab_size=c["vocab_size"],
+            hidden_size=c["hidden_size"],
+            intermediate_size=c["intermediate_size"],
+            num_layers=c["num_hidden_layers"],
+            num_heads=c["num_attention_heads"],
             num_kv_heads=c.get("num_key_value_heads") or c["num_attention_heads"],
             head_dim=c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"],
-            rms_norm_eps=c.get("rms_norm_eps", 1e-6), rope_theta=float(theta), rope_scaling=scaling,
+            rms_norm_eps=c.get("rms_norm_eps", 1e-6),
+            rope_theta=float(theta),
+            rope_scaling=scaling,
             max_position_embeddings=c.get("max_position_embeddings", 4096),
-            tie_word_embeddings=c.get("tie_word_embeddings", False), raw=c,
+            tie_word_embeddings=c.get("tie_word_embeddings", False),
+            raw=c,
         )
 
 
 class Attention(nn.Module):
-    def __init__(self, args: ModelArgs, parallel: ParallelConfig, bias: bool = False,
-                 sliding_window: int | None = None, sinks: bool = False) -> None:
+    def __init__(
+        self,
+        args: ModelArgs,
+        parallel: ParallelConfig,
+        bias: bool = False,
+        sliding_window: int | None = None,
+        sinks: bool = False,
+    ) -> None:
         super().__init__()
         tp = parallel.tp_size
         self.num_heads, self.num_kv_heads = args.num_heads // tp, max(1, args.num_kv_heads // tp)
@@ -74,8 +86,9 @@ class Attention(nn.Module):
         k = self.k_proj(x).view(t, self.num_kv_heads, self.head_dim)
         v = self.v_proj(x).view(t, self.num_kv_heads, self.head_dim)
         q, k = self.rotary(positions, q, k)
-        o = self.backend.forward(q, k, v, self.k_cache, self.v_cache, get_metadata(), self.spec, self.sinks,
-                                 self.scale)
+        o = self.backend.forward(
+            q, k, v, self.k_cache, self.v_cache, get_metadata(), self.spec, self.sinks, self.scale
+        )
         return self.o_proj(o.reshape(t, -1))
 
 
@@ -98,11 +111,16 @@ class FusedMoE(nn.Module):
         self.spec = spec
         e, h, i = spec.num_experts, spec.hidden_size, spec.intermediate_size
         if spec.quant == "mxfp4":
-            shapes = {"w13_blocks": (e, 2 * i, h // 32, 16), "w13_scales": (e, 2 * i, h // 32),
-                      "w2_blocks": (e, h, i // 32, 16), "w2_scales": (e, h, i // 32)}
+            shapes = {
+                "w13_blocks": (e, 2 * i, h // 32, 16),
+                "w13_scales": (e, 2 * i, h // 32),
+                "w2_blocks": (e, h, i // 32, 16),
+                "w2_scales": (e, h, i // 32),
+            }
             for name, shape in shapes.items():
-                self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=torch.uint8),
-                                                           requires_grad=False))
+                self.register_parameter(
+                    name, nn.Parameter(torch.empty(shape, dtype=torch.uint8), requires_grad=False)
+                )
         else:
             self.w13 = nn.Parameter(torch.empty(e, 2 * i, h), requires_grad=False)
             self.w2 = nn.Parameter(torch.empty(e, h, i), requires_grad=False)
@@ -124,7 +142,9 @@ class MoEBlock(nn.Module):
     def __init__(self, spec: MoESpec, router_name: str, router_bias: bool) -> None:
         super().__init__()
         self.router_name = router_name
-        self.add_module(router_name, Linear(spec.hidden_size, spec.num_experts, router_bias, ParallelConfig()))
+        self.add_module(
+            router_name, Linear(spec.hidden_size, spec.num_experts, router_bias, ParallelConfig())
+        )
         self.experts = FusedMoE(spec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,11 +28,18 @@ class GptOss(CausalLM):
 def build(config: dict, parallel: ParallelConfig) -> CausalLM:
     args = ModelArgs.from_config(config)
     quant = (config.get("quantization_config") or {}).get("quant_method", "bf16")
-    spec = MoESpec(num_experts=config["num_local_experts"], top_k=config["num_experts_per_tok"],
-                   hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
-                   quant="mxfp4" if quant == "mxfp4" else "bf16", activation="swiglu_oai", routing=TOPK_SOFTMAX,
-                   has_bias=True, swiglu_alpha=config.get("swiglu_alpha", 1.702),
-                   swiglu_limit=config.get("swiglu_limit", 7.0))
+    spec = MoESpec(
+        num_experts=config["num_local_experts"],
+        top_k=config["num_experts_per_tok"],
+        hidden_size=args.hidden_size,
+        intermediate_size=args.intermediate_size,
+        quant="mxfp4" if quant == "mxfp4" else "bf16",
+        activation="swiglu_oai",
+        routing=TOPK_SOFTMAX,
+        has_bias=True,
+        swiglu_alpha=config.get("swiglu_alpha", 1.702),
+        swiglu_limit=config.get("swiglu_limit", 7.0),
+    )
     types = config.get("layer_types") or [
         "sliding_attention" if i % 2 == 0 else "full_attention" for i in range(args.num_layers)
     ]
@@ -40,8 +47,13 @@ def build(config: dict, parallel: ParallelConfig) -> CausalLM:
     layers = [
         DecoderLayer(
             args,
-            Attention(args, parallel, bias=True, sinks=True,
-                      sliding_window=window if types[i] == "sliding_attention" else None),
+            Attention(
+                args,
+                parallel,
+                bias=True,
+                sinks=True,
+                sliding_window=window if types[i] == "sliding_attention" else None,
+            ),
             MoEBlock(spec, "router", router_bias=True),
         )
         for i in range(args.num_layers)

@@ -9,6 +9,8 @@ from .common import Attention, CausalLM, DecoderLayer, DenseMLP, ModelArgs
 def build(config: dict, parallel: ParallelConfig) -> CausalLM:
     args = ModelArgs.from_config(config)
     bias = config.get("attention_bias", False)
-    layers = [DecoderLayer(args, Attention(args, parallel, bias=bias), DenseMLP(args, parallel))
-              for _ in range(args.num_layers)]
+    layers = [
+        DecoderLayer(args, Attention(args, parallel, bias=bias), DenseMLP(args, parallel))
+        for _ in range(args.num_layers)
+    ]
     return CausalLM(args, layers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -23,8 +24,14 @@ def read_config(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def load_model(folder: Path, dtype: torch.dtype, device: torch.device, parallel: ParallelConfig,
-               load_format: str = "auto", seed: int = 0) -> CausalLM:
+def load_model(
+    folder: Path,
+    dtype: torch.dtype,
+    device: torch.device,
+    parallel: ParallelConfig,
+    load_format: str = "auto",
+    seed: int = 0,
+) -> CausalLM:
     config = read_config(folder)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -47,7 +54,9 @@ def safetensors_files(folder: Path) -> list[Path]:
         return [folder / n for n in names]
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise ModelLoadError(f"{folder} has no *.safetensors files (use --load-format dummy for random weights)")
+        raise ModelLoadError(
+            f"{folder} has no *.safetensors files (use --load-format dummy for random weights)"
+        )
     return files
 
 
@@ -55,14 +64,18 @@ def load_weights(model: CausalLM, folder: Path) -> None:
     params = dict(model.named_parameters(remove_duplicate=False))
     loaded: set[str] = set()
     for file in safetensors_files(folder):
+        if not os.access(file, os.R_OK):
+            raise ModelLoadError(f"{file} is not readable by uid {os.getuid()}; chmod a+r the model files")
         with safe_open(str(file), "pt") as st:
             for name in st.keys():  # noqa: SIM118 (safe_open is not a dict)
                 if name.endswith(IGNORED):
                     continue
                 for target, copy in model.remap(name):
                     if target not in params:
-                        raise ModelLoadError(f"{file.name}: tensor {name} has no place in "
-                                             f"{type(model).__name__} (unexpected tensor)")
+                        raise ModelLoadError(
+                            f"{file.name}: tensor {name} has no place in "
+                            f"{type(model).__name__} (unexpected tensor)"
+                        )
                     param, tensor = params[target], st.get_tensor(name)
                     tensor = tensor.to(param.dtype) if param.dtype.is_floating_point else tensor
                     try:
@@ -71,7 +84,9 @@ def load_weights(model: CausalLM, folder: Path) -> None:
                         elif hasattr(param, "weight_loader"):
                             param.weight_loader(param, tensor)
                         elif param.shape != tensor.shape:
-                            raise ValueError(f"shape {tuple(tensor.shape)} does not match {tuple(param.shape)}")
+                            raise ValueError(
+                                f"shape {tuple(tensor.shape)} does not match {tuple(param.shape)}"
+                            )
                         else:
                             param.data.copy_(tensor)
                     except (ValueError, RuntimeError) as e:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-
-
 from ..backends.routing import SOFTMAX_TOPK_RENORM
 from ..backends.spec import MoESpec
 from ..config import ParallelConfig
@@ -29,14 +27,23 @@ class Mixtral(CausalLM):
 
 def build(config: dict, parallel: ParallelConfig) -> CausalLM:
     args = ModelArgs.from_config(config)
-    spec = MoESpec(num_experts=config["num_local_experts"], top_k=config["num_experts_per_tok"],
-                   hidden_size=args.hidden_size, intermediate_size=args.intermediate_size, quant="bf16",
-                   activation="silu", routing=SOFTMAX_TOPK_RENORM)
+    spec = MoESpec(
+        num_experts=config["num_local_experts"],
+        top_k=config["num_experts_per_tok"],
+        hidden_size=args.hidden_size,
+        intermediate_size=args.intermediate_size,
+        quant="bf16",
+        activation="silu",
+        routing=SOFTMAX_TOPK_RENORM,
+    )
     window = config.get("sliding_window")
-    layers = [DecoderLayer(args, Attention(args, parallel, sliding_window=window),
-                           MoEBlock(spec, "gate", router_bias=False), "block_sparse_moe")
-              for _ in range(args.num_layers)]
+    layers = [
+        DecoderLayer(
+            args,
+            Attention(args, parallel, sliding_window=window),
+            MoEBlock(spec, "gate", router_bias=False),
+            "block_sparse_moe",
+        )
+        for _ in range(args.num_layers)
+    ]
     return Mixtral(args, layers)
-
-
-

@@ -52,16 +52,23 @@ def detect() -> Platform:
 def simulated(arch: str, ck: bool = False, triton_kernels: bool = False, triton: bool = True) -> Platform:
     """A platform description for policy tests and `atom backends --arch` (nothing is probed)."""
     vendor = "amd" if arch.startswith("gfx") else "nvidia" if arch.startswith("sm") else "cpu"
-    features = {"triton": triton and vendor != "cpu", "triton_kernels": triton_kernels,
-                "aiter": ck, "aiter_ck": ck}
+    features = {
+        "triton": triton and vendor != "cpu",
+        "triton_kernels": triton_kernels,
+        "aiter": ck,
+        "aiter_ck": ck,
+    }
     reasons = {k: f"simulated: {'yes' if v else 'no'}" for k, v in features.items()}
     return Platform(vendor, arch, "cpu" if vendor == "cpu" else "cuda", features, reasons)
 
 
 def _with_probes(vendor: str, arch: str, device: str, build: dict | None) -> Platform:
     features, reasons = {}, {}
-    for name, probe in (("triton", probe_triton), ("triton_kernels", probe_triton_kernels),
-                        ("aiter", probe_aiter)):
+    for name, probe in (
+        ("triton", probe_triton),
+        ("triton_kernels", probe_triton_kernels),
+        ("aiter", probe_aiter),
+    ):
         result = probe(device=device)
         features.update(result.features)
         reasons.update(result.reasons)

@@ -26,8 +26,12 @@ def probe_triton(device: str) -> ProbeResult:
     import triton
 
     if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        return result.set("triton", False, f"triton {triton.__version__} present but no GPU (TRITON_INTERPRET=1 "
-                          "runs kernels in the CPU interpreter)")
+        return result.set(
+            "triton",
+            False,
+            f"triton {triton.__version__} present but no GPU (TRITON_INTERPRET=1 "
+            "runs kernels in the CPU interpreter)",
+        )
     mode = "interpreter" if device == "cpu" else "GPU"
     return result.set("triton", True, f"triton {triton.__version__} ({mode})")
 
@@ -43,8 +47,12 @@ def probe_triton_kernels(device: str) -> ProbeResult:
         try:
             mod = importlib.import_module("triton_kernels.matmul")
         except Exception:
-            return result.set("triton_kernels", False, f"triton_kernels has no matmul_ogs/matmul API "
-                              f"({e.__class__.__name__}: {e}); PyPI's unrelated package?")
+            return result.set(
+                "triton_kernels",
+                False,
+                f"triton_kernels has no matmul_ogs/matmul API "
+                f"({e.__class__.__name__}: {e}); PyPI's unrelated package?",
+            )
     api = "matmul_ogs" if hasattr(mod, "matmul_ogs") else "matmul" if hasattr(mod, "matmul") else None
     if api is None:
         return result.set("triton_kernels", False, "triton_kernels present but lacks matmul_ogs/matmul")
@@ -67,7 +75,11 @@ def probe_aiter(device: str) -> ProbeResult:
         if prebuilt:
             return result.set("aiter_ck", True, "CK modules prebuilt in the aiter JIT dir")
         if ck_src:
-            return result.set("aiter_ck", True, "CK modules not built yet but JIT-buildable (CK sources present)")
-        return result.set("aiter_ck", False, "aiter without CK sources or prebuilt modules (ENABLE_CK=0 build)")
+            return result.set(
+                "aiter_ck", True, "CK modules not built yet but JIT-buildable (CK sources present)"
+            )
+        return result.set(
+            "aiter_ck", False, "aiter without CK sources or prebuilt modules (ENABLE_CK=0 build)"
+        )
     except Exception as e:
         return result.set("aiter_ck", False, f"aiter.jit.core unusable: {e.__class__.__name__}: {e}")

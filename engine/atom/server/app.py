@@ -23,8 +23,13 @@ from .metrics import Metrics
 from .protocol import ChatCompletionRequest, CompletionRequest
 
 
-def error(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
-          headers: dict | None = None) -> JSONResponse:
+def error(
+    status: int,
+    message: str,
+    kind: str = "invalid_request_error",
+    param: str | None = None,
+    headers: dict | None = None,
+) -> JSONResponse:
     body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -36,8 +41,12 @@ class State:
         self.model_name = ""
 
 
-def create_app(config: EngineConfig, api_key: str | None = None, max_queued_requests: int = 256,
-               served_model_name: str | None = None) -> FastAPI:
+def create_app(
+    config: EngineConfig,
+    api_key: str | None = None,
+    max_queued_requests: int = 256,
+    served_model_name: str | None = None,
+) -> FastAPI:
     state, metrics = State(), Metrics()
     state.model_name = served_model_name or config.model.rstrip("/").split("/")[-1]
 
@@ -69,8 +78,11 @@ def create_app(config: EngineConfig, api_key: str | None = None, max_queued_requ
         if api_key and request.url.path.startswith("/v1/"):
             if request.headers.get("authorization", "") != f"Bearer {api_key}":
                 metrics.requests.labels(request.url.path, "401").inc()
-                return error(401, "missing or wrong API key (send Authorization: Bearer <key>)",
-                             kind="authentication_error")
+                return error(
+                    401,
+                    "missing or wrong API key (send Authorization: Bearer <key>)",
+                    kind="authentication_error",
+                )
         return await call_next(request)
 
     @app.get("/health")
@@ -85,13 +97,23 @@ def create_app(config: EngineConfig, api_key: str | None = None, max_queued_requ
     async def prometheus() -> PlainTextResponse:
         if state.engine:
             metrics.observe_engine(state.engine.engine)
-        return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(
+            generate_latest(metrics.registry).decode(), media_type="text/plain; version=0.0.4"
+        )
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": state.model_name, "object": "model", "owned_by": "atom",
-                                            "max_model_len": state.engine.engine.max_model_len if state.engine
-                                            else None}]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": state.model_name,
+                    "object": "model",
+                    "owned_by": "atom",
+                    "max_model_len": state.engine.engine.max_model_len if state.engine else None,
+                }
+            ],
+        }
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
@@ -103,13 +125,15 @@ def create_app(config: EngineConfig, api_key: str | None = None, max_queued_requ
         if engine is None:
             return error(503, "the model is still loading", kind="service_unavailable")
         try:
-            prompt = engine.engine.tokenizer.apply_chat_template([m.model_dump(exclude_none=True)
-                                                                  for m in body.messages])
+            prompt = engine.engine.tokenizer.apply_chat_template(
+                [m.model_dump(exclude_none=True) for m in body.messages]
+            )
         except InvalidRequestError as e:
             return error(400, str(e))
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
-        return await serve(request, body, prompt, "chat.completion", logprobs,
-                           body.max_completion_tokens or body.max_tokens)
+        return await serve(
+            request, body, prompt, "chat.completion", logprobs, body.max_completion_tokens or body.max_tokens
+        )
 
     async def serve(request: Request, body, prompt, kind: str, logprobs: int | None, max_tokens: int | None):
         engine = state.engine
@@ -132,8 +156,9 @@ def create_app(config: EngineConfig, api_key: str | None = None, max_queued_requ
         start = time.monotonic()
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(sse(rid, kind, streams, len(ids), include_usage, start, path),
-                                     media_type="text/event-stream")
+            return StreamingResponse(
+                sse(rid, kind, streams, len(ids), include_usage, start, path), media_type="text/event-stream"
+            )
         try:
             finals = await asyncio.gather(*(collect(s, start) for s in streams))
         except InvalidRequestError as e:
@@ -170,21 +195,36 @@ def create_app(config: EngineConfig, api_key: str | None = None, max_queued_requ
                 choice["logprobs"] = completion_logprobs(out.logprobs) if out.logprobs else None
             choices.append(choice)
         completion_tokens = sum(len(o.output_token_ids) for o in finals)
-        return {"id": rid, "object": kind, "created": int(time.time()), "model": state.model_name,
-                "choices": choices, "usage": usage(prompt_len, completion_tokens)}
+        return {
+            "id": rid,
+            "object": kind,
+            "created": int(time.time()),
+            "model": state.model_name,
+            "choices": choices,
+            "usage": usage(prompt_len, completion_tokens),
+        }
 
     def token_str(token_id: int) -> str:
         return state.engine.engine.tokenizer.decode([token_id])
 
     def chat_logprobs(entries: list[dict]) -> dict:
-        return {"content": [{"token": token_str(e["token_id"]), "logprob": e["logprob"],
-                             "top_logprobs": [{"token": token_str(t), "logprob": lp} for t, lp in e["top"]]}
-                            for e in entries]}
+        return {
+            "content": [
+                {
+                    "token": token_str(e["token_id"]),
+                    "logprob": e["logprob"],
+                    "top_logprobs": [{"token": token_str(t), "logprob": lp} for t, lp in e["top"]],
+                }
+                for e in entries
+            ]
+        }
 
     def completion_logprobs(entries: list[dict]) -> dict:
-        return {"tokens": [token_str(e["token_id"]) for e in entries],
-                "token_logprobs": [e["logprob"] for e in entries],
-                "top_logprobs": [{token_str(t): lp for t, lp in e["top"]} for e in entries]}
+        return {
+            "tokens": [token_str(e["token_id"]) for e in entries],
+            "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [{token_str(t): lp for t, lp in e["top"]} for e in entries],
+        }
 
     async def sse(rid, kind, streams, prompt_len, include_usage, start, path) -> AsyncIterator[str]:
         chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else "text_completion"
@@ -208,8 +248,11 @@ def create_app(config: EngineConfig, api_key: str | None = None, max_queued_requ
         try:
             if kind == "chat.completion":
                 for i in range(len(streams)):
-                    yield event(rid, chunk_kind, [{"index": i, "delta": {"role": "assistant", "content": ""},
-                                                  "finish_reason": None}])
+                    yield event(
+                        rid,
+                        chunk_kind,
+                        [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                    )
             while done < len(streams):
                 i, out = await queue.get()
                 if out is None:
@@ -234,14 +277,22 @@ def create_app(config: EngineConfig, api_key: str | None = None, max_queued_requ
                 t.cancel()  # cancelling closes each generate() stream, which aborts its request
 
     def event(rid: str, kind: str, choices: list, usage_: dict | None = None) -> str:
-        body = {"id": rid, "object": kind, "created": int(time.time()), "model": state.model_name,
-                "choices": choices}
+        body = {
+            "id": rid,
+            "object": kind,
+            "created": int(time.time()),
+            "model": state.model_name,
+            "choices": choices,
+        }
         if usage_ is not None:
             body["usage"] = usage_
         return f"data: {json.dumps(body)}\n\n"
 
     def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens}
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
 
     return app

@@ -41,13 +41,17 @@ class AsyncEngine:
     def check_capacity(self) -> None:
         waiting = len(self.engine.scheduler.waiting) + self.commands.qsize()
         if waiting >= self.max_queued_requests:
-            raise QueueFullError(f"{waiting} requests are queued (limit {self.max_queued_requests}); retry later")
+            raise QueueFullError(
+                f"{waiting} requests are queued (limit {self.max_queued_requests}); retry later"
+            )
 
-    async def generate(self, prompt: str | list[int], params: SamplingParams,
-                       request_id: str) -> AsyncIterator[RequestOutput]:
+    async def generate(
+        self, prompt: str | list[int], params: SamplingParams, request_id: str
+    ) -> AsyncIterator[RequestOutput]:
         self.check_capacity()
-        self.engine.check_prompt(self.engine.tokenizer.encode(prompt) if isinstance(prompt, str) else prompt,
-                                 params)
+        self.engine.check_prompt(
+            self.engine.tokenizer.encode(prompt) if isinstance(prompt, str) else prompt, params
+        )
         sink: asyncio.Queue = asyncio.Queue()
         self.in_flight += 1
         self.commands.put(_Add(prompt, params, request_id, sink, asyncio.get_running_loop()))

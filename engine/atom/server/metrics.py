@@ -11,14 +11,24 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("atom_requests", "Finished HTTP requests by status", ["endpoint", "status"],
-                                registry=r)
-        self.ttft = Histogram("atom_time_to_first_token_seconds", "Time to first token", buckets=LATENCY_BUCKETS,
-                              registry=r)
-        self.tpot = Histogram("atom_time_per_output_token_seconds", "Time per output token after the first",
-                              buckets=LATENCY_BUCKETS, registry=r)
-        self.e2e = Histogram("atom_e2e_request_latency_seconds", "End-to-end request latency",
-                             buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "atom_requests", "Finished HTTP requests by status", ["endpoint", "status"], registry=r
+        )
+        self.ttft = Histogram(
+            "atom_time_to_first_token_seconds", "Time to first token", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.tpot = Histogram(
+            "atom_time_per_output_token_seconds",
+            "Time per output token after the first",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.e2e = Histogram(
+            "atom_e2e_request_latency_seconds",
+            "End-to-end request latency",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.running = Gauge("atom_num_requests_running", "Requests being computed", registry=r)
         self.waiting = Gauge("atom_num_requests_waiting", "Requests waiting for a batch slot", registry=r)
         self.kv_usage = Gauge("atom_kv_cache_usage_ratio", "Fraction of KV blocks in use", registry=r)
