@@ -108,7 +108,7 @@ LABEL org.opencontainers.image.title="atom-rocm-gfx950-full" \
 ENV PATH=/opt/atom/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     ATOM_BUILD_MANIFEST=/etc/atom/build.json
-USER atom
+USER 1000:1000
 WORKDIR /home/atom
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
