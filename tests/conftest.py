@@ -29,9 +29,10 @@ def _copy_tokenizer(src: Path, dst: Path) -> None:
 @pytest.fixture(scope="session")
 def tiny_gpt_oss(smollm2: Path) -> Path:
     """Random gpt-oss with MXFP4 experts (blocks/scales), sliding window 16 so tests exceed it cheaply."""
-    from atom.backends import mxfp4
     from safetensors.torch import save_file
     from transformers import GptOssConfig, GptOssForCausalLM
+
+    from atom.backends import mxfp4
 
     out = CACHE / "tiny-gpt-oss-mxfp4"
     if (out / "model.safetensors").exists():

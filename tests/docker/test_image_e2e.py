@@ -14,8 +14,9 @@ from pathlib import Path
 
 import docker
 import pytest
-from atom_build.docker_driver import find_client
 from openai import OpenAI
+
+from atom_build.docker_driver import find_client
 
 from ..server.conftest import free_port
 

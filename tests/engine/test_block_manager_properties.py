@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from atom.engine.block_manager import BlockManager
 from atom.engine.scheduler import Scheduler
 from atom.engine.sequence import Sequence, Status
 from atom.sampling_params import SamplingParams
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def check_invariants(bm: BlockManager, seqs: list[Sequence]) -> None:

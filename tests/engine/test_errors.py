@@ -7,9 +7,10 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+
 from atom import LLM, SamplingParams
 from atom.errors import InvalidRequestError, ModelLoadError
-from safetensors.torch import load_file, save_file
 
 
 def clone(src, tmp_path):

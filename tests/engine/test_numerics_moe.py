@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from atom import LLM, SamplingParams
 
 from .hf_reference import greedy, load_hf, prompt_logits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from atom import LLM, SamplingParams
 
 from .hf_reference import greedy, load_hf
