@@ -39,10 +39,6 @@ class ComponentStep:
             f" --mount=type=bind,from=wheel-{dep},source=/wheels,target=/deps" for dep in self.build_requires
         )
 
-    @property
-    def env_items(self) -> list[tuple[str, str]]:
-        return list(self.env)
-
 
 @dataclass(frozen=True)
 class BuildPlan:

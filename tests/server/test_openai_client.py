@@ -64,7 +64,7 @@ def test_completion_stream_and_logprobs(client):
 
 
 def test_n_seed_stop_and_penalties(client):
-    r = client.completions.create(
+    request = dict(
         model="m",
         prompt="Once upon a time",
         max_tokens=12,
@@ -75,17 +75,8 @@ def test_n_seed_stop_and_penalties(client):
         frequency_penalty=0.5,
         extra_body={"top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1},
     )
-    again = client.completions.create(
-        model="m",
-        prompt="Once upon a time",
-        max_tokens=12,
-        temperature=0.9,
-        n=2,
-        seed=3,
-        presence_penalty=0.5,
-        frequency_penalty=0.5,
-        extra_body={"top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1},
-    )
+    r = client.completions.create(**request)
+    again = client.completions.create(**request)
     assert [c.text for c in r.choices] == [c.text for c in again.choices]
     stopped = client.completions.create(
         model="m", prompt="1, 2, 3, 4,", max_tokens=20, temperature=0, stop=[","]

@@ -37,11 +37,11 @@ class Selection:
 
 
 def support_of(kind: str, name: str) -> Support:
+    """From `<module>_support` where a backend keeps it apart (its module imports optional packages)."""
+    separate = f"{__package__}.{MODULES[kind][name]}_support"
     return (
-        importlib.import_module(f".{MODULES[kind][name]}_support", __package__).SUPPORT
-        if name in ("aiter", "triton", "triton_kernels")
-        else _module(kind, name).SUPPORT
-    )
+        importlib.import_module(separate) if importlib.util.find_spec(separate) else _module(kind, name)
+    ).SUPPORT
 
 
 def _module(kind: str, name: str):

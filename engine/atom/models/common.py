@@ -31,7 +31,6 @@ class ModelArgs:
     rope_scaling: dict | None
     max_position_embeddings: int
     tie_word_embeddings: bool
-    raw: dict
 
     @classmethod
     def from_config(cls, c: dict) -> ModelArgs:
@@ -51,7 +50,6 @@ class ModelArgs:
             rope_scaling=scaling,
             max_position_embeddings=c.get("max_position_embeddings", 4096),
             tie_word_embeddings=c.get("tie_word_embeddings", False),
-            raw=c,
         )
 
 

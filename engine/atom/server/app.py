@@ -144,8 +144,7 @@ def create_app(
         try:
             params = [body.sampling_params(max_tokens, logprobs, i) for i in range(body.n)]
             ids = engine.engine.tokenizer.encode(prompt) if isinstance(prompt, str) else prompt
-            engine.engine.check_prompt(ids, params[0])
-            engine.check_capacity()
+            engine.admit(ids, params[0])
         except InvalidRequestError as e:
             metrics.requests.labels(path, "400").inc()
             return error(400, str(e))

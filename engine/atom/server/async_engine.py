@@ -32,13 +32,14 @@ class AsyncEngine:
         self.max_queued_requests = max_queued_requests
         self.commands: queue.Queue = queue.Queue()
         self.sinks: dict[str, tuple[asyncio.Queue, asyncio.AbstractEventLoop]] = {}
-        self.in_flight = 0
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="atom-engine", daemon=True)
         self.thread.start()
 
     # ---- called from the event loop -------------------------------------------------------------------
-    def check_capacity(self) -> None:
+    def admit(self, ids: list[int], params: SamplingParams) -> None:
+        """Reject a request before any stream starts (HTTP status still unsent); add_request re-checks."""
+        self.engine.check_prompt(ids, params)
         waiting = len(self.engine.scheduler.waiting) + self.commands.qsize()
         if waiting >= self.max_queued_requests:
             raise QueueFullError(
@@ -48,12 +49,7 @@ class AsyncEngine:
     async def generate(
         self, prompt: str | list[int], params: SamplingParams, request_id: str
     ) -> AsyncIterator[RequestOutput]:
-        self.check_capacity()
-        self.engine.check_prompt(
-            self.engine.tokenizer.encode(prompt) if isinstance(prompt, str) else prompt, params
-        )
         sink: asyncio.Queue = asyncio.Queue()
-        self.in_flight += 1
         self.commands.put(_Add(prompt, params, request_id, sink, asyncio.get_running_loop()))
         finished = False
         try:
@@ -66,7 +62,6 @@ class AsyncEngine:
                     finished = True
                     return
         finally:
-            self.in_flight -= 1
             if not finished:  # client went away or the handler failed: free the KV blocks now
                 self.commands.put(("abort", request_id))
 
