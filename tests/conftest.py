@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+if not torch.cuda.is_available():
+    # Triton kernels run in Triton's CPU interpreter here; it is read when kernels are defined, so set it first.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 CACHE = Path(os.environ.get("ATOM_TEST_CACHE", Path.home() / ".cache" / "atom-build" / "test-models"))
 
 

@@ -1,9 +1,9 @@
 """Wheel-bundle helper that runs inside the build container (standard library only).
 
-    bundle.py check-hash DIR NAME SHA256     the wheel NAME in DIR has this sha256
-    bundle.py collect DIR [--extra NAME:EXTRA ...]
-                                             download every dependency of the wheels in DIR into DIR
-    bundle.py finalize DIR --recipe R ...    write DIR/manifest.json and DIR/requirements.lock
+bundle.py check-hash DIR NAME SHA256     the wheel NAME in DIR has this sha256
+bundle.py collect DIR [--extra NAME:EXTRA ...]
+                                         download every dependency of the wheels in DIR into DIR
+bundle.py finalize DIR --recipe R ...    write DIR/manifest.json and DIR/requirements.lock
 """
 
 from __future__ import annotations
@@ -69,8 +69,13 @@ def finalize(directory: Path, args: argparse.Namespace) -> None:
         name, version = parse_wheel(wheel)
         source = next((pin for key, pin in pins.items() if canonical(key) == name), None)
         entries.append(
-            {"name": name, "version": version, "file": wheel.name, "sha256": sha256(wheel),
-             "source": source or "pypi (dependency)"}
+            {
+                "name": name,
+                "version": version,
+                "file": wheel.name,
+                "sha256": sha256(wheel),
+                "source": source or "pypi (dependency)",
+            }
         )
     manifest = {
         "recipe": args.recipe,

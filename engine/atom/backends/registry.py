@@ -29,6 +29,12 @@ PREFERENCE = {
 }
 
 
+def preference(kind: str, platform: Platform) -> tuple[str, ...]:
+    """On the CPU, Triton runs only in its interpreter (a correctness tool, far slower): torch comes first."""
+    order = PREFERENCE[kind]
+    return ("torch", *(n for n in order if n != "torch")) if platform.kind == "cpu" else order
+
+
 @dataclass
 class Selection:
     name: str
@@ -97,7 +103,7 @@ def select(
     if forced is not None and forced not in MODULES[kind]:
         raise BackendError(f"unknown {kind} backend {forced!r}; choose from {sorted(MODULES[kind])}")
     rejected: dict[str, str] = {}
-    for name in (forced,) if forced else PREFERENCE[kind]:
+    for name in (forced,) if forced else preference(kind, platform):
         reason = why_not(support_of(kind, name), spec, platform)
         if reason is None and not implemented(kind, name):
             reason = "kernel module not implemented in this version"

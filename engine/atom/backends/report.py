@@ -37,7 +37,7 @@ def backend_report(
             try:
                 sel = registry.select(kind, spec, platform, forced)
                 chosen, rejected = sel.name, dict(sel.rejected)
-                for name in registry.PREFERENCE[kind]:
+                for name in registry.preference(kind, platform):
                     if name != chosen and name not in rejected:
                         rejected[name] = (
                             registry.why_not(registry.support_of(kind, name), spec, platform)

@@ -126,9 +126,13 @@ class FusedMoE(nn.Module):
             self.w13_bias = nn.Parameter(torch.empty(e, 2 * i), requires_grad=False)
             self.w2_bias = nn.Parameter(torch.empty(e, h), requires_grad=False)
         self.backend = None
+        self._weights: dict[str, torch.Tensor] | None = None
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return dict(self.named_parameters())
+        """Built once: parameters are filled in place by the loader, so the dict stays valid."""
+        if self._weights is None:
+            self._weights = dict(self.named_parameters())
+        return self._weights
 
     def forward(self, x: torch.Tensor, router_logits: torch.Tensor) -> torch.Tensor:
         return self.backend.forward(x, router_logits, self.weights(), self.spec)

@@ -1,0 +1,284 @@
+"""Fused MoE in Triton for bf16/fp16/fp32 and MXFP4 experts.
+
+Pipeline (no host syncs, so it is CUDA-graph safe):
+  route (torch, shared semantics) -> sort (token, slot) pairs by expert into BLOCK_M-padded groups ->
+  kernel 1: gather token rows, gate/up GEMM (MXFP4 decoded in registers), bias, activation -> h ->
+  kernel 2: down GEMM, bias, times the routing weight, one row per pair -> sum over the k slots.
+The final sum over slots replaces atomics: deterministic, and the same order of additions every run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import triton
+import triton.language as tl
+
+from .routing import route
+from .spec import MoESpec
+from .triton_common import dot
+from .triton_moe_support import SUPPORT  # noqa: F401  (what this backend declares)
+
+ACTIVATIONS = {"silu": 0, "swiglu_oai": 1}
+
+# Tiles per arch family: (BLOCK_N, BLOCK_K, num_warps, num_stages). LDS/shared memory bounds the stages:
+# gfx942 has 64 KiB LDS, gfx950 160 KiB, sm90 228 KiB; the CPU interpreter ignores warps and stages.
+TILES = {
+    "gfx942": (64, 64, 4, 2),
+    "gfx950": (64, 128, 4, 2),
+    "sm90": (64, 128, 4, 4),
+    "default": (64, 64, 4, 2),
+}
+
+
+@triton.jit
+def _e2m1_to_float(code):
+    """4-bit E2M1 code -> value: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives."""
+    exponent = (code >> 1) & 3
+    mantissa = (code & 1).to(tl.float32)
+    magnitude = tl.where(exponent == 0, 0.5 * mantissa, (1.0 + 0.5 * mantissa) * tl.exp2(exponent - 1.0))
+    return tl.where((code & 8) != 0, -magnitude, magnitude)
+
+
+@triton.jit
+def _load_weight_tile(
+    w_ptr, scale_ptr, rows, k, row_ok, k_ok, stride_row, stride_scale_row, MXFP4: tl.constexpr, dtype
+):
+    """Weight tile [BLOCK_K, BLOCK_N] (k by output row); MXFP4 bytes hold two k values, low nibble first."""
+    mask = k_ok[:, None] & row_ok[None, :]
+    if MXFP4:
+        packed = tl.load(w_ptr + rows[None, :] * stride_row + k[:, None] // 2, mask=mask, other=0)
+        code = (packed >> ((k[:, None] % 2) * 4).to(tl.uint8)) & 0xF
+        exponent = tl.load(
+            scale_ptr + rows[None, :] * stride_scale_row + k[:, None] // 32, mask=mask, other=127
+        )
+        w = _e2m1_to_float(code) * tl.exp2(exponent.to(tl.float32) - 127.0)
+        return w.to(dtype)
+    return tl.load(w_ptr + rows[None, :] * stride_row + k[:, None], mask=mask, other=0.0)
+
+
+@triton.jit
+def _gate_up_kernel(
+    x_ptr,
+    w_ptr,
+    scale_ptr,
+    bias_ptr,
+    h_ptr,
+    sorted_pairs_ptr,
+    block_expert_ptr,
+    num_pairs,
+    hidden,
+    inter,
+    stride_xt,
+    stride_we,
+    stride_wr,
+    stride_se,
+    stride_sr,
+    stride_be,
+    stride_ht,
+    alpha,
+    limit,
+    TOP_K: tl.constexpr,
+    ACTIVATION: tl.constexpr,  # 0 silu ([gate | up] halves), 1 swiglu_oai (interleaved, clamped)
+    MXFP4: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    expert = tl.load(block_expert_ptr + pid_m)
+    if expert < 0:
+        return
+    slots = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    pair = tl.load(sorted_pairs_ptr + slots)
+    pair_ok = pair < num_pairs
+    token = pair // TOP_K
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = cols < inter
+    if ACTIVATION == 1:
+        gate_rows, up_rows = 2 * cols, 2 * cols + 1
+    else:
+        gate_rows, up_rows = cols, inter + cols
+    w_base = w_ptr + expert.to(tl.int64) * stride_we
+    s_base = scale_ptr + expert.to(tl.int64) * stride_se
+    gate = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+    up = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+    for k0 in range(0, hidden, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        k_ok = k < hidden
+        x = tl.load(
+            x_ptr + token[:, None] * stride_xt + k[None, :], mask=pair_ok[:, None] & k_ok[None, :], other=0.0
+        )
+        wg = _load_weight_tile(
+            w_base, s_base, gate_rows, k, col_ok, k_ok, stride_wr, stride_sr, MXFP4, x.dtype
+        )
+        wu = _load_weight_tile(w_base, s_base, up_rows, k, col_ok, k_ok, stride_wr, stride_sr, MXFP4, x.dtype)
+        gate = dot(x, wg, gate, IEEE)
+        up = dot(x, wu, up, IEEE)
+    if HAS_BIAS:
+        b_base = bias_ptr + expert * stride_be
+        gate += tl.load(b_base + gate_rows, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        up += tl.load(b_base + up_rows, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    if ACTIVATION == 1:
+        gate = tl.minimum(gate, limit)
+        up = tl.minimum(tl.maximum(up, -limit), limit)
+        h = (up + 1.0) * gate * tl.sigmoid(alpha * gate)
+    else:
+        h = gate * tl.sigmoid(gate) * up
+    tl.store(
+        h_ptr + slots[:, None] * stride_ht + cols[None, :],
+        h.to(h_ptr.dtype.element_ty),
+        mask=pair_ok[:, None] & col_ok[None, :],
+    )
+
+
+@triton.jit
+def _down_kernel(
+    h_ptr,
+    w_ptr,
+    scale_ptr,
+    bias_ptr,
+    routing_weights_ptr,
+    out_ptr,
+    sorted_pairs_ptr,
+    block_expert_ptr,
+    num_pairs,
+    hidden,
+    inter,
+    stride_ht,
+    stride_we,
+    stride_wr,
+    stride_se,
+    stride_sr,
+    stride_be,
+    stride_ot,
+    MXFP4: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    expert = tl.load(block_expert_ptr + pid_m)
+    if expert < 0:
+        return
+    slots = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    pair = tl.load(sorted_pairs_ptr + slots)
+    pair_ok = pair < num_pairs
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = cols < hidden
+    w_base = w_ptr + expert.to(tl.int64) * stride_we
+    s_base = scale_ptr + expert.to(tl.int64) * stride_se
+    acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+    for k0 in range(0, inter, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        k_ok = k < inter
+        h = tl.load(
+            h_ptr + slots[:, None] * stride_ht + k[None, :], mask=pair_ok[:, None] & k_ok[None, :], other=0.0
+        )
+        w = _load_weight_tile(w_base, s_base, cols, k, col_ok, k_ok, stride_wr, stride_sr, MXFP4, h.dtype)
+        acc = dot(h, w, acc, IEEE)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + expert * stride_be + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    acc *= tl.load(routing_weights_ptr + pair, mask=pair_ok, other=0.0)[:, None]
+    tl.store(
+        out_ptr + pair[:, None] * stride_ot + cols[None, :],
+        acc.to(out_ptr.dtype.element_ty),
+        mask=pair_ok[:, None] & col_ok[None, :],
+    )
+
+
+def group_by_expert(ids: torch.Tensor, num_experts: int, block_m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expert ids [T, k] -> (pair index per padded slot, expert per BLOCK_M block; -1 = unused block).
+
+    Every expert's pairs start on a block boundary, so a block multiplies by one expert's weights. Sizes are
+    upper bounds known without reading `ids` on the host.
+    """
+    flat = ids.flatten()
+    num_pairs = flat.numel()
+    capacity = num_pairs + num_experts * (block_m - 1)
+    capacity = triton.cdiv(capacity, block_m) * block_m
+    counts = torch.bincount(flat, minlength=num_experts)
+    padded = (counts + block_m - 1) // block_m * block_m
+    group_end = padded.cumsum(0)
+    group_start = group_end - padded
+    order = torch.argsort(flat, stable=True)
+    sorted_experts = flat[order]
+    rank = torch.arange(num_pairs, device=ids.device) - (counts.cumsum(0) - counts)[sorted_experts]
+    sorted_pairs = torch.full((capacity,), num_pairs, dtype=torch.int32, device=ids.device)
+    sorted_pairs[group_start[sorted_experts] + rank] = order.to(torch.int32)
+    block_starts = torch.arange(0, capacity, block_m, device=ids.device)
+    block_expert = torch.searchsorted(group_end, block_starts, right=True).to(torch.int32)
+    block_expert[block_expert >= num_experts] = -1
+    return sorted_pairs, block_expert
+
+
+def _block_m(num_pairs: int, num_experts: int) -> int:
+    """Rows per block: small for decode (few pairs per expert), larger for prefill."""
+    per_expert = num_pairs / num_experts
+    return 16 if per_expert <= 16 else 32 if per_expert <= 64 else 64
+
+
+def _tiles(device: torch.device) -> tuple[int, int, int, int]:
+    if device.type != "cuda":
+        return TILES["default"]
+    if torch.version.hip:
+        arch = torch.cuda.get_device_properties(device).gcnArchName.split(":")[0]
+    else:
+        major, minor = torch.cuda.get_device_capability(device)
+        arch = f"sm{major}{minor}"
+    return TILES.get(arch, TILES["default"])
+
+
+def fused_moe(
+    x: torch.Tensor,
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+    w: dict[str, torch.Tensor],
+    spec: MoESpec,
+    alloc: Callable[..., torch.Tensor] = torch.empty,
+) -> torch.Tensor:
+    """x [T, H], routing weights/ids [T, k] -> [T, H]. `alloc` makes the workspaces (tests poison them)."""
+    t, hidden = x.shape
+    inter, top_k = spec.intermediate_size, spec.top_k
+    mxfp4 = spec.quant == "mxfp4"
+    num_pairs = t * top_k
+    block_m = _block_m(num_pairs, spec.num_experts)
+    block_n, block_k, warps, stages = _tiles(x.device)
+    sorted_pairs, block_expert = group_by_expert(ids, spec.num_experts, block_m)
+    w13 = w["w13_blocks"] if mxfp4 else w["w13"]
+    w2 = w["w2_blocks"] if mxfp4 else w["w2"]
+    s13 = w["w13_scales"] if mxfp4 else w13
+    s2 = w["w2_scales"] if mxfp4 else w2
+    b13 = w.get("w13_bias", x) if spec.has_bias else x
+    b2 = w.get("w2_bias", x) if spec.has_bias else x
+    ieee = x.dtype == torch.float32
+    h = alloc(sorted_pairs.numel(), inter, dtype=x.dtype, device=x.device)
+    grid = (block_expert.numel(), triton.cdiv(inter, block_n))
+    _gate_up_kernel[grid](
+        x, w13, s13, b13, h, sorted_pairs, block_expert, num_pairs, hidden, inter,
+        x.stride(0), w13.stride(0), w13.stride(1), s13.stride(0), s13.stride(1), b13.stride(0), h.stride(0),
+        spec.swiglu_alpha, spec.swiglu_limit,
+        TOP_K=top_k, ACTIVATION=ACTIVATIONS[spec.activation], MXFP4=mxfp4, HAS_BIAS=spec.has_bias, IEEE=ieee,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
+    )  # fmt: skip
+    out = alloc(num_pairs, hidden, dtype=torch.float32, device=x.device)
+    grid = (block_expert.numel(), triton.cdiv(hidden, block_n))
+    _down_kernel[grid](
+        h, w2, s2, b2, weights.contiguous(), out, sorted_pairs, block_expert, num_pairs, hidden, inter,
+        h.stride(0), w2.stride(0), w2.stride(1), s2.stride(0), s2.stride(1), b2.stride(0), out.stride(0),
+        MXFP4=mxfp4, HAS_BIAS=spec.has_bias, IEEE=ieee,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
+    )  # fmt: skip
+    return out.view(t, top_k, hidden).sum(dim=1).to(x.dtype)
+
+
+def forward(
+    x: torch.Tensor, router_logits: torch.Tensor, w: dict[str, torch.Tensor], spec: MoESpec
+) -> torch.Tensor:
+    weights, ids = route(router_logits, spec.top_k, spec.routing)
+    return fused_moe(x, weights, ids, w, spec)
