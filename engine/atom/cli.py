@@ -182,5 +182,42 @@ def bench_offline(
         json_out.write_text(json.dumps(result, indent=2))
 
 
+@bench_app.command("moe")
+def bench_moe(
+    shape: Annotated[list[str], typer.Option(help="gpt-oss-20b and/or gpt-oss-120b")] = ["gpt-oss-20b"],  # noqa: B006
+    m: Annotated[list[int], typer.Option(help="tokens per call")] = [1, 8, 32, 128, 1024, 8192],  # noqa: B006
+    backend: Annotated[list[str] | None, typer.Option(help="default: every implemented one")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
+) -> None:
+    """MoE layer microbenchmark (GPU): time per backend under CUDA graphs, floors, error vs torch."""
+    from .bench.moe import print_moe_table, run_moe_bench
+
+    rows = run_moe_bench(shape, m, backend)
+    print_moe_table(rows)
+    if json_out:
+        json_out.write_text(json.dumps(rows, indent=2))
+
+
+@bench_app.command("gpt-oss")
+def bench_gpt_oss(
+    shape: str = "gpt-oss-20b",
+    hf: Annotated[bool, typer.Option(help="also run HF transformers on the same shape")] = True,
+    moe_backend: str | None = None,
+    attention_backend: str | None = None,
+    json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
+) -> None:
+    """Offline throughput on a gpt-oss shape with random MXFP4 weights (GPU), next to HF transformers."""
+    from .bench.gpt_oss import run_gpt_oss_bench
+
+    kwargs = {
+        k: v for k, v in {"moe_backend": moe_backend, "attention_backend": attention_backend}.items() if v
+    }
+    rows = run_gpt_oss_bench(shape, hf, kwargs)
+    for row in rows:
+        typer.echo(json.dumps(row))
+    if json_out:
+        json_out.write_text(json.dumps(rows, indent=2))
+
+
 if __name__ == "__main__":
     app()

@@ -69,10 +69,36 @@ class Tokenizer:
         )
 
 
+class IdsOnlyTokenizer:
+    """For a model folder without tokenizer files (random-weight benchmarks): token ids in, no text out."""
+
+    chat_template = None
+
+    def __init__(self, folder: Path) -> None:
+        eos = json.loads((folder / "config.json").read_text()).get("eos_token_id")
+        self.eos_token_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        raise InvalidRequestError("this model folder has no tokenizer.json: send token ids, not text")
+
+    def decode(self, ids: list[int]) -> str:
+        return ""
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        raise InvalidRequestError("this model folder has no tokenizer or chat template")
+
+
+def load_tokenizer(folder: Path, load_format: str) -> Tokenizer | IdsOnlyTokenizer:
+    """Random weights (`dummy`) may come with a config alone; real checkpoints must bring a tokenizer."""
+    if load_format == "dummy" and not (folder / "tokenizer.json").exists():
+        return IdsOnlyTokenizer(folder)
+    return Tokenizer(folder)
+
+
 class Detokenizer:
     """Incremental text for one sequence; holds back an incomplete UTF-8 character."""
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer | IdsOnlyTokenizer) -> None:
         self.tokenizer = tokenizer
         self.text = ""
 

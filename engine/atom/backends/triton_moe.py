@@ -202,7 +202,10 @@ def group_by_expert(ids: torch.Tensor, num_experts: int, block_m: int) -> tuple[
     num_pairs = flat.numel()
     capacity = num_pairs + num_experts * (block_m - 1)
     capacity = triton.cdiv(capacity, block_m) * block_m
-    counts = torch.bincount(flat, minlength=num_experts)
+    # scatter_add, not bincount: bincount reads the max on the host, which breaks CUDA graph capture
+    counts = torch.zeros(num_experts, dtype=torch.long, device=ids.device).scatter_add_(
+        0, flat, torch.ones_like(flat)
+    )
     padded = (counts + block_m - 1) // block_m * block_m
     group_end = padded.cumsum(0)
     group_start = group_end - padded
@@ -212,8 +215,8 @@ def group_by_expert(ids: torch.Tensor, num_experts: int, block_m: int) -> tuple[
     sorted_pairs = torch.full((capacity,), num_pairs, dtype=torch.int32, device=ids.device)
     sorted_pairs[group_start[sorted_experts] + rank] = order.to(torch.int32)
     block_starts = torch.arange(0, capacity, block_m, device=ids.device)
-    block_expert = torch.searchsorted(group_end, block_starts, right=True).to(torch.int32)
-    block_expert[block_expert >= num_experts] = -1
+    block_expert = torch.searchsorted(group_end, block_starts, right=True)
+    block_expert = torch.where(block_expert < num_experts, block_expert, -1).to(torch.int32)
     return sorted_pairs, block_expert
 
 

@@ -13,7 +13,7 @@ from ..models.loader import read_config
 from ..platform import detect
 from ..platform.device import check_build_arch
 from ..sampling_params import SamplingParams
-from ..tokenizer import Detokenizer, Tokenizer
+from ..tokenizer import Detokenizer, load_tokenizer
 from .block_manager import BlockManager
 from .model_runner import ModelRunner
 from .sampler import sample
@@ -41,7 +41,7 @@ class LLMEngine:
         folder = Path(config.model)
         self.platform = detect()
         check_build_arch(self.platform)
-        self.tokenizer = Tokenizer(folder)
+        self.tokenizer = load_tokenizer(folder, config.load_format)
         model_len = read_config(folder).get("max_position_embeddings", 4096)
         self.max_model_len = min(config.max_model_len or model_len, model_len)
         self.runner = ModelRunner(config, self.platform)

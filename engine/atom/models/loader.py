@@ -102,13 +102,14 @@ def load_weights(model: CausalLM, folder: Path) -> None:
 
 def init_dummy(model: CausalLM, seed: int) -> None:
     """Random weights with sane scales (for benchmarks of big shapes without downloads)."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)  # on the device: big shapes fill in seconds
     for name, p in model.named_parameters():
         if p.dtype == torch.uint8:
             hi = 124 if name.endswith("_scales") else 256
             lo = 118 if name.endswith("_scales") else 0
-            p.data.copy_(torch.randint(lo, hi, p.shape, generator=gen, dtype=torch.uint8))
+            p.data.copy_(torch.randint(lo, hi, p.shape, generator=gen, dtype=torch.uint8, device=device))
         elif name.endswith("norm.weight"):
             p.data.fill_(1.0)
         else:
-            p.data.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+            p.data.copy_(torch.randn(p.shape, generator=gen, device=device) * 0.02)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Everything GPU-side in one device command (see docs/performance.md):
+#   kernel tests on the GPU, the MoE microbenchmark, the gpt-oss-20b offline benchmark next to HF transformers.
+# Usage on the GPU machine, from the repo root:  bash bench/h100.sh   (results under $OUT, default ./bench-out)
+# A copy of the real triton_kernels matching the GPU's Triton may be placed in third_party/ (git-ignored).
+set -euo pipefail
+OUT=${OUT:-bench-out}
+mkdir -p "$OUT"
+# typer/pytest wheels may be carried in third_party/wheels when the GPU machine lacks them
+[ -d third_party/wheels ] && pip install -q --no-index --find-links third_party/wheels typer pytest 2>&1 | tail -1
+export PYTHONPATH="$PWD/engine:$PWD/third_party${PYTHONPATH:+:$PYTHONPATH}"
+python - <<'PY' | tee "$OUT/versions.txt"
+import torch, triton, transformers
+print("gpu", torch.cuda.get_device_name(0), "torch", torch.__version__, "triton", triton.__version__,
+      "transformers", transformers.__version__)
+PY
+python -m atom.cli backends --model "$(python -c 'from atom.bench.shapes import write_shape; import tempfile, pathlib; print(write_shape("gpt-oss-20b", pathlib.Path(tempfile.mkdtemp())/"m"))')" | tee "$OUT/backends.txt"
+python -m pytest -q -p no:cacheprovider tests/engine/test_backends_vs_torch.py tests/engine/test_selection_policy.py 2>&1 | tail -3 | tee "$OUT/kernel-tests.txt"
+python -m atom.cli bench moe ${MOE_ARGS:---shape gpt-oss-20b --shape gpt-oss-120b} --json-out "$OUT/moe.json" | tee "$OUT/moe.txt"
+python -m atom.cli bench gpt-oss ${GPT_OSS_ARGS:-} --json-out "$OUT/gpt-oss.json" | tee "$OUT/gpt-oss.txt"

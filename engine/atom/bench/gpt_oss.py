@@ -1,0 +1,73 @@
+"""Offline engine throughput on a gpt-oss-shaped model with random MXFP4 weights, with HF transformers on the
+same shape in the same process for the ratio (HF first, then freed, so both fit one GPU)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ..engine.llm_engine import LLM
+from ..sampling_params import SamplingParams
+from .shapes import write_shape
+from .workload import random_prompts
+
+
+def hf_decode(folder: Path, batch: int, prompt_len: int, new_tokens: int, seed: int) -> dict:
+    from transformers import GptOssConfig, GptOssForCausalLM
+
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("quantization_config")  # HF then holds the experts in bf16, as its eager path runs them
+    hf_config = GptOssConfig(**config)
+    hf_config._attn_implementation = "eager"
+    with torch.device("cuda"):
+        model = GptOssForCausalLM._from_config(hf_config, torch_dtype=torch.bfloat16).eval()
+    ids = torch.tensor(random_prompts(config["vocab_size"], batch, prompt_len, seed), device="cuda")
+    kw = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False}
+    model.generate(ids[:, :8], max_new_tokens=2, do_sample=False)  # warm-up
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    model.generate(ids, **kw)
+    torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    del model
+    gc.collect()
+    torch.cuda.empty_cache()
+    return {"engine": "hf-transformers", "batch": batch, "tok_s": round(batch * new_tokens / elapsed, 1)}
+
+
+def ours_generate(llm: LLM, num: int, prompt_len: int, new_tokens: int, seed: int) -> float:
+    prompts = random_prompts(llm.runner.model.args.vocab_size, num, prompt_len, seed)
+    params = SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    outs = llm.generate(prompts, params)
+    torch.cuda.synchronize()
+    assert all(len(o.output_token_ids) == new_tokens for o in outs)
+    return num * new_tokens / (time.perf_counter() - start)
+
+
+def run_gpt_oss_bench(shape: str, with_hf: bool, engine_kwargs: dict, seed: int = 0) -> list[dict]:
+    folder = write_shape(shape, Path(tempfile.mkdtemp()) / shape)
+    rows = []
+    if with_hf:
+        rows += [hf_decode(folder, b, 128, 64, seed) for b in (1, 16)]
+    llm = LLM(str(folder), load_format="dummy", max_num_seqs=256, kv_cache_memory_gb=16, **engine_kwargs)
+    chosen = sorted({sel.name for sel in llm.runner.selections.values()})
+    ours_generate(llm, 2, 16, 4, seed)  # warm-up (kernel compilation, graph capture)
+    for batch in (1, 16):
+        tok_s = ours_generate(llm, batch, 128, 64, seed)
+        rows.append({"engine": "atom", "backends": chosen, "batch": batch, "tok_s": round(tok_s, 1)})
+    tok_s = ours_generate(llm, 256, 512, 256, seed)
+    rows.append({"engine": "atom", "backends": chosen, "requests": "256 x (512 in + 256 out)", "tok_s": round(tok_s, 1)})  # fmt: skip
+    for row in rows:
+        hf = next(
+            (r for r in rows if r["engine"] == "hf-transformers" and r["batch"] == row.get("batch")), None
+        )
+        if row["engine"] == "atom" and hf:
+            row["x_hf"] = round(row["tok_s"] / hf["tok_s"], 1)
+    return rows
