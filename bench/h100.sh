@@ -7,7 +7,9 @@ set -euo pipefail
 OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
 # typer/pytest wheels may be carried in third_party/wheels when the GPU machine lacks them
-[ -d third_party/wheels ] && pip install -q --no-index --find-links third_party/wheels typer pytest 2>&1 | tail -1
+for mod in typer pytest; do
+  python -c "import $mod" 2>/dev/null || pip install -q --no-index --find-links third_party/wheels "$mod" || true
+done
 export PYTHONPATH="$PWD/engine:$PWD/third_party${PYTHONPATH:+:$PYTHONPATH}"
 python - <<'PY' | tee "$OUT/versions.txt"
 import torch, triton, transformers
@@ -15,6 +17,9 @@ print("gpu", torch.cuda.get_device_name(0), "torch", torch.__version__, "triton"
       "transformers", transformers.__version__)
 PY
 python -m atom.cli backends --model "$(python -c 'from atom.bench.shapes import write_shape; import tempfile, pathlib; print(write_shape("gpt-oss-20b", pathlib.Path(tempfile.mkdtemp())/"m"))')" | tee "$OUT/backends.txt"
-python -m pytest -q -p no:cacheprovider tests/engine/test_backends_vs_torch.py tests/engine/test_selection_policy.py 2>&1 | tail -3 | tee "$OUT/kernel-tests.txt"
+python -m pytest -q -p no:cacheprovider tests/engine/test_backends_vs_torch.py tests/engine/test_selection_policy.py -rf 2>&1 | tail -"${TEST_TAIL:-8}" | tee "$OUT/kernel-tests.txt" || true
+for args in "--dtype float32" "--dtype bfloat16" "--dtype bfloat16 --moe-backend triton_kernels"; do
+  python -m atom.cli bench agree $args | tee -a "$OUT/agree.jsonl"
+done
 python -m atom.cli bench moe ${MOE_ARGS:---shape gpt-oss-20b --shape gpt-oss-120b} --json-out "$OUT/moe.json" | tee "$OUT/moe.txt"
 python -m atom.cli bench gpt-oss ${GPT_OSS_ARGS:-} --json-out "$OUT/gpt-oss.json" | tee "$OUT/gpt-oss.txt"

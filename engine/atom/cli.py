@@ -212,11 +212,24 @@ def bench_gpt_oss(
     kwargs = {
         k: v for k, v in {"moe_backend": moe_backend, "attention_backend": attention_backend}.items() if v
     }
-    rows = run_gpt_oss_bench(shape, hf, kwargs)
-    for row in rows:
-        typer.echo(json.dumps(row))
+    rows = run_gpt_oss_bench(shape, hf, kwargs, emit=lambda row: typer.echo(json.dumps(row)))
     if json_out:
         json_out.write_text(json.dumps(rows, indent=2))
+
+
+@bench_app.command("agree")
+def bench_agree(
+    shape: str = "gpt-oss-20b",
+    layers: int = 4,
+    dtype: str = "float32",
+    moe_backend: str = "triton",
+    attention_backend: str = "triton",
+) -> None:
+    """Greedy tokens of the torch reference vs other backends on the same random weights (GPU)."""
+    from .bench.gpt_oss import greedy_agreement
+
+    backends = {"moe_backend": moe_backend, "attention_backend": attention_backend}
+    typer.echo(json.dumps(greedy_agreement(shape, layers, dtype, backends)))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ class EngineConfig:
     moe_backend: str | None = None  # force one; None = best exact match
     attention_backend: str | None = None
     seed: int = 0
+    enforce_eager: bool = False  # no CUDA graphs for decode
     parallel: ParallelConfig | None = None
 
     def __post_init__(self) -> None:

@@ -42,20 +42,65 @@ def _e2m1_to_float(code):
 
 
 @triton.jit
-def _load_weight_tile(
-    w_ptr, scale_ptr, rows, k, row_ok, k_ok, stride_row, stride_scale_row, MXFP4: tl.constexpr, dtype
-):
-    """Weight tile [BLOCK_K, BLOCK_N] (k by output row); MXFP4 bytes hold two k values, low nibble first."""
-    mask = k_ok[:, None] & row_ok[None, :]
+def _load_rows(x_ptr, rows, row_ok, k0, K, stride, MXFP4: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Activations [BLOCK_M, BLOCK_K] from k0; for MXFP4 as (even k, odd k) halves matching the nibbles."""
     if MXFP4:
-        packed = tl.load(w_ptr + rows[None, :] * stride_row + k[:, None] // 2, mask=mask, other=0)
-        code = (packed >> ((k[:, None] % 2) * 4).to(tl.uint8)) & 0xF
-        exponent = tl.load(
-            scale_ptr + rows[None, :] * stride_scale_row + k[:, None] // 32, mask=mask, other=127
+        k = k0 + 2 * tl.arange(0, BLOCK_K // 2)
+        mask = row_ok[:, None] & (k < K)[None, :]
+        base = x_ptr + rows[:, None] * stride + k[None, :]
+        even = tl.load(base, mask=mask, other=0.0)
+        odd = tl.load(base + 1, mask=mask, other=0.0)
+    else:
+        k = k0 + tl.arange(0, BLOCK_K)
+        even = tl.load(
+            x_ptr + rows[:, None] * stride + k[None, :], mask=row_ok[:, None] & (k < K)[None, :], other=0.0
         )
-        w = _e2m1_to_float(code) * tl.exp2(exponent.to(tl.float32) - 127.0)
-        return w.to(dtype)
-    return tl.load(w_ptr + rows[None, :] * stride_row + k[:, None], mask=mask, other=0.0)
+        odd = even
+    return even, odd
+
+
+@triton.jit
+def _weight_dot(
+    acc,
+    x_even,
+    x_odd,
+    w_ptr,
+    scale_ptr,
+    rows,
+    row_ok,
+    k0,
+    K,
+    stride_row,
+    stride_scale_row,
+    MXFP4: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """acc + x[:, k0:k0+BLOCK_K] @ W[rows, k0:k0+BLOCK_K]^T, W read along k (contiguous, vectorised).
+
+    MXFP4: each byte holds k = 2j (low nibble) and 2j + 1 (high nibble); 16 bytes share one E8M0 scale.
+    """
+    if MXFP4:
+        j = tl.arange(0, BLOCK_K // 2)
+        mask = row_ok[:, None] & (k0 + 2 * j < K)[None, :]
+        packed = tl.load(w_ptr + rows[:, None] * stride_row + (k0 // 2 + j)[None, :], mask=mask, other=0)
+        exponent = tl.load(
+            scale_ptr + rows[:, None] * stride_scale_row + (k0 // 32 + j // 16)[None, :], mask=mask, other=127
+        )
+        scale = tl.exp2(exponent.to(tl.float32) - 127.0)
+        low = (_e2m1_to_float(packed & 0xF) * scale).to(x_even.dtype)
+        high = (_e2m1_to_float(packed >> 4) * scale).to(x_even.dtype)
+        acc = dot(x_even, tl.trans(low), acc, IEEE)
+        acc = dot(x_odd, tl.trans(high), acc, IEEE)
+    else:
+        k = k0 + tl.arange(0, BLOCK_K)
+        w = tl.load(
+            w_ptr + rows[:, None] * stride_row + k[None, :],
+            mask=row_ok[:, None] & (k < K)[None, :],
+            other=0.0,
+        )
+        acc = dot(x_even, tl.trans(w), acc, IEEE)
+    return acc
 
 
 @triton.jit
@@ -107,17 +152,15 @@ def _gate_up_kernel(
     gate = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     up = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     for k0 in range(0, hidden, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
-        k_ok = k < hidden
-        x = tl.load(
-            x_ptr + token[:, None] * stride_xt + k[None, :], mask=pair_ok[:, None] & k_ok[None, :], other=0.0
-        )
-        wg = _load_weight_tile(
-            w_base, s_base, gate_rows, k, col_ok, k_ok, stride_wr, stride_sr, MXFP4, x.dtype
-        )
-        wu = _load_weight_tile(w_base, s_base, up_rows, k, col_ok, k_ok, stride_wr, stride_sr, MXFP4, x.dtype)
-        gate = dot(x, wg, gate, IEEE)
-        up = dot(x, wu, up, IEEE)
+        x_even, x_odd = _load_rows(x_ptr, token, pair_ok, k0, hidden, stride_xt, MXFP4, BLOCK_K)
+        gate = _weight_dot(
+            gate, x_even, x_odd, w_base, s_base, gate_rows, col_ok, k0, hidden, stride_wr, stride_sr,
+            MXFP4, IEEE, BLOCK_K,
+        )  # fmt: skip
+        up = _weight_dot(
+            up, x_even, x_odd, w_base, s_base, up_rows, col_ok, k0, hidden, stride_wr, stride_sr,
+            MXFP4, IEEE, BLOCK_K,
+        )  # fmt: skip
     if HAS_BIAS:
         b_base = bias_ptr + expert * stride_be
         gate += tl.load(b_base + gate_rows, mask=col_ok, other=0.0).to(tl.float32)[None, :]
@@ -175,13 +218,11 @@ def _down_kernel(
     s_base = scale_ptr + expert.to(tl.int64) * stride_se
     acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     for k0 in range(0, inter, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
-        k_ok = k < inter
-        h = tl.load(
-            h_ptr + slots[:, None] * stride_ht + k[None, :], mask=pair_ok[:, None] & k_ok[None, :], other=0.0
-        )
-        w = _load_weight_tile(w_base, s_base, cols, k, col_ok, k_ok, stride_wr, stride_sr, MXFP4, h.dtype)
-        acc = dot(h, w, acc, IEEE)
+        h_even, h_odd = _load_rows(h_ptr, slots, pair_ok, k0, inter, stride_ht, MXFP4, BLOCK_K)
+        acc = _weight_dot(
+            acc, h_even, h_odd, w_base, s_base, cols, col_ok, k0, inter, stride_wr, stride_sr,
+            MXFP4, IEEE, BLOCK_K,
+        )  # fmt: skip
     if HAS_BIAS:
         acc += tl.load(bias_ptr + expert * stride_be + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
     acc *= tl.load(routing_weights_ptr + pair, mask=pair_ok, other=0.0)[:, None]

@@ -51,17 +51,28 @@ def ours_generate(llm: LLM, num: int, prompt_len: int, new_tokens: int, seed: in
     return num * new_tokens / (time.perf_counter() - start)
 
 
-def run_gpt_oss_bench(shape: str, with_hf: bool, engine_kwargs: dict, seed: int = 0) -> list[dict]:
+def run_gpt_oss_bench(
+    shape: str, with_hf: bool, engine_kwargs: dict, emit=print, seed: int = 0
+) -> list[dict]:
+    """Rows are emitted as they come (a long run cut short still reports what it measured)."""
     folder = write_shape(shape, Path(tempfile.mkdtemp()) / shape)
     rows = []
     if with_hf:
-        rows += [hf_decode(folder, b, 128, 64, seed) for b in (1, 16)]
+        for b in (1, 16):
+            rows.append(hf_decode(folder, b, 128, 64, seed))
+            emit(rows[-1])
+    start = time.perf_counter()
     llm = LLM(str(folder), load_format="dummy", max_num_seqs=256, kv_cache_memory_gb=16, **engine_kwargs)
+    emit({"engine": "atom", "startup_s (load + graph capture)": round(time.perf_counter() - start, 1)})
     chosen = sorted({sel.name for sel in llm.runner.selections.values()})
     ours_generate(llm, 2, 16, 4, seed)  # warm-up (kernel compilation, graph capture)
     for batch in (1, 16):
         tok_s = ours_generate(llm, batch, 128, 64, seed)
         rows.append({"engine": "atom", "backends": chosen, "batch": batch, "tok_s": round(tok_s, 1)})
+        hf = next((r for r in rows if r["engine"] == "hf-transformers" and r["batch"] == batch), None)
+        if hf:
+            rows[-1]["x_hf"] = round(tok_s / hf["tok_s"], 1)
+        emit(rows[-1])
     tok_s = ours_generate(llm, 256, 512, 256, seed)
     rows.append({"engine": "atom", "backends": chosen, "requests": "256 x (512 in + 256 out)", "tok_s": round(tok_s, 1)})  # fmt: skip
     for row in rows:
@@ -71,3 +82,26 @@ def run_gpt_oss_bench(shape: str, with_hf: bool, engine_kwargs: dict, seed: int 
         if row["engine"] == "atom" and hf:
             row["x_hf"] = round(row["tok_s"] / hf["tok_s"], 1)
     return rows
+
+
+def greedy_agreement(shape: str, num_layers: int, dtype: str, backends: dict, seed: int = 0) -> dict:
+    """Same random weights, same prompts: greedy tokens with the torch reference vs the given backends."""
+    folder = write_shape(shape, Path(tempfile.mkdtemp()) / shape)
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] = num_layers
+    config["layer_types"] = config["layer_types"][:num_layers]
+    (folder / "config.json").write_text(json.dumps(config))
+    prompts = random_prompts(config["vocab_size"], 8, 300, seed)  # longer than the 128-token window
+    params = SamplingParams(max_tokens=32, temperature=0, ignore_eos=True)
+    tokens = {}
+    for name, kw in {
+        "torch": {"moe_backend": "torch", "attention_backend": "torch"},
+        "ours": backends,
+    }.items():
+        llm = LLM(str(folder), load_format="dummy", dtype=dtype, seed=seed, **kw)
+        tokens[name] = [o.output_token_ids for o in llm.generate(prompts, params)]
+        del llm
+        torch.cuda.empty_cache()
+    same = sum(a == b for a, b in zip(tokens["torch"], tokens["ours"], strict=True))
+    return {"shape": f"{shape} x {num_layers} layers", "dtype": dtype, "backends": backends,
+            "identical_sequences": f"{same}/{len(prompts)}"}  # fmt: skip

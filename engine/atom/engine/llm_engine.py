@@ -44,7 +44,7 @@ class LLMEngine:
         self.tokenizer = load_tokenizer(folder, config.load_format)
         model_len = read_config(folder).get("max_position_embeddings", 4096)
         self.max_model_len = min(config.max_model_len or model_len, model_len)
-        self.runner = ModelRunner(config, self.platform)
+        self.runner = ModelRunner(config, self.platform, self.max_model_len)
         self.block_manager = BlockManager(
             self.runner.num_blocks, config.block_size, config.enable_prefix_caching
         )

@@ -11,7 +11,10 @@ from ..config import EngineConfig
 from ..layers.context import AttentionMetadata, set_metadata
 from ..models.loader import load_model
 from ..platform import Platform
+from .cuda_graphs import DecodeGraphs
 from .scheduler import ScheduledBatch
+
+GRAPH_SAFE_BACKENDS = {"triton", "triton_kernels"}
 
 DTYPES = {
     "bf16": torch.bfloat16,
@@ -33,7 +36,7 @@ def resolve_device(config: EngineConfig, platform: Platform) -> tuple[torch.devi
 
 
 class ModelRunner:
-    def __init__(self, config: EngineConfig, platform: Platform) -> None:
+    def __init__(self, config: EngineConfig, platform: Platform, max_model_len: int) -> None:
         self.config = config
         self.device, self.dtype = resolve_device(config, platform)
         self.model = load_model(
@@ -43,6 +46,7 @@ class ModelRunner:
         self.block_size = config.block_size
         self.num_blocks = config.num_kv_blocks or self._blocks_for_memory(config.kv_cache_memory_gb)
         self._allocate_kv_cache()
+        self.graphs = self._capture_graphs(max_model_len) if self._graphs_usable() else None
 
     def _select_backends(self, platform: Platform) -> dict[str, registry.Selection]:
         chosen: dict[str, registry.Selection] = {}
@@ -65,9 +69,27 @@ class ModelRunner:
         )
         return max(16, int(gb * 2**30 // per_block))
 
+    def _graphs_usable(self) -> bool:
+        """Only when every chosen kernel path is free of host syncs (the torch references are not)."""
+        if self.config.enforce_eager or self.device.type != "cuda":
+            return False
+        return all(sel.name in GRAPH_SAFE_BACKENDS for sel in self.selections.values())
+
+    def _capture_graphs(self, max_model_len: int) -> DecodeGraphs:
+        graphs = DecodeGraphs(
+            self.model,
+            self.config.max_num_seqs,
+            -(-max_model_len // self.block_size),
+            self.block_size,
+            scratch_slot=self.num_blocks * self.block_size,
+        )
+        graphs.capture()
+        return graphs
+
     def _allocate_kv_cache(self) -> None:
         for layer in self.model.attention_layers():
-            shape = (self.num_blocks, self.block_size, layer.num_kv_heads, layer.head_dim)
+            # one block past the end: a scratch slot for the padded rows of CUDA-graph decode steps
+            shape = (self.num_blocks + 1, self.block_size, layer.num_kv_heads, layer.head_dim)
             layer.k_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
             layer.v_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
 
@@ -115,6 +137,8 @@ class ModelRunner:
     @torch.inference_mode()
     def run(self, batch: ScheduledBatch) -> torch.Tensor:
         """Logits [num sequences that finished their tokens this step, vocab] in float32."""
+        if self.graphs is not None and self.graphs.can_run(batch):
+            return self.graphs.run(batch)
         input_ids, meta, last_rows = self.prepare(batch)
         set_metadata(meta)
         try:

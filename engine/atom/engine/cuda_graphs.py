@@ -1,0 +1,96 @@
+"""Decode steps replayed from CUDA graphs, one per batch-size bucket (padded up), prefill stays eager.
+
+A decode step is hundreds of small kernels; launching them from Python costs more than running them at small
+batch. Each bucket's graph reads fixed input buffers; a step copies the batch into them and replays.
+Padded rows are sequences with no query tokens (the attention kernel skips them); their K/V go to a scratch
+slot past the real cache, so they never touch a live block.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..layers.context import AttentionMetadata, set_metadata
+from .scheduler import ScheduledBatch
+
+BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+
+
+class DecodeGraphs:
+    def __init__(self, model, max_num_seqs: int, max_blocks_per_seq: int, block_size: int, scratch_slot: int):
+        self.model = model
+        self.block_size = block_size
+        self.scratch_slot = scratch_slot
+        self.buckets = [b for b in BUCKETS if b < max_num_seqs] + [max_num_seqs]
+        n, dev = self.buckets[-1], next(model.parameters()).device
+        self.input_ids = torch.zeros(n, dtype=torch.long, device=dev)
+        self.positions = torch.zeros(n, dtype=torch.long, device=dev)
+        self.slots = torch.full((n,), scratch_slot, dtype=torch.long, device=dev)
+        self.seq_idx = torch.zeros(n, dtype=torch.long, device=dev)
+        self.query_start_loc = torch.zeros(n + 1, dtype=torch.long, device=dev)
+        self.query_lens = torch.zeros(n, dtype=torch.long, device=dev)
+        self.seq_lens = torch.zeros(n, dtype=torch.long, device=dev)
+        self.block_tables = torch.zeros(n, max_blocks_per_seq, dtype=torch.long, device=dev)
+        self.host_tables = np.zeros((n, max_blocks_per_seq), dtype=np.int64)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.logits: dict[int, torch.Tensor] = {}
+        self.pool = None
+
+    def metadata(self, b: int) -> AttentionMetadata:
+        return AttentionMetadata(
+            self.positions[:b],
+            self.slots[:b],
+            self.seq_idx[:b],
+            self.query_start_loc[: b + 1],
+            self.query_lens[:b],
+            self.seq_lens[:b],
+            self.block_tables[:b],
+            1,
+            self.block_tables.shape[1] * self.block_size,
+            self.block_size,
+        )
+
+    def _forward(self, b: int) -> torch.Tensor:
+        set_metadata(self.metadata(b))
+        try:
+            return self.model.compute_logits(self.model(self.input_ids[:b], self.positions[:b]))
+        finally:
+            set_metadata(None)
+
+    @torch.inference_mode()
+    def capture(self) -> None:
+        """Largest bucket first so smaller graphs reuse its memory pool. Inputs are all-padding here."""
+        for b in reversed(self.buckets):
+            self._forward(b)  # compile kernels outside the capture
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool):
+                self.logits[b] = self._forward(b)
+            self.pool = graph.pool()
+            self.graphs[b] = graph
+
+    def can_run(self, batch: ScheduledBatch) -> bool:
+        return len(batch.seqs) <= self.buckets[-1] and all(n == 1 for n in batch.num_tokens)
+
+    @torch.inference_mode()
+    def run(self, batch: ScheduledBatch) -> torch.Tensor:
+        n = len(batch.seqs)
+        b = next(size for size in self.buckets if size >= n)
+        positions = [seq.num_tokens - 1 for seq in batch.seqs]
+        self.host_tables[:b] = 0
+        for i, seq in enumerate(batch.seqs):
+            self.host_tables[i, : len(seq.block_table)] = seq.block_table
+        tables = torch.from_numpy(self.host_tables[:b])
+        pos = torch.tensor(positions + [0] * (b - n))
+        slots = tables[torch.arange(b), pos // self.block_size] * self.block_size + pos % self.block_size
+        slots[n:] = self.scratch_slot
+        self.input_ids[:b].copy_(torch.tensor([s.token_ids[-1] for s in batch.seqs] + [0] * (b - n)))
+        self.positions[:b].copy_(pos)
+        self.slots[:b].copy_(slots)
+        self.block_tables[:b].copy_(tables)
+        self.query_start_loc[: b + 1].copy_(torch.tensor(list(range(n + 1)) + [n] * (b - n)))
+        self.query_lens[:b].copy_(torch.tensor([1] * n + [0] * (b - n)))
+        self.seq_lens[:b].copy_(torch.tensor([p + 1 for p in positions] + [0] * (b - n)))
+        self.graphs[b].replay()
+        return self.logits[b][:n]
