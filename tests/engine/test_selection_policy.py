@@ -29,7 +29,7 @@ MOE_MATRIX = [
     ("cpu", False, False, MIXTRAL_MOE, "torch"),
     ("cpu", False, False, DEEPSEEK_MOE, ("error", "sigmoid_grouped_topk")),
     ("sm90", False, False, GPT_OSS_MOE, "triton"),
-    ("sm90", False, True, GPT_OSS_MOE, "triton"),
+    ("sm90", False, True, GPT_OSS_MOE, "triton_kernels"),
     ("sm90", False, True, MIXTRAL_MOE, "triton"),
     ("sm90", False, False, DEEPSEEK_MOE, ("error", "routing sigmoid_grouped_topk")),
     ("gfx950", True, False, GPT_OSS_MOE, "triton"),  # aiter's CK MoE has no mxfp4 swiglu_oai with biases
@@ -38,7 +38,7 @@ MOE_MATRIX = [
     ("gfx950", True, False, FP8_BLOCK_MOE, "aiter"),
     ("gfx942", True, True, MIXTRAL_MOE, "aiter"),
     ("gfx942", False, False, MIXTRAL_MOE, "triton"),
-    ("gfx942", False, True, GPT_OSS_MOE, "triton"),
+    ("gfx942", False, True, GPT_OSS_MOE, "triton_kernels"),
     # ENABLE_CK=0 image: no silent Triton path for routing/quant it does not implement
     ("gfx942", False, False, DEEPSEEK_MOE, ("error", "routing sigmoid_grouped_topk")),
     ("gfx950", False, False, FP8_BLOCK_MOE, ("error", "fp8_block")),
@@ -46,7 +46,7 @@ MOE_MATRIX = [
     ("gfx1100", True, False, MIXTRAL_MOE, "triton"),
     ("gfx1100", True, False, DEEPSEEK_MOE, ("error", "arch gfx1100")),
     # activation mismatch is never papered over
-    ("gfx950", True, True, SWIGLU_AS_SILU_MOE, "triton"),
+    ("gfx950", True, True, SWIGLU_AS_SILU_MOE, "triton"),  # triton_kernels only does swiglu_oai
 ]
 
 ATTENTION_MATRIX = [

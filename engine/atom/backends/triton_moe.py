@@ -33,12 +33,15 @@ TILES = {
 
 
 @triton.jit
-def _e2m1_to_float(code):
-    """4-bit E2M1 code -> value: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives."""
-    exponent = (code >> 1) & 3
-    mantissa = (code & 1).to(tl.float32)
-    magnitude = tl.where(exponent == 0, 0.5 * mantissa, (1.0 + 0.5 * mantissa) * tl.exp2(exponent - 1.0))
-    return tl.where((code & 8) != 0, -magnitude, magnitude)
+def _e2m1_times_scale(code, exponent):
+    """4-bit E2M1 codes times 2^(exponent - 127), by bit placement rather than arithmetic.
+
+    Sign and the 3 magnitude bits dropped into an fp16 (sign | exponent low bits | mantissa top bit) give
+    the E2M1 value times 2^-14, subnormal 0.5 included; the E8M0 scale and the 2^14 fold into one exp2.
+    """
+    code = code.to(tl.uint16)
+    half = (((code & 8) << 12) | ((code & 7) << 9)).to(tl.float16, bitcast=True)
+    return half.to(tl.float32) * tl.exp2(exponent.to(tl.float32) - 113.0)
 
 
 @triton.jit
@@ -87,9 +90,8 @@ def _weight_dot(
         exponent = tl.load(
             scale_ptr + rows[:, None] * stride_scale_row + (k0 // 32 + j // 16)[None, :], mask=mask, other=127
         )
-        scale = tl.exp2(exponent.to(tl.float32) - 127.0)
-        low = (_e2m1_to_float(packed & 0xF) * scale).to(x_even.dtype)
-        high = (_e2m1_to_float(packed >> 4) * scale).to(x_even.dtype)
+        low = _e2m1_times_scale(packed & 0xF, exponent).to(x_even.dtype)
+        high = _e2m1_times_scale(packed >> 4, exponent).to(x_even.dtype)
         acc = dot(x_even, tl.trans(low), acc, IEEE)
         acc = dot(x_odd, tl.trans(high), acc, IEEE)
     else:
