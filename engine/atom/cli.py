@@ -79,6 +79,7 @@ def serve(
     ] = None,
     max_queued_requests: int = 256,
     kv_cache_memory_gb: float = 2.0,
+    enforce_eager: Annotated[bool, typer.Option(help="No CUDA graphs for decode steps.")] = False,
     shutdown_timeout: Annotated[
         float, typer.Option(help="Seconds in-flight requests get after SIGTERM.")
     ] = 30.0,
@@ -99,6 +100,7 @@ def serve(
         attention_backend=attention_backend,
         load_format=load_format,
         kv_cache_memory_gb=kv_cache_memory_gb,
+        enforce_eager=enforce_eager,
     )
     app_ = create_app(config, api_key, max_queued_requests)
     server = uvicorn.Server(

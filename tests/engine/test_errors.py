@@ -37,6 +37,16 @@ def test_missing_tensor_is_named(tiny_mixtral, tmp_path):
         LLM(str(folder))
 
 
+def test_one_missing_expert_is_named(tiny_mixtral, tmp_path):
+    # experts are stacked from per-expert tensors: one absent must not pass as loaded with the others
+    folder = clone(tiny_mixtral, tmp_path)
+    state = load_file(folder / "model.safetensors")
+    del state["model.layers.2.block_sparse_moe.experts.4.w3.weight"]
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(ModelLoadError, match=r"missing tensors: model\.layers\.2\.block_sparse_moe\.experts\.4\.w3"):
+        LLM(str(folder))
+
+
 def test_mismatched_shape_names_tensor_and_shapes(tiny_mixtral, tmp_path):
     folder = clone(tiny_mixtral, tmp_path)
     state = load_file(folder / "model.safetensors")

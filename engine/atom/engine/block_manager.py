@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
 
 from .sequence import Sequence
 
@@ -122,3 +125,16 @@ class BlockManager:
             block.hash, block.token_ids = None, None
         block.ref_count = 1
         return block_id
+
+
+def padded_block_tables(seqs: list[Sequence], width: int | None = None) -> np.ndarray:
+    """[len(seqs), width] int64 block ids, zero-padded; one vectorised scatter, no per-sequence Python work."""
+    lengths = np.fromiter((len(s.block_table) for s in seqs), dtype=np.int64, count=len(seqs))
+    flat = np.fromiter(
+        chain.from_iterable(s.block_table for s in seqs), dtype=np.int64, count=int(lengths.sum())
+    )
+    tables = np.zeros((len(seqs), width or int(lengths.max(initial=0))), dtype=np.int64)
+    rows = np.repeat(np.arange(len(seqs)), lengths)
+    cols = np.arange(flat.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    tables[rows, cols] = flat
+    return tables

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..layers.context import AttentionMetadata, set_metadata
+from .block_manager import padded_block_tables
 from .scheduler import ScheduledBatch
 
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -79,8 +80,7 @@ class DecodeGraphs:
         b = next(size for size in self.buckets if size >= n)
         positions = [seq.num_tokens - 1 for seq in batch.seqs]
         self.host_tables[:b] = 0
-        for i, seq in enumerate(batch.seqs):
-            self.host_tables[i, : len(seq.block_table)] = seq.block_table
+        self.host_tables[:n] = padded_block_tables(batch.seqs, self.host_tables.shape[1])
         tables = torch.from_numpy(self.host_tables[:b])
         pos = torch.tensor(positions + [0] * (b - n))
         slots = tables[torch.arange(b), pos // self.block_size] * self.block_size + pos % self.block_size

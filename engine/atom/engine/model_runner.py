@@ -11,6 +11,7 @@ from ..config import EngineConfig
 from ..layers.context import AttentionMetadata, set_metadata
 from ..models.loader import load_model
 from ..platform import Platform
+from .block_manager import padded_block_tables
 from .cuda_graphs import DecodeGraphs
 from .scheduler import ScheduledBatch
 
@@ -113,12 +114,7 @@ class ModelRunner:
         qsl[1:] = query_lens_t.cumsum(0)
         seq_idx = torch.repeat_interleave(torch.arange(len(query_lens), device=dev), query_lens_t)
         positions = torch.arange(row, device=dev) - qsl[seq_idx] + torch.tensor(starts, device=dev)[seq_idx]
-        width = max(len(s.block_table) for s in batch.seqs)
-        tables = torch.tensor(
-            [s.block_table + [0] * (width - len(s.block_table)) for s in batch.seqs],
-            dtype=torch.long,
-            device=dev,
-        )
+        tables = torch.from_numpy(padded_block_tables(batch.seqs)).to(dev)
         slots = tables[seq_idx, positions // self.block_size] * self.block_size + positions % self.block_size
         meta = AttentionMetadata(
             positions,

@@ -197,5 +197,9 @@ class CausalLM(nn.Module):
         return [m for m in self.modules() if isinstance(m, FusedMoE)]
 
     def remap(self, name: str) -> list[tuple[str, object]]:
-        """Checkpoint tensor name -> [(parameter name, slice spec)]; identity for most tensors."""
+        """Checkpoint tensor name -> [(parameter name, copy function or None)]; identity for most tensors."""
         return [(name, None)]
+
+    def pieces(self, target: str) -> set[str]:
+        """Checkpoint names that together fill `target` when remap splits it (all must be present)."""
+        return set()

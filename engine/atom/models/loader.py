@@ -63,6 +63,7 @@ def safetensors_files(folder: Path) -> list[Path]:
 def load_weights(model: CausalLM, folder: Path) -> None:
     params = dict(model.named_parameters(remove_duplicate=False))
     loaded: set[str] = set()
+    pieces: dict[str, set[str]] = {}  # parameter filled from several checkpoint tensors -> names seen
     for file in safetensors_files(folder):
         if not os.access(file, os.R_OK):
             raise ModelLoadError(f"{file} is not readable by uid {os.getuid()}; chmod a+r the model files")
@@ -81,6 +82,7 @@ def load_weights(model: CausalLM, folder: Path) -> None:
                     try:
                         if copy is not None:
                             copy(param, tensor)
+                            pieces.setdefault(target, set()).add(name)
                         elif hasattr(param, "weight_loader"):
                             param.weight_loader(param, tensor)
                         elif param.shape != tensor.shape:
@@ -95,6 +97,8 @@ def load_weights(model: CausalLM, folder: Path) -> None:
     if model.args.tie_word_embeddings:
         loaded.add("lm_head.weight")
     missing = sorted(set(params) - loaded)
+    for target, seen in pieces.items():  # e.g. one expert of a stacked expert tensor absent
+        missing += sorted(model.pieces(target) - seen)
     if missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise ModelLoadError(f"{folder}: missing tensors: {shown}")

@@ -10,6 +10,7 @@ from ..config import ParallelConfig
 from .common import Attention, CausalLM, DecoderLayer, ModelArgs, MoEBlock
 
 EXPERT = re.compile(r"(.*\.block_sparse_moe)\.experts\.(\d+)\.(w1|w2|w3)\.weight$")
+STACKED = re.compile(r"(.*\.block_sparse_moe)\.experts\.(w13|w2)$")
 
 
 class Mixtral(CausalLM):
@@ -23,6 +24,15 @@ class Mixtral(CausalLM):
             return [(f"{prefix}.experts.w2", lambda p, t: p.data[e].copy_(t))]
         rows = slice(0, inter) if which == "w1" else slice(inter, 2 * inter)  # w1 = gate, w3 = up
         return [(f"{prefix}.experts.w13", lambda p, t: p.data[e, rows].copy_(t))]
+
+    def pieces(self, target: str) -> set[str]:
+        m = STACKED.match(target)
+        if not m:
+            return set()
+        prefix, which = m.groups()
+        names = ("w1", "w3") if which == "w13" else ("w2",)
+        experts = self.model.layers[0].block_sparse_moe.experts.spec.num_experts
+        return {f"{prefix}.experts.{e}.{n}.weight" for e in range(experts) for n in names}
 
 
 def build(config: dict, parallel: ParallelConfig) -> CausalLM:
