@@ -224,7 +224,8 @@ def _build(
         print("# " + " ".join(f"{k}={v}" for k, v in env.items()) + (" " if env else "") + shlex.join(argv))
         return
     client = find_client(docker)
-    context = stage_context(context_name, wheelhouse=find_links, bundle=bundle_dir)
+    apps = frozenset(c.key for c in plan.components if c.kind == "local")  # built from this repo
+    context = stage_context(context_name, wheelhouse=find_links, bundle=bundle_dir, app_components=apps)
     (context / filename).write_text(text)
     argv, env = build_command(client, req)
     console.print(f"[bold]$[/] {' '.join(f'{k}={v}' for k, v in env.items())} {shlex.join(argv)}")

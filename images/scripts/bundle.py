@@ -62,19 +62,31 @@ def collect(directory: Path, extras: list[str]) -> None:
     subprocess.run(command, check=True)
 
 
+def component_owners(directory: Path) -> dict[str, str]:
+    """wheel file -> component key, from the `.component-KEY` lists each component stage wrote (then removed)."""
+    owners = {}
+    for marker in sorted(directory.glob(".component-*")):
+        key = marker.name[len(".component-") :]
+        owners.update(dict.fromkeys(marker.read_text().split(), key))
+        marker.unlink()
+    return owners
+
+
 def finalize(directory: Path, args: argparse.Namespace) -> None:
     pins = dict(p.split("=", 1) for p in args.pin)
+    owners = component_owners(directory)
     entries = []
     for wheel in wheels(directory):
         name, version = parse_wheel(wheel)
-        source = next((pin for key, pin in pins.items() if canonical(key) == name), None)
+        component = owners.get(wheel.name)
         entries.append(
             {
                 "name": name,
                 "version": version,
                 "file": wheel.name,
                 "sha256": sha256(wheel),
-                "source": source or "pypi (dependency)",
+                "component": component,
+                "source": pins[component] if component else "pypi (dependency)",
             }
         )
     manifest = {

@@ -43,7 +43,9 @@ def test_one_missing_expert_is_named(tiny_mixtral, tmp_path):
     state = load_file(folder / "model.safetensors")
     del state["model.layers.2.block_sparse_moe.experts.4.w3.weight"]
     save_file(state, folder / "model.safetensors")
-    with pytest.raises(ModelLoadError, match=r"missing tensors: model\.layers\.2\.block_sparse_moe\.experts\.4\.w3"):
+    with pytest.raises(
+        ModelLoadError, match=r"missing tensors: model\.layers\.2\.block_sparse_moe\.experts\.4\.w3"
+    ):
         LLM(str(folder))
 
 
