@@ -16,7 +16,7 @@ from ..layers.context import AttentionMetadata
 from .spec import AttentionSpec
 from .torch_attention import store_kv
 from .triton_attention_support import SUPPORT  # noqa: F401  (what this backend declares)
-from .triton_common import dot
+from .triton_common import device_arch, dot
 
 
 @triton.jit
@@ -113,6 +113,11 @@ def _paged_attention_kernel(
     )
 
 
+# Keys per iteration and pipeline stages per arch. One stage holds a K and a V tile of BLOCK_N x head_dim:
+# gfx942's 64 KiB LDS takes fewer; sm90 is what ran on the H100; the gfx entries have never run here.
+KEY_TILES = {"gfx942": (32, 2), "gfx950": (64, 2), "sm90": (64, 3), "default": (64, 2)}
+
+
 def _tiles(max_query_len: int, group: int) -> tuple[int, int]:
     """(BLOCK_Q, BLOCK_M): decode packs the GQA group into rows; prefill takes more query tokens per tile."""
     block_m = max(16, triton.next_power_of_2(group))
@@ -135,6 +140,7 @@ def paged_attention(
     out = torch.zeros_like(q) if out is None else out  # rows of padded graph batches stay finite
     group = spec.num_heads // spec.num_kv_heads
     block_q, block_m = _tiles(meta.max_query_len, group)
+    block_n, stages = KEY_TILES.get(device_arch(q.device), KEY_TILES["default"])
     num_seqs = meta.block_tables.shape[0]
     grid = (num_seqs, triton.cdiv(meta.max_query_len, block_q), spec.num_kv_heads)
     _paged_attention_kernel[grid](
@@ -161,10 +167,11 @@ def paged_attention(
         HEAD_DIM_PAD=max(16, triton.next_power_of_2(spec.head_dim)),
         BLOCK_Q=block_q,
         BLOCK_M=block_m,
-        BLOCK_N=64,
+        BLOCK_N=block_n,
         SLIDING_WINDOW=spec.sliding_window or 0,
         HAS_SINKS=sinks is not None,
         IEEE=q.dtype == torch.float32,
+        num_stages=stages,
     )
     return out
 

@@ -17,13 +17,15 @@ import triton.language as tl
 
 from .routing import route
 from .spec import MoESpec
-from .triton_common import dot
+from .triton_common import device_arch, dot
 from .triton_moe_support import SUPPORT  # noqa: F401  (what this backend declares)
 
 ACTIVATIONS = {"silu": 0, "swiglu_oai": 1}
 
-# Tiles per arch family: (BLOCK_N, BLOCK_K, num_warps, num_stages). LDS/shared memory bounds the stages:
+# Tiles per arch: (BLOCK_N, BLOCK_K, num_warps, num_stages). LDS/shared memory bounds the stages:
 # gfx942 has 64 KiB LDS, gfx950 160 KiB, sm90 228 KiB; the CPU interpreter ignores warps and stages.
+# sm90 is what the H100 numbers in docs/performance.md ran with (not tuned); the gfx entries are sized to
+# their LDS and have never run (no AMD GPU here).
 TILES = {
     "gfx942": (64, 64, 4, 2),
     "gfx950": (64, 128, 4, 2),
@@ -106,6 +108,14 @@ def _weight_dot(
 
 
 @triton.jit
+def _block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M: tl.constexpr):
+    """This program's BLOCK_M padded slots, the (token, k) pair in each, and which slots hold one."""
+    slots = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    pair = tl.load(sorted_pairs_ptr + slots)
+    return slots, pair, pair < num_pairs
+
+
+@triton.jit
 def _gate_up_kernel(
     x_ptr,
     w_ptr,
@@ -135,13 +145,10 @@ def _gate_up_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    expert = tl.load(block_expert_ptr + pid_m)
-    if expert < 0:
+    expert = tl.load(block_expert_ptr + tl.program_id(0))
+    if expert < 0:  # a padding block past the last expert's pairs
         return
-    slots = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    pair = tl.load(sorted_pairs_ptr + slots)
-    pair_ok = pair < num_pairs
+    slots, pair, pair_ok = _block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M)
     token = pair // TOP_K
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < inter
@@ -207,13 +214,10 @@ def _down_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    expert = tl.load(block_expert_ptr + pid_m)
-    if expert < 0:
+    expert = tl.load(block_expert_ptr + tl.program_id(0))
+    if expert < 0:  # a padding block past the last expert's pairs
         return
-    slots = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    pair = tl.load(sorted_pairs_ptr + slots)
-    pair_ok = pair < num_pairs
+    slots, pair, pair_ok = _block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < hidden
     w_base = w_ptr + expert.to(tl.int64) * stride_we
@@ -270,14 +274,7 @@ def _block_m(num_pairs: int, num_experts: int) -> int:
 
 
 def _tiles(device: torch.device) -> tuple[int, int, int, int]:
-    if device.type != "cuda":
-        return TILES["default"]
-    if torch.version.hip:
-        arch = torch.cuda.get_device_properties(device).gcnArchName.split(":")[0]
-    else:
-        major, minor = torch.cuda.get_device_capability(device)
-        arch = f"sm{major}{minor}"
-    return TILES.get(arch, TILES["default"])
+    return TILES.get(device_arch(device), TILES["default"])
 
 
 def fused_moe(
