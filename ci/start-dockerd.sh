@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Make a Docker engine with BuildKit available: install Debian's docker.io when
-# no daemon answers, start dockerd in the background, wait until it is ready.
+# Make a Docker engine with BuildKit available: install Debian's docker.io when no daemon answers
+# (and debootstrap, which `atom-build base bootstrap` needs, either way), start dockerd, wait for it.
 set -euo pipefail
 
-if docker info >/dev/null 2>&1 || /usr/bin/docker info >/dev/null 2>&1; then
-  echo "docker: daemon already running"
-  exit 0
-fi
-
-if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
-  echo "docker: installing Debian's docker.io and debootstrap"
+running() { docker info >/dev/null 2>&1 || /usr/bin/docker info >/dev/null 2>&1; }
+need=()
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+running || command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "docker: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq docker.io debootstrap >/dev/null
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if running; then
+  echo "docker: daemon already running"
+  exit 0
 fi
 
 log=${DOCKERD_LOG:-/var/log/atom-dockerd.log}
