@@ -95,3 +95,10 @@ def test_sampling_seed_is_reproducible_and_filters_apply(tiny_mixtral):
         0
     ]
     assert stopped.output_token_ids == [first] and stopped.finish_reason == "stop"
+
+
+def test_warm_up_leaves_nothing_behind(tiny_mixtral):
+    llm = LLM(str(tiny_mixtral), num_kv_blocks=32)
+    llm.warm_up()
+    assert not llm.has_unfinished() and not llm.requests
+    assert len(llm.block_manager.free) == 32  # every block back (cached hashes stay revivable)

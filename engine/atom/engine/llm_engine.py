@@ -69,6 +69,17 @@ class LLMEngine:
         self.scheduler.add(seq)
         return seq
 
+    def warm_up(self, num_seqs: int = 2, prompt_len: int = 16) -> None:
+        """A short batch before serving, so first-call costs (allocator growth, kernel compilation, lazy
+        imports) are not paid inside the first users' requests."""
+        vocab = self.runner.model.args.vocab_size
+        prompt_len = max(1, min(prompt_len, self.max_model_len - 5))
+        params = SamplingParams(max_tokens=4, temperature=0, ignore_eos=True)
+        for i in range(num_seqs):
+            self.add_request([(3 + 7 * i + j) % vocab for j in range(prompt_len)], params, f"warm-up-{i}")
+        while self.has_unfinished():
+            self.step()
+
     def check_prompt(self, ids: list[int], params: SamplingParams) -> None:
         if not ids:
             raise InvalidRequestError("the prompt is empty")

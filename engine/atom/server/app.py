@@ -52,7 +52,9 @@ def create_app(
 
     def load() -> None:
         try:
-            state.engine = AsyncEngine(LLMEngine(config), max_queued_requests)
+            engine = LLMEngine(config)
+            engine.warm_up()  # /health stays 503 until this is done
+            state.engine = AsyncEngine(engine, max_queued_requests)
         except Exception as e:  # reported by /health
             state.load_error = f"{e.__class__.__name__}: {e}"
 
