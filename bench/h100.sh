@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Everything GPU-side in one device command (see docs/performance.md):
-#   kernel tests on the GPU, the MoE microbenchmark, the gpt-oss-20b offline benchmark next to HF transformers.
+#   kernel tests on the GPU, greedy agreement, the MoE microbenchmark, the gpt-oss-20b offline benchmark next
+#   to HF transformers, and the serving benchmark (bench/serve_bench.sh) when the server's packages import.
 # Usage on the GPU machine, from the repo root:  bash bench/h100.sh   (results under $OUT, default ./bench-out)
 # A copy of the real triton_kernels matching the GPU's Triton may be placed in third_party/ (git-ignored).
 set -euo pipefail
 OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
 # typer/pytest wheels may be carried in third_party/wheels when the GPU machine lacks them
-for mod in typer pytest; do
-  python -c "import $mod" 2>/dev/null || pip install -q --no-index --find-links third_party/wheels "$mod" || true
+# typer/pytest and the server's packages (fastapi, uvicorn, httpx, prometheus_client) may be carried as
+# wheels in third_party/wheels (git-ignored) when the GPU machine lacks them.
+for pkg in typer pytest fastapi uvicorn httpx prometheus_client; do
+  python -c "import $pkg" 2>/dev/null || pip install -q --no-index --find-links third_party/wheels "${pkg/_/-}" || true
 done
 export PYTHONPATH="$PWD/engine:$PWD/third_party${PYTHONPATH:+:$PYTHONPATH}"
 python - <<'PY' | tee "$OUT/versions.txt"
@@ -23,3 +26,8 @@ for args in "--dtype float32" "--dtype bfloat16" "--dtype bfloat16 --moe-backend
 done
 python -m atom.cli bench moe ${MOE_ARGS:---shape gpt-oss-20b --shape gpt-oss-120b} --json-out "$OUT/moe.json" | tee "$OUT/moe.txt"
 python -m atom.cli bench gpt-oss ${GPT_OSS_ARGS:-} --json-out "$OUT/gpt-oss.json" | tee "$OUT/gpt-oss.txt"
+if python -c "import fastapi, uvicorn, httpx" 2>/dev/null; then
+  bash bench/serve_bench.sh
+else
+  echo "serving benchmark skipped: fastapi/uvicorn/httpx not importable (carry their wheels in third_party/wheels)"
+fi
