@@ -19,6 +19,13 @@ if running; then
   exit 0
 fi
 
+# a dockerd killed without cleanup leaves its pid file, and a new dockerd refuses to start over it
+pidfile=/var/run/docker.pid
+if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  echo "docker: removing stale $pidfile"
+  rm -f "$pidfile"
+fi
+
 log=${DOCKERD_LOG:-/var/log/atom-dockerd.log}
 echo "docker: starting dockerd (log: $log)"
 nohup dockerd >"$log" 2>&1 &
