@@ -16,6 +16,17 @@ def _raise(message: str) -> None:
     raise InvalidRequestError(f"chat template: {message}")
 
 
+def config_eos_ids(folder: Path, names: tuple[str, ...]) -> set[int]:
+    """`eos_token_id` (an int or a list) from whichever of these JSON files exist."""
+    ids: set[int] = set()
+    for name in names:
+        path = folder / name
+        if path.exists():
+            eos = json.loads(path.read_text()).get("eos_token_id")
+            ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    return ids
+
+
 class Tokenizer:
     def __init__(self, folder: Path) -> None:
         path = folder / "tokenizer.json"
@@ -35,12 +46,7 @@ class Tokenizer:
         return value.get("content") if isinstance(value, dict) else value
 
     def _eos_ids(self, folder: Path) -> set[int]:
-        ids: set[int] = set()
-        for name in ("generation_config.json", "config.json"):
-            path = folder / name
-            if path.exists():
-                eos = json.loads(path.read_text()).get("eos_token_id")
-                ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        ids = config_eos_ids(folder, ("generation_config.json", "config.json"))
         eos_token = self._token("eos_token")
         if eos_token and self.tok.token_to_id(eos_token) is not None:
             ids.add(self.tok.token_to_id(eos_token))
@@ -75,8 +81,7 @@ class IdsOnlyTokenizer:
     chat_template = None
 
     def __init__(self, folder: Path) -> None:
-        eos = json.loads((folder / "config.json").read_text()).get("eos_token_id")
-        self.eos_token_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self.eos_token_ids = config_eos_ids(folder, ("config.json",))
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         raise InvalidRequestError("this model folder has no tokenizer.json: send token ids, not text")

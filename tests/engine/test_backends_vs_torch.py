@@ -44,16 +44,8 @@ def paged_batch(context, query, page, spec, dtype):
     seq_idx = torch.repeat_interleave(torch.arange(len(query)), query_lens)
     positions = torch.arange(sum(query)) - qsl[seq_idx] + (seq_lens_t - query_lens)[seq_idx]
     slots = tables[seq_idx, positions // page] * page + positions % page
-    meta = AttentionMetadata(
-        positions, slots, seq_idx, qsl, query_lens, seq_lens_t, tables, max(query), max(seq_lens), page
-    )
-    meta = AttentionMetadata(
-        *(getattr(meta, f).to(DEVICE) for f in ("positions", "slot_mapping", "seq_idx", "query_start_loc")),
-        *(getattr(meta, f).to(DEVICE) for f in ("query_lens", "seq_lens", "block_tables")),
-        meta.max_query_len,
-        meta.max_seq_len,
-        page,
-    )
+    tensors = (positions, slots, seq_idx, qsl, query_lens, seq_lens_t, tables)
+    meta = AttentionMetadata(*(t.to(DEVICE) for t in tensors), max(query), max(seq_lens), page)
     q = torch.randn(sum(query), spec.num_heads, spec.head_dim).to(dtype)
     return q.to(DEVICE), k_cache.to(DEVICE), v_cache.to(DEVICE), meta
 

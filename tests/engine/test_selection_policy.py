@@ -127,3 +127,15 @@ def test_unimplemented_module_is_never_selected(monkeypatch):
     monkeypatch.setattr(registry, "implemented", lambda kind, name: name != "aiter")
     sel = registry.select("moe", MIXTRAL_MOE, simulated("gfx950", ck=True))
     assert sel.name == "triton" and "not implemented" in sel.rejected["aiter"]
+
+
+def test_cuda_graph_capture_is_declared_by_backends_free_of_host_syncs():
+    # torch's references sync on the host (the MoE reference reads the routed experts); aiter is unexecuted
+    declared = {
+        (k, n): registry.support_of(k, n).cuda_graphs for k in registry.MODULES for n in registry.MODULES[k]
+    }
+    assert {key for key, ok in declared.items() if ok} == {
+        ("attention", "triton"),
+        ("moe", "triton"),
+        ("moe", "triton_kernels"),
+    }

@@ -41,6 +41,7 @@ def preference(kind: str, platform: Platform) -> tuple[str, ...]:
 class Selection:
     name: str
     module: object
+    support: Support
     rejected: dict[str, str]  # backend -> why not
 
 
@@ -106,11 +107,12 @@ def select(
         raise BackendError(f"unknown {kind} backend {forced!r}; choose from {sorted(MODULES[kind])}")
     rejected: dict[str, str] = {}
     for name in (forced,) if forced else preference(kind, platform):
-        reason = why_not(support_of(kind, name), spec, platform)
+        support = support_of(kind, name)
+        reason = why_not(support, spec, platform)
         if reason is None and not implemented(kind, name):
             reason = "kernel module not implemented in this version"
         if reason is None:
-            return Selection(name, _module(kind, name), rejected)
+            return Selection(name, _module(kind, name), support, rejected)
         rejected[name] = reason
     if forced:
         raise BackendError(

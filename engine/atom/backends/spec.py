@@ -48,3 +48,4 @@ class Support:
     head_dims: frozenset[int] = frozenset()
     kv_layouts: frozenset[str] = frozenset({"NHD"})
     requires: tuple[str, ...] = field(default=())  # platform probes that must say yes
+    cuda_graphs: bool = False  # no host syncs: decode steps using it may be captured in CUDA graphs

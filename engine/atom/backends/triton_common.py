@@ -8,16 +8,13 @@ import torch
 import triton
 import triton.language as tl
 
+from ..platform.device import gpu_arch
+
 
 @functools.cache
 def device_arch(device: torch.device) -> str:
     """gfx942 / gfx950 / sm90 ... of a GPU device, "cpu" for the interpreter: the key of the tile tables."""
-    if device.type != "cuda":
-        return "cpu"
-    if torch.version.hip:
-        return torch.cuda.get_device_properties(device).gcnArchName.split(":")[0]
-    major, minor = torch.cuda.get_device_capability(device)
-    return f"sm{major}{minor}"
+    return gpu_arch(device) if device.type == "cuda" else "cpu"
 
 
 @triton.jit

@@ -10,12 +10,14 @@ Only the layer it implements: MXFP4 or bf16 experts, interleaved clamped SwiGLU,
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from dataclasses import dataclass
 
 import torch
 
+from ..platform.device import gpu_arch
 from .spec import MoESpec
 from .triton_kernels_moe_support import SUPPORT  # noqa: F401  (what this backend declares)
 
@@ -27,7 +29,9 @@ class Api:
     module: object  # triton_kernels.matmul_ogs or triton_kernels.matmul
 
 
+@functools.cache
 def api() -> Api:
+    """Which era the installed copy is (looked up once: forward calls it per layer)."""
     if importlib.util.find_spec("triton_kernels.matmul_ogs"):
         module = importlib.import_module("triton_kernels.matmul_ogs")
         era = "3.5" if importlib.util.find_spec("triton_kernels.routing") else "3.6"
@@ -46,10 +50,6 @@ def scale_layout_class(layout_module, cdna4: bool):
     raise ImportError("triton_kernels has neither CDNA4MXScaleLayout nor GFX950MXScaleLayout")
 
 
-def _is_gfx950() -> bool:
-    return bool(torch.version.hip) and "gfx950" in torch.cuda.get_device_properties(0).gcnArchName
-
-
 def _mx_weight(blocks: torch.Tensor, scales: torch.Tensor):
     """Checkpoint [E, N, K/32, 16] nibbles + [E, N, K/32] scales -> triton_kernels tensors, K on dim 1."""
     from triton_kernels.tensor import FP4, convert_layout, wrap_torch_tensor
@@ -60,7 +60,7 @@ def _mx_weight(blocks: torch.Tensor, scales: torch.Tensor):
     scales = scales.transpose(-2, -1)  # [E, K/32, N]
     if torch.version.hip:
         value_layout, value_opts = layout.StridedLayout, {}
-        cdna4 = scale_layout_class(layout, _is_gfx950())
+        cdna4 = scale_layout_class(layout, gpu_arch(blocks.device) == "gfx950")
         scale_layout, scale_opts = (cdna4 or layout.StridedLayout), {}
     else:
         value_layout, value_opts = layout.make_default_matmul_mxfp4_w_layout(mx_axis=1)
@@ -84,6 +84,7 @@ def prepare(layer) -> None:
             values, precision = w[name].transpose(-2, -1).contiguous(), a.module.PrecisionConfig()
         bias = w[f"{name}_bias"].float() if spec.has_bias else None
         prepared[name] = (values, bias, precision)
+    prepared["activation"] = _swiglu(a, spec)  # built once, not per forward
     w["triton_kernels"] = prepared
 
 
@@ -120,7 +121,13 @@ def forward(x: torch.Tensor, router_logits: torch.Tensor, w: dict, spec: MoESpec
     w13, b13, p13 = w["triton_kernels"]["w13"]
     w2, b2, p2 = w["triton_kernels"]["w2"]
     h = a.matmul(
-        x, w13, b13, routing_data, gather_indx=gather, precision_config=p13, fused_activation=_swiglu(a, spec)
+        x,
+        w13,
+        b13,
+        routing_data,
+        gather_indx=gather,
+        precision_config=p13,
+        fused_activation=w["triton_kernels"]["activation"],
     )
     return a.matmul(
         h, w2, b2, routing_data, scatter_indx=scatter, precision_config=p2, gammas=routing_data.gate_scal

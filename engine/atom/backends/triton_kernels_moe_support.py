@@ -9,5 +9,6 @@ SUPPORT = Support(
     quants=frozenset({"bf16", "mxfp4"}),
     activations=frozenset({"swiglu_oai"}),
     routings=frozenset({TOPK_SOFTMAX}),
+    cuda_graphs=True,
     requires=("triton_kernels",),
 )

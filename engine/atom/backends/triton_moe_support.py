@@ -8,5 +8,6 @@ SUPPORT = Support(
     quants=frozenset({"bf16", "mxfp4"}),
     activations=frozenset({"silu", "swiglu_oai"}),
     routings=frozenset({SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX}),
+    cuda_graphs=True,
     requires=("triton",),
 )

@@ -82,11 +82,8 @@ def run_gpt_oss_bench(
 
 def greedy_agreement(shape: str, num_layers: int, dtype: str, backends: dict, seed: int = 0) -> dict:
     """Same random weights, same prompts: greedy tokens with the torch reference vs the given backends."""
-    folder = write_shape(shape, Path(tempfile.mkdtemp()) / shape)
+    folder = write_shape(shape, Path(tempfile.mkdtemp()) / shape, num_layers)
     config = json.loads((folder / "config.json").read_text())
-    config["num_hidden_layers"] = num_layers
-    config["layer_types"] = config["layer_types"][:num_layers]
-    (folder / "config.json").write_text(json.dumps(config))
     prompts = random_prompts(config["vocab_size"], 8, 300, seed)  # longer than the 128-token window
     params = SamplingParams(max_tokens=32, temperature=0, ignore_eos=True)
     tokens = {}

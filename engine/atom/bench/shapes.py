@@ -48,9 +48,10 @@ def layer_types(config: dict) -> list[str]:
     ]
 
 
-def write_shape(name: str, folder: Path) -> Path:
-    """A model folder holding only config.json: load it with load_format='dummy'."""
-    config = SHAPES[name] | {"layer_types": layer_types(SHAPES[name])}
+def write_shape(name: str, folder: Path, num_layers: int | None = None) -> Path:
+    """A model folder holding only config.json (optionally cut to fewer layers): load it with load_format='dummy'."""
+    config = SHAPES[name] | ({"num_hidden_layers": num_layers} if num_layers else {})
+    config |= {"layer_types": layer_types(config)}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     return folder

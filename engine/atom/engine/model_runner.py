@@ -15,8 +15,6 @@ from .block_manager import padded_block_tables
 from .cuda_graphs import DecodeGraphs
 from .scheduler import ScheduledBatch
 
-GRAPH_SAFE_BACKENDS = {"triton", "triton_kernels"}
-
 DTYPES = {
     "bf16": torch.bfloat16,
     "bfloat16": torch.bfloat16,
@@ -71,10 +69,10 @@ class ModelRunner:
         return max(16, int(gb * 2**30 // per_block))
 
     def _graphs_usable(self) -> bool:
-        """Only when every chosen kernel path is free of host syncs (the torch references are not)."""
+        """Only when every chosen backend declares itself free of host syncs (the torch references are not)."""
         if self.config.enforce_eager or self.device.type != "cuda":
             return False
-        return all(sel.name in GRAPH_SAFE_BACKENDS for sel in self.selections.values())
+        return all(sel.support.cuda_graphs for sel in self.selections.values())
 
     def _capture_graphs(self, max_model_len: int) -> DecodeGraphs:
         graphs = DecodeGraphs(

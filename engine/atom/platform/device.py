@@ -29,15 +29,22 @@ class Platform:
         return self.features.get(feature, False)
 
 
+def gpu_arch(device=0) -> str:
+    """gfx942 / gfx950 from the AMD device properties, sm90 ... from the NVIDIA compute capability."""
+    import torch
+
+    props = torch.cuda.get_device_properties(device)
+    if getattr(torch.version, "hip", None):
+        return props.gcnArchName.split(":")[0]
+    return f"sm{props.major}{props.minor}"
+
+
 def detect_arch() -> tuple[str, str, str]:
     import torch
 
     if not torch.cuda.is_available():
         return "cpu", "cpu", "cpu"
-    props = torch.cuda.get_device_properties(0)
-    if getattr(torch.version, "hip", None):
-        return "amd", props.gcnArchName.split(":")[0], "cuda"
-    return "nvidia", f"sm{props.major}{props.minor}", "cuda"
+    return ("amd" if getattr(torch.version, "hip", None) else "nvidia"), gpu_arch(0), "cuda"
 
 
 def load_build_manifest(path: Path = MANIFEST_PATH) -> dict | None:

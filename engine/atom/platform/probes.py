@@ -41,23 +41,20 @@ def probe_triton_kernels(device: str) -> ProbeResult:
     result = ProbeResult()
     if importlib.util.find_spec("triton_kernels") is None:
         return result.set("triton_kernels", False, "triton_kernels is not importable")
+    from ..backends.triton_kernels_moe import api  # the backend's own era detection, nothing parallel
+
     try:
-        mod = importlib.import_module("triton_kernels.matmul_ogs")
+        found = api()
     except Exception as e:  # the unrelated package has no matmul_ogs; a mismatched Triton fails here too
-        try:
-            mod = importlib.import_module("triton_kernels.matmul")
-        except Exception:
-            return result.set(
-                "triton_kernels",
-                False,
-                f"triton_kernels has no matmul_ogs/matmul API "
-                f"({e.__class__.__name__}: {e}); PyPI's unrelated package?",
-            )
-    api = "matmul_ogs" if hasattr(mod, "matmul_ogs") else "matmul" if hasattr(mod, "matmul") else None
-    if api is None:
-        return result.set("triton_kernels", False, "triton_kernels present but lacks matmul_ogs/matmul")
-    era = "3.5" if importlib.util.find_spec("triton_kernels.routing") else "3.6+"
-    return result.set("triton_kernels", True, f"real triton_kernels ({api}, {era}-era API)")
+        return result.set(
+            "triton_kernels",
+            False,
+            f"triton_kernels has no matmul_ogs/matmul API ({e.__class__.__name__}: {e}); "
+            "PyPI's unrelated package?",
+        )
+    return result.set(
+        "triton_kernels", True, f"real triton_kernels ({found.matmul.__name__}, {found.era}-era API)"
+    )
 
 
 def probe_aiter(device: str) -> ProbeResult:
