@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
+from .bundle import load_manifest
 from .recipe import REPO_ROOT
 
 CACHE_DIR = Path(os.environ.get("ATOM_BUILD_CACHE", Path.home() / ".cache" / "atom-build"))
@@ -17,7 +17,7 @@ def stage_context(
     name: str,
     wheelhouse: Path | None = None,
     bundle: Path | None = None,
-    app_components: frozenset[str] = frozenset({"engine"}),
+    app_components: frozenset[str] = frozenset(),
 ) -> Path:
     """A stable directory per name, synced so unchanged files keep their mtime (BuildKit cache hits)."""
     root = CACHE_DIR / "context" / name
@@ -40,7 +40,7 @@ def split_bundle(manifest: dict, app_components: frozenset[str]) -> dict[str, li
 
 def stage_bundle(bundle: Path, dst: Path, app_components: frozenset[str]) -> None:
     """bundle/deps and bundle/app, each with its own hashed lock; the manifest travels with the app part."""
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = load_manifest(bundle)
     for part, wheels in split_bundle(manifest, app_components).items():
         _sync_files(None, dst / part)
         for wheel in wheels:
