@@ -189,13 +189,34 @@ def bench_moe(
     shape: Annotated[list[str], typer.Option(help="gpt-oss-20b and/or gpt-oss-120b")] = ["gpt-oss-20b"],  # noqa: B006
     m: Annotated[list[int], typer.Option(help="tokens per call")] = [1, 8, 32, 128, 1024, 8192],  # noqa: B006
     backend: Annotated[list[str] | None, typer.Option(help="default: every implemented one")] = None,
+    profile: Annotated[bool, typer.Option(help="also print each backend's kernels per call")] = False,
     json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
 ) -> None:
     """MoE layer microbenchmark (GPU): time per backend under CUDA graphs, floors, error vs torch."""
     from .bench.moe import print_moe_table, run_moe_bench
 
-    rows = run_moe_bench(shape, m, backend)
+    rows = run_moe_bench(shape, m, backend, profile=profile)
     print_moe_table(rows)
+    if json_out:
+        json_out.write_text(json.dumps(rows, indent=2))
+
+
+@bench_app.command("moe-tiles")
+def bench_moe_tiles(
+    shape: Annotated[list[str], typer.Option(help="gpt-oss-20b and/or gpt-oss-120b")] = ["gpt-oss-20b"],  # noqa: B006
+    m: Annotated[list[int], typer.Option(help="tokens per call")] = [1, 128, 8192],  # noqa: B006
+    budget_s: Annotated[float, typer.Option(help="stop sweeping one (shape, M) after this long")] = 120,
+    json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
+) -> None:
+    """Sweep our Triton MoE's tiles (GPU): the fastest correct ones go into triton_moe.TILES."""
+    from .bench.moe_tiles import print_sweep, sweep
+
+    rows = []
+    for name in shape:
+        for tokens in m:
+            found = sweep(name, tokens, budget_s)
+            print_sweep(found)
+            rows += found
     if json_out:
         json_out.write_text(json.dumps(rows, indent=2))
 
@@ -206,6 +227,7 @@ def bench_gpt_oss(
     hf: Annotated[bool, typer.Option(help="also run HF transformers on the same shape")] = True,
     moe_backend: str | None = None,
     attention_backend: str | None = None,
+    profile: Annotated[bool, typer.Option(help="also profile decode steps at batch 1 and 16")] = False,
     json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
 ) -> None:
     """Offline throughput on a gpt-oss shape with random MXFP4 weights (GPU), next to HF transformers."""
@@ -214,7 +236,7 @@ def bench_gpt_oss(
     kwargs = {
         k: v for k, v in {"moe_backend": moe_backend, "attention_backend": attention_backend}.items() if v
     }
-    rows = run_gpt_oss_bench(shape, hf, kwargs, emit=lambda row: typer.echo(json.dumps(row)))
+    rows = run_gpt_oss_bench(shape, hf, kwargs, emit=lambda row: typer.echo(json.dumps(row)), profile=profile)
     if json_out:
         json_out.write_text(json.dumps(rows, indent=2))
 

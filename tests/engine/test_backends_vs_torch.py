@@ -13,6 +13,7 @@ import torch
 from atom.backends import mxfp4, torch_attention, torch_moe, triton_attention, triton_moe
 from atom.backends.routing import SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX
 from atom.backends.spec import AttentionSpec, MoESpec
+from atom.backends.triton_moe_grouping import SMALL_TILE_ELEMENTS, group_by_expert, group_by_expert_torch
 from atom.layers.context import AttentionMetadata
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -131,9 +132,28 @@ def test_triton_fused_moe_matches_torch(case, dtype):
     assert rel_err(got, ref) < TOLERANCE[dtype]
 
 
-def test_group_by_expert_pads_each_expert_to_whole_blocks():
+ALL_TILES = [(arch, tile) for arch, table in triton_moe.TILES.items() for _, tile in table]
+
+
+@pytest.mark.parametrize(("arch", "tile"), ALL_TILES, ids=str)
+def test_every_tile_in_the_tables_computes_the_same_moe(arch, tile):
+    """Each arch's tiles on an MXFP4 layer in bf16, compiled for real on a GPU. The interpreter runs the
+    UPCAST tiles in fp32 (its bf16 tl.dot is wrong) and the dot_scaled ones in bf16."""
+    dtype = torch.bfloat16 if DEVICE == "cuda" or tile.scaled_dot else torch.float32
+    spec, tokens = MOE_CASES["gpt-oss prefill: mxfp4, many tokens per expert"]
+    w = random_experts(spec, dtype)
+    x = torch.randn(tokens, spec.hidden_size, device=DEVICE).to(dtype)
+    logits = torch.randn(tokens, spec.num_experts, device=DEVICE)
+    ref = torch_moe.forward(x, logits, w, spec)
+    weights, ids = triton_moe.route(logits, spec.top_k, spec.routing)
+    got = triton_moe.fused_moe(x, weights, ids, w, spec, tile=tile)
+    assert rel_err(got, ref) < TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("group", [group_by_expert, group_by_expert_torch], ids=["one-program", "torch"])
+def test_group_by_expert_pads_each_expert_to_whole_blocks(group):
     ids = torch.tensor([[3, 0], [3, 1], [0, 3], [3, 2]], device=DEVICE)
-    pairs, block_expert = triton_moe.group_by_expert(ids, num_experts=5, block_m=4)
+    pairs, block_expert = group(ids, num_experts=5, block_m=4)
     pairs, block_expert = pairs.cpu(), block_expert.cpu()
     used = block_expert[block_expert >= 0].tolist()
     assert used == [0, 1, 2, 3]  # expert 4 got nothing; each other expert one block
@@ -142,3 +162,14 @@ def test_group_by_expert_pads_each_expert_to_whole_blocks():
         members = members[members < ids.numel()]
         assert (ids.flatten().cpu()[members] == e).all()
     assert sorted(pairs[pairs < ids.numel()].tolist()) == list(range(ids.numel()))  # every pair exactly once
+
+
+@pytest.mark.parametrize(
+    ("tokens", "num_experts", "top_k", "block_m"), [(1, 32, 4, 16), (37, 8, 2, 4), (128, 128, 4, 16)]
+)
+def test_one_program_grouping_matches_torch_grouping(tokens, num_experts, top_k, block_m):
+    gen = torch.Generator().manual_seed(tokens)
+    ids = torch.stack([torch.randperm(num_experts, generator=gen)[:top_k] for _ in range(tokens)]).to(DEVICE)
+    assert ids.numel() * num_experts <= SMALL_TILE_ELEMENTS  # this size takes the one-program kernel
+    got, want = group_by_expert(ids, num_experts, block_m), group_by_expert_torch(ids, num_experts, block_m)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

@@ -2,14 +2,21 @@
 
 Pipeline (no host syncs, so it is CUDA-graph safe):
   route (torch, shared semantics) -> sort (token, slot) pairs by expert into BLOCK_M-padded groups ->
-  kernel 1: gather token rows, gate/up GEMM (MXFP4 decoded in registers), bias, activation -> h ->
+  kernel 1: gather token rows, gate/up GEMM, bias, activation -> h ->
   kernel 2: down GEMM, bias, times the routing weight, one row per pair -> sum over the k slots.
 The final sum over slots replaces atomics: deterministic, and the same order of additions every run.
+
+MXFP4 weights reach the GEMMs one of two ways (WEIGHTS below), the same math either way:
+  SCALED_DOT  bf16/fp16 activations on tiles marked for it: tl.dot_scaled on the packed nibbles and E8M0
+              scales, so Triton picks the arch's MX path (native on CDNA4/Blackwell, its own upcast elsewhere);
+  UPCAST      everything else, fp32 included (dot_scaled has no fp32 format): nibbles decoded in registers,
+              then a plain dot (IEEE for fp32).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import triton
@@ -18,38 +25,57 @@ import triton.language as tl
 from .routing import route
 from .spec import MoESpec
 from .triton_common import device_arch, dot
+from .triton_moe_grouping import group_by_expert
 from .triton_moe_support import SUPPORT  # noqa: F401  (what this backend declares)
 
 ACTIVATIONS = {"silu": 0, "swiglu_oai": 1}
+DENSE, UPCAST, SCALED_DOT = 0, 1, 2  # how the weights reach the dot (see the module docstring)
+X_FORMATS = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
-# Tiles per arch: (BLOCK_N, BLOCK_K, num_warps, num_stages). LDS/shared memory bounds the stages:
-# gfx942 has 64 KiB LDS, gfx950 160 KiB, sm90 228 KiB; the CPU interpreter ignores warps and stages.
-# sm90 is what the H100 numbers in docs/performance.md ran with (not tuned); the gfx entries are sized to
-# their LDS and have never run (no AMD GPU here).
+
+class Tile(NamedTuple):
+    block_m: int  # rows (token, expert) pairs per program; every block holds one expert's pairs
+    block_n: int
+    block_k: int
+    num_warps: int
+    num_stages: int
+    scaled_dot: bool = False  # MXFP4 with bf16/fp16 activations through tl.dot_scaled (else UPCAST)
+
+
+# Per arch, (most pairs per expert, tile) from decode to prefill: the first entry whose bound holds is used.
+# A tile takes tl.dot_scaled only where it was checked correct on that arch: Triton 3.6 on sm90 miscompiles
+# dot_scaled for some tiles (wrong results at 16x64 with 4 warps and at every 64- and 128-row tile, measured
+# by `atom bench moe-tiles`), so sm90 uses it for its swept decode tiles only. LDS/shared memory bounds the
+# stages: gfx942 has 64 KiB, gfx950 160 KiB, sm90 228 KiB. The gfx entries are sized to their LDS and have
+# never run (no AMD GPU here), so they keep the plain-dot UPCAST path; the interpreter ignores warps/stages.
 TILES = {
-    "gfx942": (64, 64, 4, 2),
-    "gfx950": (64, 128, 4, 2),
-    "sm90": (64, 128, 4, 4),
-    "default": (64, 64, 4, 2),
+    "gfx942": ((16, Tile(16, 64, 64, 4, 2)), (64, Tile(32, 64, 64, 4, 2)), (None, Tile(64, 64, 64, 4, 2))),
+    "gfx950": ((16, Tile(16, 64, 128, 4, 2)), (64, Tile(32, 64, 128, 4, 2)), (None, Tile(64, 64, 128, 4, 2))),
+    "sm90": (
+        (4, Tile(16, 32, 256, 4, 3, scaled_dot=True)),
+        (16, Tile(16, 32, 128, 2, 4, scaled_dot=True)),
+        (64, Tile(32, 64, 128, 4, 4)),
+        (None, Tile(64, 64, 128, 4, 4)),
+    ),
+    "default": ((16, Tile(16, 64, 64, 4, 2)), (64, Tile(32, 64, 64, 4, 2)), (None, Tile(64, 64, 64, 4, 2))),
 }
 
 
 @triton.jit
-def _e2m1_times_scale(code, exponent):
-    """4-bit E2M1 codes times 2^(exponent - 127), by bit placement rather than arithmetic.
+def _e2m1_as_half(code):
+    """4-bit E2M1 codes as fp16 values 2^-14 times too small, by bit placement rather than arithmetic.
 
     Sign and the 3 magnitude bits dropped into an fp16 (sign | exponent low bits | mantissa top bit) give
-    the E2M1 value times 2^-14, subnormal 0.5 included; the E8M0 scale and the 2^14 fold into one exp2.
+    the E2M1 value times 2^-14, subnormal 0.5 included; the caller folds the 2^14 into the block scale.
     """
     code = code.to(tl.uint16)
-    half = (((code & 8) << 12) | ((code & 7) << 9)).to(tl.float16, bitcast=True)
-    return half.to(tl.float32) * tl.exp2(exponent.to(tl.float32) - 113.0)
+    return (((code & 8) << 12) | ((code & 7) << 9)).to(tl.float16, bitcast=True)
 
 
 @triton.jit
-def _load_rows(x_ptr, rows, row_ok, k0, K, stride, MXFP4: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Activations [BLOCK_M, BLOCK_K] from k0; for MXFP4 as (even k, odd k) halves matching the nibbles."""
-    if MXFP4:
+def _load_rows(x_ptr, rows, row_ok, k0, K, stride, WEIGHTS: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Activations [BLOCK_M, BLOCK_K] from k0; for UPCAST as (even k, odd k) halves matching the nibbles."""
+    if WEIGHTS == 1:  # UPCAST
         k = k0 + 2 * tl.arange(0, BLOCK_K // 2)
         mask = row_ok[:, None] & (k < K)[None, :]
         base = x_ptr + rows[:, None] * stride + k[None, :]
@@ -77,7 +103,8 @@ def _weight_dot(
     K,
     stride_row,
     stride_scale_row,
-    MXFP4: tl.constexpr,
+    WEIGHTS: tl.constexpr,
+    X_FORMAT: tl.constexpr,
     IEEE: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
@@ -85,17 +112,31 @@ def _weight_dot(
 
     MXFP4: each byte holds k = 2j (low nibble) and 2j + 1 (high nibble); 16 bytes share one E8M0 scale.
     """
-    if MXFP4:
+    if WEIGHTS != 0:  # MXFP4, either way: nibbles packed along k, one E8M0 exponent per 32 values of k
         j = tl.arange(0, BLOCK_K // 2)
-        mask = row_ok[:, None] & (k0 + 2 * j < K)[None, :]
-        packed = tl.load(w_ptr + rows[:, None] * stride_row + (k0 // 2 + j)[None, :], mask=mask, other=0)
-        exponent = tl.load(
-            scale_ptr + rows[:, None] * stride_scale_row + (k0 // 32 + j // 16)[None, :], mask=mask, other=127
+        g = tl.arange(0, BLOCK_K // 32)
+        packed = tl.load(
+            w_ptr + rows[:, None] * stride_row + (k0 // 2 + j)[None, :],
+            mask=row_ok[:, None] & (k0 + 2 * j < K)[None, :],
+            other=0,
         )
-        low = _e2m1_times_scale(packed & 0xF, exponent).to(x_even.dtype)
-        high = _e2m1_times_scale(packed >> 4, exponent).to(x_even.dtype)
-        acc = dot(x_even, tl.trans(low), acc, IEEE)
-        acc = dot(x_odd, tl.trans(high), acc, IEEE)
+        exponent = tl.load(
+            scale_ptr + rows[:, None] * stride_scale_row + (k0 // 32 + g)[None, :],
+            mask=row_ok[:, None] & (k0 + 32 * g < K)[None, :],
+            other=127,
+        )
+        if WEIGHTS == 2:  # SCALED_DOT: dot_scaled takes exactly this layout (scales [N, K/32])
+            acc = tl.dot_scaled(x_even, None, X_FORMAT, tl.trans(packed), exponent, "e2m1", acc)
+        else:  # UPCAST: one exp2 per 32 values, broadcast over the block's 16 bytes
+            factor = tl.exp2(exponent.to(tl.float32) - 113.0)  # 2^(e - 127) and the 2^14 of the fp16 trick
+            rows_n: tl.constexpr = factor.shape[0]
+            factor = tl.reshape(
+                tl.broadcast_to(factor[:, :, None], [rows_n, BLOCK_K // 32, 16]), [rows_n, BLOCK_K // 2]
+            )
+            low = (_e2m1_as_half(packed & 0xF).to(tl.float32) * factor).to(x_even.dtype)
+            high = (_e2m1_as_half(packed >> 4).to(tl.float32) * factor).to(x_even.dtype)
+            acc = dot(x_even, tl.trans(low), acc, IEEE)
+            acc = dot(x_odd, tl.trans(high), acc, IEEE)
     else:
         k = k0 + tl.arange(0, BLOCK_K)
         w = tl.load(
@@ -138,7 +179,8 @@ def _gate_up_kernel(
     limit,
     TOP_K: tl.constexpr,
     ACTIVATION: tl.constexpr,  # 0 silu ([gate | up] halves), 1 swiglu_oai (interleaved, clamped)
-    MXFP4: tl.constexpr,
+    WEIGHTS: tl.constexpr,
+    X_FORMAT: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     IEEE: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -161,14 +203,14 @@ def _gate_up_kernel(
     gate = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     up = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     for k0 in range(0, hidden, BLOCK_K):
-        x_even, x_odd = _load_rows(x_ptr, token, pair_ok, k0, hidden, stride_xt, MXFP4, BLOCK_K)
+        x_even, x_odd = _load_rows(x_ptr, token, pair_ok, k0, hidden, stride_xt, WEIGHTS, BLOCK_K)
         gate = _weight_dot(
             gate, x_even, x_odd, w_base, s_base, gate_rows, col_ok, k0, hidden, stride_wr, stride_sr,
-            MXFP4, IEEE, BLOCK_K,
+            WEIGHTS, X_FORMAT, IEEE, BLOCK_K,
         )  # fmt: skip
         up = _weight_dot(
             up, x_even, x_odd, w_base, s_base, up_rows, col_ok, k0, hidden, stride_wr, stride_sr,
-            MXFP4, IEEE, BLOCK_K,
+            WEIGHTS, X_FORMAT, IEEE, BLOCK_K,
         )  # fmt: skip
     if HAS_BIAS:
         b_base = bias_ptr + expert * stride_be
@@ -207,7 +249,8 @@ def _down_kernel(
     stride_sr,
     stride_be,
     stride_ot,
-    MXFP4: tl.constexpr,
+    WEIGHTS: tl.constexpr,
+    X_FORMAT: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     IEEE: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -224,10 +267,10 @@ def _down_kernel(
     s_base = scale_ptr + expert.to(tl.int64) * stride_se
     acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     for k0 in range(0, inter, BLOCK_K):
-        h_even, h_odd = _load_rows(h_ptr, slots, pair_ok, k0, inter, stride_ht, MXFP4, BLOCK_K)
+        h_even, h_odd = _load_rows(h_ptr, slots, pair_ok, k0, inter, stride_ht, WEIGHTS, BLOCK_K)
         acc = _weight_dot(
             acc, h_even, h_odd, w_base, s_base, cols, col_ok, k0, inter, stride_wr, stride_sr,
-            MXFP4, IEEE, BLOCK_K,
+            WEIGHTS, X_FORMAT, IEEE, BLOCK_K,
         )  # fmt: skip
     if HAS_BIAS:
         acc += tl.load(bias_ptr + expert * stride_be + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
@@ -239,42 +282,17 @@ def _down_kernel(
     )
 
 
-def group_by_expert(ids: torch.Tensor, num_experts: int, block_m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Expert ids [T, k] -> (pair index per padded slot, expert per BLOCK_M block; -1 = unused block).
-
-    Every expert's pairs start on a block boundary, so a block multiplies by one expert's weights. Sizes are
-    upper bounds known without reading `ids` on the host.
-    """
-    flat = ids.flatten()
-    num_pairs = flat.numel()
-    capacity = num_pairs + num_experts * (block_m - 1)
-    capacity = triton.cdiv(capacity, block_m) * block_m
-    # scatter_add, not bincount: bincount reads the max on the host, which breaks CUDA graph capture
-    counts = torch.zeros(num_experts, dtype=torch.long, device=ids.device).scatter_add_(
-        0, flat, torch.ones_like(flat)
-    )
-    padded = (counts + block_m - 1) // block_m * block_m
-    group_end = padded.cumsum(0)
-    group_start = group_end - padded
-    order = torch.argsort(flat, stable=True)
-    sorted_experts = flat[order]
-    rank = torch.arange(num_pairs, device=ids.device) - (counts.cumsum(0) - counts)[sorted_experts]
-    sorted_pairs = torch.full((capacity,), num_pairs, dtype=torch.int32, device=ids.device)
-    sorted_pairs[group_start[sorted_experts] + rank] = order.to(torch.int32)
-    block_starts = torch.arange(0, capacity, block_m, device=ids.device)
-    block_expert = torch.searchsorted(group_end, block_starts, right=True)
-    block_expert = torch.where(block_expert < num_experts, block_expert, -1).to(torch.int32)
-    return sorted_pairs, block_expert
-
-
-def _block_m(num_pairs: int, num_experts: int) -> int:
-    """Rows per block: small for decode (few pairs per expert), larger for prefill."""
+def pick_tile(num_pairs: int, num_experts: int, device: torch.device) -> Tile:
+    """The arch's tile for this many pairs per expert: small blocks for decode, larger for prefill."""
     per_expert = num_pairs / num_experts
-    return 16 if per_expert <= 16 else 32 if per_expert <= 64 else 64
+    table = TILES.get(device_arch(device), TILES["default"])
+    return next(tile for bound, tile in table if bound is None or per_expert <= bound)
 
 
-def _tiles(device: torch.device) -> tuple[int, int, int, int]:
-    return TILES.get(device_arch(device), TILES["default"])
+def weights_mode(spec: MoESpec, dtype: torch.dtype, tile: Tile) -> int:
+    if spec.quant != "mxfp4":
+        return DENSE
+    return SCALED_DOT if tile.scaled_dot and dtype in X_FORMATS else UPCAST
 
 
 def fused_moe(
@@ -284,38 +302,41 @@ def fused_moe(
     w: dict[str, torch.Tensor],
     spec: MoESpec,
     alloc: Callable[..., torch.Tensor] = torch.empty,
+    tile: Tile | None = None,
 ) -> torch.Tensor:
-    """x [T, H], routing weights/ids [T, k] -> [T, H]. `alloc` makes the workspaces (tests poison them)."""
+    """x [T, H], routing weights/ids [T, k] -> [T, H]. `alloc` makes the workspaces (tests poison them);
+    `tile` overrides the arch's table (the tile sweep)."""
     t, hidden = x.shape
     inter, top_k = spec.intermediate_size, spec.top_k
-    mxfp4 = spec.quant == "mxfp4"
     num_pairs = t * top_k
-    block_m = _block_m(num_pairs, spec.num_experts)
-    block_n, block_k, warps, stages = _tiles(x.device)
-    sorted_pairs, block_expert = group_by_expert(ids, spec.num_experts, block_m)
+    tile = tile or pick_tile(num_pairs, spec.num_experts, x.device)
+    mode = weights_mode(spec, x.dtype, tile)
+    sorted_pairs, block_expert = group_by_expert(ids, spec.num_experts, tile.block_m)
+    mxfp4 = mode != DENSE
     w13 = w["w13_blocks"] if mxfp4 else w["w13"]
     w2 = w["w2_blocks"] if mxfp4 else w["w2"]
     s13 = w["w13_scales"] if mxfp4 else w13
     s2 = w["w2_scales"] if mxfp4 else w2
     b13 = w.get("w13_bias", x) if spec.has_bias else x
     b2 = w.get("w2_bias", x) if spec.has_bias else x
-    ieee = x.dtype == torch.float32
+    common = {
+        "WEIGHTS": mode, "X_FORMAT": X_FORMATS.get(x.dtype, "fp32"), "HAS_BIAS": spec.has_bias,
+        "IEEE": x.dtype == torch.float32, "BLOCK_M": tile.block_m, "BLOCK_N": tile.block_n,
+        "BLOCK_K": tile.block_k, "num_warps": tile.num_warps, "num_stages": tile.num_stages,
+    }  # fmt: skip
     h = alloc(sorted_pairs.numel(), inter, dtype=x.dtype, device=x.device)
-    grid = (block_expert.numel(), triton.cdiv(inter, block_n))
+    grid = (block_expert.numel(), triton.cdiv(inter, tile.block_n))
     _gate_up_kernel[grid](
         x, w13, s13, b13, h, sorted_pairs, block_expert, num_pairs, hidden, inter,
         x.stride(0), w13.stride(0), w13.stride(1), s13.stride(0), s13.stride(1), b13.stride(0), h.stride(0),
-        spec.swiglu_alpha, spec.swiglu_limit,
-        TOP_K=top_k, ACTIVATION=ACTIVATIONS[spec.activation], MXFP4=mxfp4, HAS_BIAS=spec.has_bias, IEEE=ieee,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
+        spec.swiglu_alpha, spec.swiglu_limit, TOP_K=top_k, ACTIVATION=ACTIVATIONS[spec.activation], **common,
     )  # fmt: skip
     out = alloc(num_pairs, hidden, dtype=torch.float32, device=x.device)
-    grid = (block_expert.numel(), triton.cdiv(hidden, block_n))
+    grid = (block_expert.numel(), triton.cdiv(hidden, tile.block_n))
     _down_kernel[grid](
         h, w2, s2, b2, weights.contiguous(), out, sorted_pairs, block_expert, num_pairs, hidden, inter,
         h.stride(0), w2.stride(0), w2.stride(1), s2.stride(0), s2.stride(1), b2.stride(0), out.stride(0),
-        MXFP4=mxfp4, HAS_BIAS=spec.has_bias, IEEE=ieee,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps, num_stages=stages,
+        **common,
     )  # fmt: skip
     return out.view(t, top_k, hidden).sum(dim=1).to(x.dtype)
 

@@ -13,6 +13,7 @@ import torch
 
 from ..engine.llm_engine import LLM
 from ..sampling_params import SamplingParams
+from .profile import kernel_table, print_kernel_table
 from .shapes import write_shape
 from .workload import random_prompts
 
@@ -52,7 +53,7 @@ def ours_generate(llm: LLM, num: int, prompt_len: int, new_tokens: int, seed: in
 
 
 def run_gpt_oss_bench(
-    shape: str, with_hf: bool, engine_kwargs: dict, emit=print, seed: int = 0
+    shape: str, with_hf: bool, engine_kwargs: dict, emit=print, seed: int = 0, profile: bool = False
 ) -> list[dict]:
     """Rows are emitted as they come (a long run cut short still reports what it measured)."""
     folder = write_shape(shape, Path(tempfile.mkdtemp()) / shape)
@@ -73,11 +74,38 @@ def run_gpt_oss_bench(
         if hf:
             rows[-1]["x_hf"] = round(tok_s / hf["tok_s"], 1)
         emit(rows[-1])
+    if profile:
+        for batch in (1, 16):
+            rows.append(profile_decode(llm, batch, 20, seed))
+            emit({k: v for k, v in rows[-1].items() if k != "top"})
     ours_generate(llm, 16, 512, 2, seed + 1)
     tok_s = ours_generate(llm, 256, 512, 256, seed)
     rows.append({"engine": "atom", "backends": chosen, "requests": "256 x (512 in + 256 out)", "tok_s": round(tok_s, 1)})  # fmt: skip
     emit(rows[-1])
     return rows
+
+
+def profile_decode(llm: LLM, batch: int, steps: int, seed: int = 0) -> dict:
+    """Kernel time per decode step at `batch` next to the step's wall time: the gap is host time."""
+    prompts = random_prompts(llm.runner.model.args.vocab_size, batch, 128, seed)
+    params = SamplingParams(max_tokens=3 * steps + 8, temperature=0, ignore_eos=True)
+    for p in prompts:
+        llm.add_request(p, params)
+    for _ in range(steps):  # prefill, then decode steps to settle
+        llm.step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        llm.step()
+    torch.cuda.synchronize()
+    wall_us = (time.perf_counter() - start) / steps * 1e6
+    rows = kernel_table(llm.step, steps, "cuda")
+    while llm.has_unfinished():
+        llm.step()
+    print_kernel_table(f"decode step, batch {batch}, wall {wall_us:.0f} us", rows)
+    kernels_us = sum(r["us_per_step"] for r in rows)
+    return {"profile": f"decode batch {batch}", "wall_us_per_step": round(wall_us, 1),
+            "kernel_us_per_step": round(kernels_us, 1), "top": rows[:15]}  # fmt: skip
 
 
 def greedy_agreement(shape: str, num_layers: int, dtype: str, backends: dict, seed: int = 0) -> dict:

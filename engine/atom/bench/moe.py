@@ -15,6 +15,7 @@ from ..backends import registry
 from ..backends.routing import TOPK_SOFTMAX
 from ..backends.spec import MoESpec
 from ..platform import detect
+from .profile import kernel_table, print_kernel_table
 
 COPY_BYTES_PER_S = 3.0e12
 MATMUL_FLOPS = 790e12
@@ -70,7 +71,9 @@ def time_us(fn, graphs: bool, iters: int = 50) -> float:
     return start.elapsed_time(end) / iters * 1e3
 
 
-def run_moe_bench(shapes: list[str], ms: list[int], backends: list[str] | None, seed: int = 0) -> list[dict]:
+def run_moe_bench(
+    shapes: list[str], ms: list[int], backends: list[str] | None, seed: int = 0, profile: bool = False
+) -> list[dict]:
     platform = detect()
     assert platform.device == "cuda", "the MoE microbenchmark needs a GPU"
     gen = torch.Generator(device="cuda").manual_seed(seed)
@@ -108,6 +111,8 @@ def run_moe_bench(shapes: list[str], ms: list[int], backends: list[str] | None, 
                     "cuda_graphs": graphs, "floor_bw_us": round(bandwidth, 1), "floor_compute_us": round(compute, 1),
                     "rel_err_vs_torch": err,
                 })  # fmt: skip
+                if profile:
+                    print_kernel_table(f"{shape} {name} M={m}", kernel_table(call, 10, "cuda"), top=8)
     return rows
 
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# MoE kernel tuning on the GPU in one device command: our kernel tests, the MoE microbenchmark with each
+# backend's kernels profiled, and the tile sweep whose winners go into triton_moe.TILES.
+# Usage on the GPU machine, from the repo root:  bash bench/moe_tuning.sh   (results under $OUT)
+# Env: SHAPES (default gpt-oss-20b), TUNE_MS (sweep sizes), SWEEP_BUDGET_S (per shape and M).
+set -euo pipefail
+OUT=${OUT:-bench-out}
+mkdir -p "$OUT"
+for pkg in typer pytest; do
+  python -c "import $pkg" 2>/dev/null || pip install -q --no-index --find-links third_party/wheels "$pkg" || true
+done
+export PYTHONPATH="$PWD/engine:$PWD/third_party${PYTHONPATH:+:$PYTHONPATH}"
+python -m pytest -q -p no:cacheprovider tests/engine/test_backends_vs_torch.py -rf 2>&1 | tail -6 | tee "$OUT/kernel-tests.txt" || true
+shapes=()
+for s in ${SHAPES:-gpt-oss-20b}; do shapes+=(--shape "$s"); done
+ms=()
+for m in ${TUNE_MS:-1 128 8192}; do ms+=(--m "$m"); done
+python -m atom.cli bench moe "${shapes[@]}" "${ms[@]}" --backend triton --backend triton_kernels --backend torch \
+  --profile --json-out "$OUT/moe-profile.json" | tee "$OUT/moe-profile.txt"
+python -m atom.cli bench moe-tiles "${shapes[@]}" "${ms[@]}" --budget-s "${SWEEP_BUDGET_S:-75}" \
+  --json-out "$OUT/moe-tiles.json" | tee "$OUT/moe-tiles.txt"

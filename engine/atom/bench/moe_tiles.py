@@ -1,0 +1,70 @@
+"""Tile sweep for our Triton MoE: every candidate tile at a shape and M, timed under CUDA graphs, checked
+against torch. Its winners go into triton_moe.TILES (the table cites this command)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import torch
+
+from ..backends import torch_moe, triton_moe
+from ..backends.routing import route
+from ..backends.triton_moe import Tile
+from .moe import SHAPES, random_mxfp4_experts, time_us
+
+
+def candidate_tiles(pairs_per_expert: float) -> list[Tile]:
+    """Decode-sized blocks when experts see few pairs, wide ones for prefill (shared memory permitting)."""
+    if pairs_per_expert <= 16:
+        space = ([16], [16, 32, 64], [128, 256], [2, 4], [2, 3, 4])
+    elif pairs_per_expert <= 64:
+        space = ([32], [32, 64, 128], [128, 256], [4], [2, 3, 4])
+    else:
+        space = ([64, 128], [64, 128], [64, 128], [4, 8], [2, 3])
+    return [Tile(*t) for t in itertools.product(*space)]
+
+
+def sweep(shape: str, m: int, budget_s: float, seed: int = 0) -> list[dict]:
+    """Rows sorted fastest first; a tile that fails to compile or is wrong is reported, not timed."""
+    spec = SHAPES[shape]
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    w = random_mxfp4_experts(spec, "cuda", gen)
+    x = torch.randn(m, spec.hidden_size, device="cuda", generator=gen).to(torch.bfloat16)
+    logits = torch.randn(m, spec.num_experts, device="cuda", generator=gen)
+    weights, ids = route(logits, spec.top_k, spec.routing)
+    ref = torch_moe.forward(x, logits, w, spec).float()
+    deadline = time.monotonic() + budget_s
+    rows = []
+    for tile in candidate_tiles(m * spec.top_k / spec.num_experts):
+        if time.monotonic() > deadline:
+            rows.append({"shape": shape, "M": m, "tile": tile._asdict(), "error": "sweep budget spent"})
+            break
+
+        def call(tile: Tile = tile) -> torch.Tensor:
+            return triton_moe.fused_moe(x, weights, ids, w, spec, tile=tile)
+
+        try:
+            err = ((call().float() - ref).norm() / ref.norm()).item()
+            us = time_us(call, graphs=True, iters=30) if err < 2e-2 else None
+        except Exception as exc:  # noqa: BLE001 (a tile past the shared-memory limit: report, go on)
+            rows.append(
+                {"shape": shape, "M": m, "tile": tile._asdict(), "error": str(exc).splitlines()[0][:120]}
+            )
+            continue
+        rows.append({"shape": shape, "M": m, "tile": tile._asdict(), "us": us, "rel_err_vs_torch": err})
+    return sorted(rows, key=lambda r: r.get("us") or float("inf"))
+
+
+def print_sweep(rows: list[dict], top: int = 5) -> None:
+    if not rows:
+        return
+    for r in rows[:top]:
+        t = r["tile"]
+        tile = f"M{t['block_m']} N{t['block_n']} K{t['block_k']} w{t['num_warps']} s{t['num_stages']}"
+        result = (
+            f"{r['us']:9.1f} us  err {r['rel_err_vs_torch']:.1e}" if r.get("us") else r.get("error", "wrong")
+        )
+        print(f"{r['shape']:14} M={r['M']:<6} {tile:26} {result}")
+    failed = sum(1 for r in rows if not r.get("us"))
+    print(f"{rows[0]['shape']:14} M={rows[0]['M']:<6} {len(rows)} tiles tried, {failed} failed or wrong")
