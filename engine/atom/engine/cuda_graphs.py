@@ -33,7 +33,6 @@ class DecodeGraphs:
         self.query_lens = torch.zeros(n, dtype=torch.long, device=dev)
         self.seq_lens = torch.zeros(n, dtype=torch.long, device=dev)
         self.block_tables = torch.zeros(n, max_blocks_per_seq, dtype=torch.long, device=dev)
-        self.host_tables = np.zeros((n, max_blocks_per_seq), dtype=np.int64)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.logits: dict[int, torch.Tensor] = {}
         self.pool = None
@@ -79,16 +78,18 @@ class DecodeGraphs:
         n = len(batch.seqs)
         b = next(size for size in self.buckets if size >= n)
         positions = [seq.num_tokens - 1 for seq in batch.seqs]
-        self.host_tables[:b] = 0
-        self.host_tables[:n] = padded_block_tables(batch.seqs, self.host_tables.shape[1])
-        tables = torch.from_numpy(self.host_tables[:b])
-        pos = torch.tensor(positions + [0] * (b - n))
-        slots = tables[torch.arange(b), pos // self.block_size] * self.block_size + pos % self.block_size
-        slots[n:] = self.scratch_slot
+        # Only the columns this batch uses: the kernels read a row's blocks up to its length, so stale
+        # entries past them are never read (a full-width copy is megabytes a step at large batches).
+        tables = padded_block_tables(batch.seqs)
+        pos = np.array(positions + [0] * (b - n), dtype=np.int64)
+        slots = np.full(b, self.scratch_slot, dtype=np.int64)
+        slots[:n] = (
+            tables[np.arange(n), pos[:n] // self.block_size] * self.block_size + pos[:n] % self.block_size
+        )
         self.input_ids[:b].copy_(torch.tensor([s.token_ids[-1] for s in batch.seqs] + [0] * (b - n)))
-        self.positions[:b].copy_(pos)
-        self.slots[:b].copy_(slots)
-        self.block_tables[:b].copy_(tables)
+        self.positions[:b].copy_(torch.from_numpy(pos))
+        self.slots[:b].copy_(torch.from_numpy(slots))
+        self.block_tables[:n, : tables.shape[1]].copy_(torch.from_numpy(tables))
         self.query_start_loc[: b + 1].copy_(torch.tensor(list(range(n + 1)) + [n] * (b - n)))
         self.query_lens[:b].copy_(torch.tensor([1] * n + [0] * (b - n)))
         self.seq_lens[:b].copy_(torch.tensor([p + 1 for p in positions] + [0] * (b - n)))

@@ -52,6 +52,15 @@ class RotaryEmbedding(nn.Module):
     def forward(
         self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if q.is_cuda:  # one fused kernel; imported here because CPU images ship without Triton
+            from ..backends import triton_pointwise
+
+            return triton_pointwise.rotary(positions, q, k, self.cos, self.sin)
+        return self.reference(positions, q, k)
+
+    def reference(
+        self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         cos = self.cos[positions].unsqueeze(1)
         sin = self.sin[positions].unsqueeze(1)
         return _rotate(q, cos, sin), _rotate(k, cos, sin)

@@ -1,0 +1,82 @@
+"""RMSNorm and rotary embedding as one Triton kernel each, for GPU tensors.
+
+A decode step is launch-bound: in torch, RMSNorm is nine small kernels and rotary about ten per tensor,
+roughly forty launches a layer. These compute the same fp32 math in one launch each; the layers keep the
+torch code as the reference and for the CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, dim, stride_x, stride_o, eps, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    ok = cols < dim
+    x = tl.load(x_ptr + row * stride_x + cols, mask=ok, other=0.0).to(tl.float32)
+    inv = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / dim + eps)
+    w = tl.load(w_ptr + cols, mask=ok, other=0.0).to(tl.float32)
+    tl.store(out_ptr + row * stride_o + cols, (w * (x * inv)).to(out_ptr.dtype.element_ty), mask=ok)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """x [..., dim] -> same shape and dtype: weight * x / sqrt(mean(x^2) + eps), in fp32."""
+    rows = x.reshape(-1, x.shape[-1])
+    if rows.stride(-1) != 1:
+        rows = rows.contiguous()
+    out = torch.empty(rows.shape, dtype=x.dtype, device=x.device)
+    if rows.shape[0]:
+        block = triton.next_power_of_2(rows.shape[1])
+        _rms_norm_kernel[(rows.shape[0],)](
+            rows, weight, out, rows.shape[1], rows.stride(0), out.stride(0), eps,
+            BLOCK=block, num_warps=max(1, min(16, block // 256)),
+        )  # fmt: skip
+    return out.view(x.shape)
+
+
+@triton.jit
+def _rotary_kernel(
+    q_ptr, k_ptr, q_out_ptr, k_out_ptr, cos_ptr, sin_ptr, pos_ptr,
+    stride_qt, stride_qh, stride_kt, stride_kh, stride_cos, num_k_heads,
+    NUM_Q_HEADS: tl.constexpr, HALF: tl.constexpr, HALF_PAD: tl.constexpr,
+):  # fmt: skip
+    """One program per (token, head) over q's heads then k's: rotate-half with fp32 cos/sin tables."""
+    t = tl.program_id(0).to(tl.int64)
+    head = tl.program_id(1)
+    i = tl.arange(0, HALF_PAD)
+    ok = i < HALF
+    pos = tl.load(pos_ptr + t)
+    cos = tl.load(cos_ptr + pos * stride_cos + i, mask=ok, other=0.0)
+    sin = tl.load(sin_ptr + pos * stride_cos + i, mask=ok, other=0.0)
+    if head < NUM_Q_HEADS:  # outputs are contiguous [T, heads, 2 * HALF]
+        src = q_ptr + t * stride_qt + head * stride_qh
+        dst = q_out_ptr + (t * NUM_Q_HEADS + head) * 2 * HALF
+    else:
+        src = k_ptr + t * stride_kt + (head - NUM_Q_HEADS) * stride_kh
+        dst = k_out_ptr + (t * num_k_heads + head - NUM_Q_HEADS) * 2 * HALF
+    x1 = tl.load(src + i, mask=ok, other=0.0).to(tl.float32)
+    x2 = tl.load(src + HALF + i, mask=ok, other=0.0).to(tl.float32)
+    tl.store(dst + i, (x1 * cos - x2 * sin).to(dst.dtype.element_ty), mask=ok)
+    tl.store(dst + HALF + i, (x2 * cos + x1 * sin).to(dst.dtype.element_ty), mask=ok)
+
+
+def rotary(
+    positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """q [T, Hq, D], k [T, Hk, D] (last dim contiguous), cos/sin [max positions, D/2] fp32 -> rotated
+    q, k (contiguous, same dtypes)."""
+    assert q.stride(-1) == 1 and k.stride(-1) == 1 and cos.stride() == sin.stride()
+    q_out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    k_out = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    t, num_q, dim = q.shape
+    if t:
+        _rotary_kernel[(t, num_q + k.shape[1])](
+            q, k, q_out, k_out, cos, sin, positions,
+            q.stride(0), q.stride(1), k.stride(0), k.stride(1), cos.stride(0), k.shape[1],
+            NUM_Q_HEADS=num_q, HALF=dim // 2, HALF_PAD=triton.next_power_of_2(dim // 2),
+        )  # fmt: skip
+    return q_out, k_out
