@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 # typer/pytest and the server's packages (fastapi, uvicorn, httpx, prometheus_client) may be carried as
 # wheels in third_party/wheels (git-ignored) when the GPU machine lacks them.
 for pkg in typer pytest fastapi uvicorn httpx prometheus_client; do
-  python -c "import $pkg" 2>/dev/null || pip install -q --no-index --find-links third_party/wheels "${pkg/_/-}" || true
+  python -c "import $pkg" 2>/dev/null || python -m pip install -q --no-index --find-links third_party/wheels "${pkg/_/-}" || true
 done
 export PYTHONPATH="$PWD/engine:$PWD/third_party${PYTHONPATH:+:$PYTHONPATH}"
 python - <<'PY' | tee "$OUT/versions.txt"
@@ -20,12 +20,12 @@ print("gpu", torch.cuda.get_device_name(0), "torch", torch.__version__, "triton"
       "transformers", transformers.__version__)
 PY
 python -m atom.cli backends --model "$(python -c 'from atom.bench.shapes import write_shape; import tempfile, pathlib; print(write_shape("gpt-oss-20b", pathlib.Path(tempfile.mkdtemp())/"m"))')" | tee "$OUT/backends.txt"
-python -m pytest -q -p no:cacheprovider tests/engine/test_backends_vs_torch.py tests/engine/test_selection_policy.py -rf 2>&1 | tail -"${TEST_TAIL:-8}" | tee "$OUT/kernel-tests.txt" || true
+python -m pytest -q -p no:cacheprovider tests/engine/test_backends_vs_torch.py tests/engine/test_pointwise_kernels.py tests/engine/test_selection_policy.py -rf 2>&1 | tail -"${TEST_TAIL:-8}" | tee "$OUT/kernel-tests.txt" || true
 for args in "--dtype float32" "--dtype bfloat16" "--dtype bfloat16 --moe-backend triton_kernels"; do
   python -m atom.cli bench agree $args | tee -a "$OUT/agree.jsonl"
 done
 python -m atom.cli bench moe ${MOE_ARGS:---shape gpt-oss-20b --shape gpt-oss-120b} --json-out "$OUT/moe.json" | tee "$OUT/moe.txt"
-python -m atom.cli bench gpt-oss ${GPT_OSS_ARGS:-} --json-out "$OUT/gpt-oss.json" | tee "$OUT/gpt-oss.txt"
+python -m atom.cli bench gpt-oss ${GPT_OSS_ARGS:---profile} --json-out "$OUT/gpt-oss.json" | tee "$OUT/gpt-oss.txt"
 if python -c "import fastapi, uvicorn, httpx" 2>/dev/null; then
   bash bench/serve_bench.sh
 else
