@@ -77,12 +77,35 @@ class Attention(nn.Module):
         self.scale = d**-0.5
         self.backend = None  # chosen by the model runner (backends.registry.select)
         self.k_cache = self.v_cache = torch.empty(0)
+        self.qkv: tuple[torch.Tensor, torch.Tensor | None] | None = None  # set by fuse_qkv
+
+    def fuse_qkv(self) -> None:
+        """After loading: one [q; k; v] weight, so a step runs one GEMM instead of three (a decode step is
+        launch-bound). The three projections become views into it: no extra memory, names unchanged."""
+        parts = (self.q_proj, self.k_proj, self.v_proj)
+        weight = torch.cat([p.weight.data for p in parts])
+        bias = torch.cat([p.bias.data for p in parts]) if self.q_proj.bias is not None else None
+        start = 0
+        for p in parts:
+            rows = p.weight.shape[0]
+            p.weight.data = weight[start : start + rows]
+            if bias is not None:
+                p.bias.data = bias[start : start + rows]
+            start += rows
+        self.qkv = (weight, bias)
+
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.qkv is None:
+            return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        sizes = [p.weight.shape[0] for p in (self.q_proj, self.k_proj, self.v_proj)]
+        return F.linear(x, *self.qkv).split(sizes, dim=-1)
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         t = x.shape[0]
-        q = self.q_proj(x).view(t, self.num_heads, self.head_dim)
-        k = self.k_proj(x).view(t, self.num_kv_heads, self.head_dim)
-        v = self.v_proj(x).view(t, self.num_kv_heads, self.head_dim)
+        q, k, v = self.project_qkv(x)
+        q = q.view(t, self.num_heads, self.head_dim)
+        k = k.view(t, self.num_kv_heads, self.head_dim)
+        v = v.view(t, self.num_kv_heads, self.head_dim)
         q, k = self.rotary(positions, q, k)
         o = self.backend.forward(
             q, k, v, self.k_cache, self.v_cache, get_metadata(), self.spec, self.sinks, self.scale
