@@ -25,16 +25,17 @@ import triton.language as tl
 from .routing import route
 from .spec import MoESpec
 from .triton_common import device_arch, dot
+from .triton_moe_common import ACTIVATIONS, activate, e2m1_as_half
+from .triton_moe_gemv import gate_up_down
 from .triton_moe_grouping import group_by_expert
 from .triton_moe_support import SUPPORT  # noqa: F401  (what this backend declares)
 
-ACTIVATIONS = {"silu": 0, "swiglu_oai": 1}
 DENSE, UPCAST, SCALED_DOT = 0, 1, 2  # how the weights reach the dot (see the module docstring)
 X_FORMATS = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 class Tile(NamedTuple):
-    block_m: int  # rows (token, expert) pairs per program; every block holds one expert's pairs
+    block_m: int  # (token, expert) pairs per program, one expert's; 1 = the per-pair GEMV path, no grouping
     block_n: int
     block_k: int
     num_warps: int
@@ -43,33 +44,40 @@ class Tile(NamedTuple):
 
 
 # Per arch, (most pairs per expert, tile) from decode to prefill: the first entry whose bound holds is used.
-# A tile takes tl.dot_scaled only where it was checked correct on that arch: Triton 3.6 on sm90 miscompiles
-# dot_scaled for some tiles (wrong results at 16x64 with 4 warps and at every 64- and 128-row tile, measured
-# by `atom bench moe-tiles`), so sm90 uses it for its swept decode tiles only. LDS/shared memory bounds the
-# stages: gfx942 has 64 KiB, gfx950 160 KiB, sm90 228 KiB. The gfx entries are sized to their LDS and have
-# never run (no AMD GPU here), so they keep the plain-dot UPCAST path; the interpreter ignores warps/stages.
+# Up to one pair per expert, block_m 1 takes the per-pair GEMV (triton_moe_gemv.py; sm90: 82 us at M=1 on
+# the gpt-oss-20b layer, the GEMM tiles' best was 156 us). A tile takes tl.dot_scaled only where it was
+# checked correct on that arch: Triton 3.6 on sm90 miscompiles dot_scaled for some tiles (wrong results at
+# 16x64 with 4 warps and at every 64- and 128-row tile, measured by `atom bench moe-tiles`), so sm90 uses it
+# for its swept decode tiles only. LDS/shared memory bounds the stages: gfx942 has 64 KiB, gfx950 160 KiB,
+# sm90 228 KiB. The gfx entries are sized to their LDS and have never run (no AMD GPU here), so they keep
+# the plain-dot UPCAST path; the interpreter ignores warps and stages.
 TILES = {
-    "gfx942": ((16, Tile(16, 64, 64, 4, 2)), (64, Tile(32, 64, 64, 4, 2)), (None, Tile(64, 64, 64, 4, 2))),
-    "gfx950": ((16, Tile(16, 64, 128, 4, 2)), (64, Tile(32, 64, 128, 4, 2)), (None, Tile(64, 64, 128, 4, 2))),
+    "gfx942": (
+        (1, Tile(1, 32, 128, 4, 2)),
+        (16, Tile(16, 64, 64, 4, 2)),
+        (64, Tile(32, 64, 64, 4, 2)),
+        (None, Tile(64, 64, 64, 4, 2)),
+    ),
+    "gfx950": (
+        (1, Tile(1, 32, 128, 4, 2)),
+        (16, Tile(16, 64, 128, 4, 2)),
+        (64, Tile(32, 64, 128, 4, 2)),
+        (None, Tile(64, 64, 128, 4, 2)),
+    ),
     "sm90": (
+        (1, Tile(1, 32, 128, 8, 2)),
         (4, Tile(16, 32, 256, 4, 3, scaled_dot=True)),
         (16, Tile(16, 32, 128, 2, 4, scaled_dot=True)),
         (64, Tile(32, 64, 128, 4, 4)),
         (None, Tile(64, 64, 128, 4, 4)),
     ),
-    "default": ((16, Tile(16, 64, 64, 4, 2)), (64, Tile(32, 64, 64, 4, 2)), (None, Tile(64, 64, 64, 4, 2))),
+    "default": (
+        (1, Tile(1, 32, 128, 4, 2)),
+        (16, Tile(16, 64, 64, 4, 2)),
+        (64, Tile(32, 64, 64, 4, 2)),
+        (None, Tile(64, 64, 64, 4, 2)),
+    ),
 }
-
-
-@triton.jit
-def _e2m1_as_half(code):
-    """4-bit E2M1 codes as fp16 values 2^-14 times too small, by bit placement rather than arithmetic.
-
-    Sign and the 3 magnitude bits dropped into an fp16 (sign | exponent low bits | mantissa top bit) give
-    the E2M1 value times 2^-14, subnormal 0.5 included; the caller folds the 2^14 into the block scale.
-    """
-    code = code.to(tl.uint16)
-    return (((code & 8) << 12) | ((code & 7) << 9)).to(tl.float16, bitcast=True)
 
 
 @triton.jit
@@ -133,8 +141,8 @@ def _weight_dot(
             factor = tl.reshape(
                 tl.broadcast_to(factor[:, :, None], [rows_n, BLOCK_K // 32, 16]), [rows_n, BLOCK_K // 2]
             )
-            low = (_e2m1_as_half(packed & 0xF).to(tl.float32) * factor).to(x_even.dtype)
-            high = (_e2m1_as_half(packed >> 4).to(tl.float32) * factor).to(x_even.dtype)
+            low = (e2m1_as_half(packed & 0xF).to(tl.float32) * factor).to(x_even.dtype)
+            high = (e2m1_as_half(packed >> 4).to(tl.float32) * factor).to(x_even.dtype)
             acc = dot(x_even, tl.trans(low), acc, IEEE)
             acc = dot(x_odd, tl.trans(high), acc, IEEE)
     else:
@@ -216,12 +224,7 @@ def _gate_up_kernel(
         b_base = bias_ptr + expert * stride_be
         gate += tl.load(b_base + gate_rows, mask=col_ok, other=0.0).to(tl.float32)[None, :]
         up += tl.load(b_base + up_rows, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-    if ACTIVATION == 1:
-        gate = tl.minimum(gate, limit)
-        up = tl.minimum(tl.maximum(up, -limit), limit)
-        h = (up + 1.0) * gate * tl.sigmoid(alpha * gate)
-    else:
-        h = gate * tl.sigmoid(gate) * up
+    h = activate(gate, up, alpha, limit, ACTIVATION)
     tl.store(
         h_ptr + slots[:, None] * stride_ht + cols[None, :],
         h.to(h_ptr.dtype.element_ty),
@@ -311,7 +314,6 @@ def fused_moe(
     num_pairs = t * top_k
     tile = tile or pick_tile(num_pairs, spec.num_experts, x.device)
     mode = weights_mode(spec, x.dtype, tile)
-    sorted_pairs, block_expert = group_by_expert(ids, spec.num_experts, tile.block_m)
     mxfp4 = mode != DENSE
     w13 = w["w13_blocks"] if mxfp4 else w["w13"]
     w2 = w["w2_blocks"] if mxfp4 else w["w2"]
@@ -319,6 +321,10 @@ def fused_moe(
     s2 = w["w2_scales"] if mxfp4 else w2
     b13 = w.get("w13_bias", x) if spec.has_bias else x
     b2 = w.get("w2_bias", x) if spec.has_bias else x
+    if tile.block_m == 1:
+        out = gate_up_down(x, weights, ids, w13, s13, b13, w2, s2, b2, spec, mxfp4, tile, alloc)
+        return out.view(t, top_k, hidden).sum(dim=1).to(x.dtype)
+    sorted_pairs, block_expert = group_by_expert(ids, spec.num_experts, tile.block_m)
     common = {
         "WEIGHTS": mode, "X_FORMAT": X_FORMATS.get(x.dtype, "fp32"), "HAS_BIAS": spec.has_bias,
         "IEEE": x.dtype == torch.float32, "BLOCK_M": tile.block_m, "BLOCK_N": tile.block_n,
