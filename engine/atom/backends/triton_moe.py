@@ -45,7 +45,8 @@ class Tile(NamedTuple):
 
 # Per arch, (most pairs per expert, tile) from decode to prefill: the first entry whose bound holds is used.
 # Up to one pair per expert, block_m 1 takes the per-pair GEMV (triton_moe_gemv.py; sm90: 82 us at M=1 on
-# the gpt-oss-20b layer, the GEMM tiles' best was 156 us). A tile takes tl.dot_scaled only where it was
+# the gpt-oss-20b layer, the GEMM tiles' best was 156 us). sm90's prefill tiles are the sweep's best at
+# M=1024 (4.6 ms) and M=8192 (30.6 ms; the untuned 64x64x128 took 48.3 ms). A tile takes tl.dot_scaled only where it was
 # checked correct on that arch: Triton 3.6 on sm90 miscompiles dot_scaled for some tiles (wrong results at
 # 16x64 with 4 warps and at every 64- and 128-row tile, measured by `atom bench moe-tiles`), so sm90 uses it
 # for its swept decode tiles only. LDS/shared memory bounds the stages: gfx942 has 64 KiB, gfx950 160 KiB,
@@ -69,7 +70,8 @@ TILES = {
         (4, Tile(16, 32, 256, 4, 3, scaled_dot=True)),
         (16, Tile(16, 32, 128, 2, 4, scaled_dot=True)),
         (64, Tile(32, 64, 128, 4, 4)),
-        (None, Tile(64, 64, 128, 4, 4)),
+        (256, Tile(64, 128, 128, 4, 2)),
+        (None, Tile(128, 128, 64, 8, 2)),
     ),
     "default": (
         (1, Tile(1, 32, 128, 4, 2)),
