@@ -25,7 +25,7 @@ import triton.language as tl
 from .routing import route
 from .spec import MoESpec
 from .triton_common import device_arch, dot
-from .triton_moe_common import ACTIVATIONS, activate, e2m1_as_half
+from .triton_moe_common import ACTIVATIONS, activate, byte_scales, e2m1_as_half, load_mxfp4
 from .triton_moe_gemv import gate_up_down
 from .triton_moe_grouping import group_by_expert
 from .triton_moe_support import SUPPORT  # noqa: F401  (what this backend declares)
@@ -118,31 +118,15 @@ def _weight_dot(
     IEEE: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    """acc + x[:, k0:k0+BLOCK_K] @ W[rows, k0:k0+BLOCK_K]^T, W read along k (contiguous, vectorised).
-
-    MXFP4: each byte holds k = 2j (low nibble) and 2j + 1 (high nibble); 16 bytes share one E8M0 scale.
-    """
-    if WEIGHTS != 0:  # MXFP4, either way: nibbles packed along k, one E8M0 exponent per 32 values of k
-        j = tl.arange(0, BLOCK_K // 2)
-        g = tl.arange(0, BLOCK_K // 32)
-        packed = tl.load(
-            w_ptr + rows[:, None] * stride_row + (k0 // 2 + j)[None, :],
-            mask=row_ok[:, None] & (k0 + 2 * j < K)[None, :],
-            other=0,
-        )
-        exponent = tl.load(
-            scale_ptr + rows[:, None] * stride_scale_row + (k0 // 32 + g)[None, :],
-            mask=row_ok[:, None] & (k0 + 32 * g < K)[None, :],
-            other=127,
+    """acc + x[:, k0:k0+BLOCK_K] @ W[rows, k0:k0+BLOCK_K]^T, W read along k (contiguous, vectorised)."""
+    if WEIGHTS != 0:  # MXFP4, either way
+        packed, exponent = load_mxfp4(
+            w_ptr, scale_ptr, rows, row_ok, k0, K, stride_row, stride_scale_row, BLOCK_K
         )
         if WEIGHTS == 2:  # SCALED_DOT: dot_scaled takes exactly this layout (scales [N, K/32])
             acc = tl.dot_scaled(x_even, None, X_FORMAT, tl.trans(packed), exponent, "e2m1", acc)
-        else:  # UPCAST: one exp2 per 32 values, broadcast over the block's 16 bytes
-            factor = tl.exp2(exponent.to(tl.float32) - 113.0)  # 2^(e - 127) and the 2^14 of the fp16 trick
-            rows_n: tl.constexpr = factor.shape[0]
-            factor = tl.reshape(
-                tl.broadcast_to(factor[:, :, None], [rows_n, BLOCK_K // 32, 16]), [rows_n, BLOCK_K // 2]
-            )
+        else:  # UPCAST: decode in registers, then a plain dot
+            factor = byte_scales(exponent, BLOCK_K)
             low = (e2m1_as_half(packed & 0xF).to(tl.float32) * factor).to(x_even.dtype)
             high = (e2m1_as_half(packed >> 4).to(tl.float32) * factor).to(x_even.dtype)
             acc = dot(x_even, tl.trans(low), acc, IEEE)

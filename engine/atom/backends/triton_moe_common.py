@@ -20,6 +20,36 @@ def e2m1_as_half(code):
 
 
 @triton.jit
+def load_mxfp4(w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_row, BLOCK_K: tl.constexpr):
+    """Rows of an MXFP4 matrix at k0..k0+BLOCK_K: packed nibbles [rows, BLOCK_K/2] (byte j holds k = 2j in
+    its low nibble, 2j + 1 in its high one) and E8M0 exponents [rows, BLOCK_K/32] (one per 32 values)."""
+    j = tl.arange(0, BLOCK_K // 2)
+    g = tl.arange(0, BLOCK_K // 32)
+    packed = tl.load(
+        w_base + rows[:, None] * stride_row + (k0 // 2 + j)[None, :],
+        mask=row_ok[:, None] & (k0 + 2 * j < K)[None, :],
+        other=0,
+    )
+    exponent = tl.load(
+        s_base + rows[:, None] * stride_scale_row + (k0 // 32 + g)[None, :],
+        mask=row_ok[:, None] & (k0 + 32 * g < K)[None, :],
+        other=127,
+    )
+    return packed, exponent
+
+
+@triton.jit
+def byte_scales(exponent, BLOCK_K: tl.constexpr):
+    """[rows, BLOCK_K/32] exponents -> [rows, BLOCK_K/2] fp32 factors, one per packed byte: one exp2 per
+    32 values, 2^(e - 127) times the 2^14 that e2m1_as_half leaves out."""
+    factor = tl.exp2(exponent.to(tl.float32) - 113.0)
+    rows_n: tl.constexpr = factor.shape[0]
+    return tl.reshape(
+        tl.broadcast_to(factor[:, :, None], [rows_n, BLOCK_K // 32, 16]), [rows_n, BLOCK_K // 2]
+    )
+
+
+@triton.jit
 def activate(gate, up, alpha, limit, ACTIVATION: tl.constexpr):
     """0: SiLU(gate) * up; 1: gpt-oss's clamped SwiGLU, (up + 1) * gate * sigmoid(alpha * gate)."""
     if ACTIVATION == 1:

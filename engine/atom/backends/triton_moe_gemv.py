@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_moe_common import ACTIVATIONS, activate, e2m1_as_half
+from .triton_moe_common import ACTIVATIONS, activate, byte_scales, e2m1_as_half, load_mxfp4
 
 
 @triton.jit
@@ -37,23 +37,10 @@ def _rows_times_x(
 ):  # fmt: skip
     """acc + W[rows, k0:k0+BLOCK_K] * x elementwise; the caller sums over k once, after the loop."""
     if MXFP4:
-        j = tl.arange(0, BLOCK_K // 2)
-        g = tl.arange(0, BLOCK_K // 32)
-        packed = tl.load(
-            w_base + rows[:, None] * stride_row + (k0 // 2 + j)[None, :],
-            mask=row_ok[:, None] & (k0 + 2 * j < K)[None, :],
-            other=0,
+        packed, exponent = load_mxfp4(
+            w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_row, BLOCK_K
         )
-        exponent = tl.load(
-            s_base + rows[:, None] * stride_scale_row + (k0 // 32 + g)[None, :],
-            mask=row_ok[:, None] & (k0 + 32 * g < K)[None, :],
-            other=127,
-        )
-        factor = tl.exp2(exponent.to(tl.float32) - 113.0)  # 2^(e - 127) and the 2^14 of the fp16 trick
-        rows_n: tl.constexpr = factor.shape[0]
-        factor = tl.reshape(
-            tl.broadcast_to(factor[:, :, None], [rows_n, BLOCK_K // 32, 16]), [rows_n, BLOCK_K // 2]
-        )
+        factor = byte_scales(exponent, BLOCK_K)
         low = e2m1_as_half(packed & 0xF).to(tl.float32)
         high = e2m1_as_half(packed >> 4).to(tl.float32)
         # both nibbles of a byte share its block's scale, a power of two: scaling the sum is exact
