@@ -7,13 +7,8 @@
 set -euo pipefail
 OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
-# typer/pytest wheels may be carried in third_party/wheels when the GPU machine lacks them
-# typer/pytest and the server's packages (fastapi, uvicorn, httpx, prometheus_client) may be carried as
-# wheels in third_party/wheels (git-ignored) when the GPU machine lacks them.
-for pkg in typer pytest fastapi uvicorn httpx prometheus_client; do
-  python -c "import $pkg" 2>/dev/null || python -m pip install -q --no-index --find-links third_party/wheels "${pkg/_/-}" || true
-done
-export PYTHONPATH="$PWD/engine:$PWD/third_party${PYTHONPATH:+:$PYTHONPATH}"
+# typer/pytest and the server's packages may be carried as wheels (bench/prepare_third_party.sh)
+source bench/gpu_env.sh typer pytest fastapi uvicorn httpx prometheus_client
 python - <<'PY' | tee "$OUT/versions.txt"
 import torch, triton, transformers
 print("gpu", torch.cuda.get_device_name(0), "torch", torch.__version__, "triton", triton.__version__,

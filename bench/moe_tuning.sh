@@ -6,10 +6,7 @@
 set -euo pipefail
 OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
-for pkg in typer pytest; do
-  python -c "import $pkg" 2>/dev/null || python -m pip install -q --no-index --find-links third_party/wheels "$pkg" || true
-done
-export PYTHONPATH="$PWD/engine:$PWD/third_party${PYTHONPATH:+:$PYTHONPATH}"
+source bench/gpu_env.sh typer pytest
 python -m pytest -q -p no:cacheprovider tests/engine/test_backends_vs_torch.py -rf 2>&1 | tail -6 | tee "$OUT/kernel-tests.txt" || true
 shapes=()
 for s in ${SHAPES:-gpt-oss-20b}; do shapes+=(--shape "$s"); done

@@ -116,14 +116,19 @@ def random_experts(spec: MoESpec, dtype: torch.dtype) -> dict[str, torch.Tensor]
     return {k: v.to(DEVICE) for k, v in w.items()}
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("case", MOE_CASES)
-def test_triton_fused_moe_matches_torch(case, dtype):
+def moe_case(case: str, dtype: torch.dtype):
+    """-> (spec, x, expert weights, router logits, the torch reference output) for one of MOE_CASES."""
     spec, tokens = MOE_CASES[case]
     w = random_experts(spec, dtype)
     x = torch.randn(tokens, spec.hidden_size, device=DEVICE).to(dtype)
     logits = torch.randn(tokens, spec.num_experts, device=DEVICE)
-    ref = torch_moe.forward(x, logits, w, spec)
+    return spec, x, w, logits, torch_moe.forward(x, logits, w, spec)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", MOE_CASES)
+def test_triton_fused_moe_matches_torch(case, dtype):
+    spec, x, w, logits, ref = moe_case(case, dtype)
     weights, ids = triton_moe.route(logits, spec.top_k, spec.routing)
     got = triton_moe.fused_moe(
         x, weights, ids, w, spec, alloc=lambda *s, **kw: torch.full(s, float("nan"), **kw)
@@ -140,11 +145,7 @@ def test_every_tile_in_the_tables_computes_the_same_moe(arch, tile):
     """Each arch's tiles on an MXFP4 layer in bf16, compiled for real on a GPU. The interpreter runs the
     UPCAST tiles in fp32 (its bf16 tl.dot is wrong) and the dot_scaled ones in bf16."""
     dtype = torch.bfloat16 if DEVICE == "cuda" or tile.scaled_dot else torch.float32
-    spec, tokens = MOE_CASES["gpt-oss prefill: mxfp4, many tokens per expert"]
-    w = random_experts(spec, dtype)
-    x = torch.randn(tokens, spec.hidden_size, device=DEVICE).to(dtype)
-    logits = torch.randn(tokens, spec.num_experts, device=DEVICE)
-    ref = torch_moe.forward(x, logits, w, spec)
+    spec, x, w, logits, ref = moe_case("gpt-oss prefill: mxfp4, many tokens per expert", dtype)
     weights, ids = triton_moe.route(logits, spec.top_k, spec.routing)
     got = triton_moe.fused_moe(x, weights, ids, w, spec, tile=tile)
     assert rel_err(got, ref) < TOLERANCE[dtype]

@@ -25,7 +25,15 @@ import triton.language as tl
 from .routing import route
 from .spec import MoESpec
 from .triton_common import device_arch, dot
-from .triton_moe_common import ACTIVATIONS, activate, byte_scales, e2m1_as_half, load_mxfp4
+from .triton_moe_common import (
+    ACTIVATIONS,
+    activate,
+    byte_scales,
+    e2m1_as_half,
+    gate_up_rows,
+    load_dense,
+    load_mxfp4,
+)
 from .triton_moe_gemv import gate_up_down
 from .triton_moe_grouping import group_by_expert
 from .triton_moe_support import SUPPORT  # noqa: F401  (what this backend declares)
@@ -132,12 +140,7 @@ def _weight_dot(
             acc = dot(x_even, tl.trans(low), acc, IEEE)
             acc = dot(x_odd, tl.trans(high), acc, IEEE)
     else:
-        k = k0 + tl.arange(0, BLOCK_K)
-        w = tl.load(
-            w_ptr + rows[:, None] * stride_row + k[None, :],
-            mask=row_ok[:, None] & (k < K)[None, :],
-            other=0.0,
-        )
+        w = load_dense(w_ptr, rows, row_ok, k0, K, stride_row, BLOCK_K)
         acc = dot(x_even, tl.trans(w), acc, IEEE)
     return acc
 
@@ -188,10 +191,7 @@ def _gate_up_kernel(
     token = pair // TOP_K
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < inter
-    if ACTIVATION == 1:
-        gate_rows, up_rows = 2 * cols, 2 * cols + 1
-    else:
-        gate_rows, up_rows = cols, inter + cols
+    gate_rows, up_rows = gate_up_rows(cols, inter, ACTIVATION)
     w_base = w_ptr + expert.to(tl.int64) * stride_we
     s_base = scale_ptr + expert.to(tl.int64) * stride_se
     gate = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
@@ -284,6 +284,29 @@ def weights_mode(spec: MoESpec, dtype: torch.dtype, tile: Tile) -> int:
     return SCALED_DOT if tile.scaled_dot and dtype in X_FORMATS else UPCAST
 
 
+class Experts(NamedTuple):
+    """The kernels' view of a layer's expert tensors; scales and biases fall back to a placeholder pointer
+    (never read: the MXFP4 / HAS_BIAS flags are off)."""
+
+    w13: torch.Tensor
+    s13: torch.Tensor
+    b13: torch.Tensor
+    w2: torch.Tensor
+    s2: torch.Tensor
+    b2: torch.Tensor
+
+    @classmethod
+    def of(cls, w: dict[str, torch.Tensor], spec: MoESpec, placeholder: torch.Tensor) -> Experts:
+        if spec.quant == "mxfp4":
+            w13, s13, w2, s2 = w["w13_blocks"], w["w13_scales"], w["w2_blocks"], w["w2_scales"]
+        else:
+            w13, w2 = w["w13"], w["w2"]
+            s13, s2 = w13, w2
+        b13 = w.get("w13_bias", placeholder) if spec.has_bias else placeholder
+        b2 = w.get("w2_bias", placeholder) if spec.has_bias else placeholder
+        return cls(w13, s13, b13, w2, s2, b2)
+
+
 def fused_moe(
     x: torch.Tensor,
     weights: torch.Tensor,
@@ -296,41 +319,51 @@ def fused_moe(
     """x [T, H], routing weights/ids [T, k] -> [T, H]. `alloc` makes the workspaces (tests poison them);
     `tile` overrides the arch's table (the tile sweep)."""
     t, hidden = x.shape
-    inter, top_k = spec.intermediate_size, spec.top_k
-    num_pairs = t * top_k
-    tile = tile or pick_tile(num_pairs, spec.num_experts, x.device)
-    mode = weights_mode(spec, x.dtype, tile)
-    mxfp4 = mode != DENSE
-    w13 = w["w13_blocks"] if mxfp4 else w["w13"]
-    w2 = w["w2_blocks"] if mxfp4 else w["w2"]
-    s13 = w["w13_scales"] if mxfp4 else w13
-    s2 = w["w2_scales"] if mxfp4 else w2
-    b13 = w.get("w13_bias", x) if spec.has_bias else x
-    b2 = w.get("w2_bias", x) if spec.has_bias else x
+    tile = tile or pick_tile(t * spec.top_k, spec.num_experts, x.device)
+    experts = Experts.of(w, spec, placeholder=x)
     if tile.block_m == 1:
-        out = gate_up_down(x, weights, ids, w13, s13, b13, w2, s2, b2, spec, mxfp4, tile, alloc)
-        return out.view(t, top_k, hidden).sum(dim=1).to(x.dtype)
+        out = gate_up_down(x, weights, ids, experts, spec, tile, alloc)
+    else:
+        out = _grouped_gate_up_down(x, weights, ids, experts, spec, tile, alloc)
+    return out.view(t, spec.top_k, hidden).sum(dim=1).to(x.dtype)
+
+
+def _grouped_gate_up_down(
+    x: torch.Tensor,
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+    ex: Experts,
+    spec: MoESpec,
+    tile: Tile,
+    alloc: Callable[..., torch.Tensor],
+) -> torch.Tensor:
+    """Pairs sorted into one-expert blocks, then the two GEMM kernels -> [pairs, H] fp32, each pair's
+    output times its routing weight (the caller sums the k slots)."""
+    hidden, inter, top_k = spec.hidden_size, spec.intermediate_size, spec.top_k
+    num_pairs = ids.numel()
     sorted_pairs, block_expert = group_by_expert(ids, spec.num_experts, tile.block_m)
     common = {
-        "WEIGHTS": mode, "X_FORMAT": X_FORMATS.get(x.dtype, "fp32"), "HAS_BIAS": spec.has_bias,
-        "IEEE": x.dtype == torch.float32, "BLOCK_M": tile.block_m, "BLOCK_N": tile.block_n,
-        "BLOCK_K": tile.block_k, "num_warps": tile.num_warps, "num_stages": tile.num_stages,
+        "WEIGHTS": weights_mode(spec, x.dtype, tile), "X_FORMAT": X_FORMATS.get(x.dtype, "fp32"),
+        "HAS_BIAS": spec.has_bias, "IEEE": x.dtype == torch.float32, "BLOCK_M": tile.block_m,
+        "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k, "num_warps": tile.num_warps,
+        "num_stages": tile.num_stages,
     }  # fmt: skip
     h = alloc(sorted_pairs.numel(), inter, dtype=x.dtype, device=x.device)
     grid = (block_expert.numel(), triton.cdiv(inter, tile.block_n))
     _gate_up_kernel[grid](
-        x, w13, s13, b13, h, sorted_pairs, block_expert, num_pairs, hidden, inter,
-        x.stride(0), w13.stride(0), w13.stride(1), s13.stride(0), s13.stride(1), b13.stride(0), h.stride(0),
-        spec.swiglu_alpha, spec.swiglu_limit, TOP_K=top_k, ACTIVATION=ACTIVATIONS[spec.activation], **common,
+        x, ex.w13, ex.s13, ex.b13, h, sorted_pairs, block_expert, num_pairs, hidden, inter,
+        x.stride(0), ex.w13.stride(0), ex.w13.stride(1), ex.s13.stride(0), ex.s13.stride(1), ex.b13.stride(0),
+        h.stride(0), spec.swiglu_alpha, spec.swiglu_limit,
+        TOP_K=top_k, ACTIVATION=ACTIVATIONS[spec.activation], **common,
     )  # fmt: skip
     out = alloc(num_pairs, hidden, dtype=torch.float32, device=x.device)
     grid = (block_expert.numel(), triton.cdiv(hidden, tile.block_n))
     _down_kernel[grid](
-        h, w2, s2, b2, weights.contiguous(), out, sorted_pairs, block_expert, num_pairs, hidden, inter,
-        h.stride(0), w2.stride(0), w2.stride(1), s2.stride(0), s2.stride(1), b2.stride(0), out.stride(0),
-        **common,
+        h, ex.w2, ex.s2, ex.b2, weights.contiguous(), out, sorted_pairs, block_expert, num_pairs, hidden, inter,
+        h.stride(0), ex.w2.stride(0), ex.w2.stride(1), ex.s2.stride(0), ex.s2.stride(1), ex.b2.stride(0),
+        out.stride(0), **common,
     )  # fmt: skip
-    return out.view(t, top_k, hidden).sum(dim=1).to(x.dtype)
+    return out
 
 
 def forward(

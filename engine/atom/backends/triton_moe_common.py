@@ -20,6 +20,26 @@ def e2m1_as_half(code):
 
 
 @triton.jit
+def gate_up_rows(cols, inter, ACTIVATION: tl.constexpr):
+    """Rows of w13 holding output column `cols` of the gate and of the up projection: gpt-oss interleaves
+    them (swiglu_oai: gate 2c, up 2c + 1), the others stack [gate | up]."""
+    if ACTIVATION == 1:
+        gate_rows, up_rows = 2 * cols, 2 * cols + 1
+    else:
+        gate_rows, up_rows = cols, inter + cols
+    return gate_rows, up_rows
+
+
+@triton.jit
+def load_dense(w_base, rows, row_ok, k0, K, stride_row, BLOCK_K: tl.constexpr):
+    """Rows of a dense (bf16/fp16/fp32) matrix at k0..k0+BLOCK_K: [rows, BLOCK_K], zeros past the edges."""
+    k = k0 + tl.arange(0, BLOCK_K)
+    return tl.load(
+        w_base + rows[:, None] * stride_row + k[None, :], mask=row_ok[:, None] & (k < K)[None, :], other=0.0
+    )
+
+
+@triton.jit
 def load_mxfp4(w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_row, BLOCK_K: tl.constexpr):
     """Rows of an MXFP4 matrix at k0..k0+BLOCK_K: packed nibbles [rows, BLOCK_K/2] (byte j holds k = 2j in
     its low nibble, 2j + 1 in its high one) and E8M0 exponents [rows, BLOCK_K/32] (one per 32 values)."""

@@ -12,7 +12,15 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_moe_common import ACTIVATIONS, activate, byte_scales, e2m1_as_half, load_mxfp4
+from .triton_moe_common import (
+    ACTIVATIONS,
+    activate,
+    byte_scales,
+    e2m1_as_half,
+    gate_up_rows,
+    load_dense,
+    load_mxfp4,
+)
 
 
 @triton.jit
@@ -46,12 +54,7 @@ def _rows_times_x(
         # both nibbles of a byte share its block's scale, a power of two: scaling the sum is exact
         acc += (low * x_even[None, :] + high * x_odd[None, :]) * factor
     else:
-        k = k0 + tl.arange(0, BLOCK_K)
-        w = tl.load(
-            w_base + rows[:, None] * stride_row + k[None, :],
-            mask=row_ok[:, None] & (k < K)[None, :],
-            other=0.0,
-        )
+        w = load_dense(w_base, rows, row_ok, k0, K, stride_row, BLOCK_K)
         acc += w.to(tl.float32) * x_even[None, :]
     return acc
 
@@ -68,10 +71,7 @@ def _gate_up_gemv_kernel(
     x_row = x_ptr + (pair // TOP_K).to(tl.int64) * stride_xt
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < inter
-    if ACTIVATION == 1:
-        gate_rows, up_rows = 2 * cols, 2 * cols + 1
-    else:
-        gate_rows, up_rows = cols, inter + cols
+    gate_rows, up_rows = gate_up_rows(cols, inter, ACTIVATION)
     w_base, s_base = w_ptr + expert * stride_we, scale_ptr + expert * stride_se
     gate = tl.zeros([BLOCK_N, ACC_K], tl.float32)
     up = tl.zeros([BLOCK_N, ACC_K], tl.float32)
@@ -118,11 +118,13 @@ def _down_gemv_kernel(
     tl.store(out_ptr + pair * stride_ot + cols, out, mask=col_ok)
 
 
-def gate_up_down(x, weights, ids, w13, s13, b13, w2, s2, b2, spec, mxfp4, tile, alloc) -> torch.Tensor:
-    """-> [pairs, H] fp32: each pair's down projection times its routing weight (the caller sums slots)."""
-    inter, hidden, top_k = spec.intermediate_size, spec.hidden_size, spec.top_k
+def gate_up_down(x, weights, ids, ex, spec, tile, alloc) -> torch.Tensor:
+    """-> [pairs, H] fp32: each pair's down projection times its routing weight (the caller sums slots).
+    `ex` is triton_moe.Experts; the tile's block_n, block_k, num_warps and num_stages size the launches."""
+    inter, hidden = spec.intermediate_size, spec.hidden_size
     num_pairs = ids.numel()
     flat_ids = ids.flatten()
+    mxfp4 = spec.quant == "mxfp4"
     meta = {
         "MXFP4": mxfp4, "HAS_BIAS": spec.has_bias, "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k,
         "ACC_K": tile.block_k // 2 if mxfp4 else tile.block_k,
@@ -130,14 +132,15 @@ def gate_up_down(x, weights, ids, w13, s13, b13, w2, s2, b2, spec, mxfp4, tile, 
     }  # fmt: skip
     h = alloc(num_pairs, inter, dtype=x.dtype, device=x.device)
     _gate_up_gemv_kernel[(num_pairs, triton.cdiv(inter, tile.block_n))](
-        x, flat_ids, w13, s13, b13, h, hidden, inter,
-        x.stride(0), w13.stride(0), w13.stride(1), s13.stride(0), s13.stride(1), b13.stride(0), h.stride(0),
-        spec.swiglu_alpha, spec.swiglu_limit, TOP_K=top_k, ACTIVATION=ACTIVATIONS[spec.activation], **meta,
+        x, flat_ids, ex.w13, ex.s13, ex.b13, h, hidden, inter,
+        x.stride(0), ex.w13.stride(0), ex.w13.stride(1), ex.s13.stride(0), ex.s13.stride(1), ex.b13.stride(0),
+        h.stride(0), spec.swiglu_alpha, spec.swiglu_limit,
+        TOP_K=spec.top_k, ACTIVATION=ACTIVATIONS[spec.activation], **meta,
     )  # fmt: skip
     out = alloc(num_pairs, hidden, dtype=torch.float32, device=x.device)
     _down_gemv_kernel[(num_pairs, triton.cdiv(hidden, tile.block_n))](
-        h, flat_ids, w2, s2, b2, weights.contiguous(), out, hidden, inter,
-        h.stride(0), w2.stride(0), w2.stride(1), s2.stride(0), s2.stride(1), b2.stride(0), out.stride(0),
-        **meta,
+        h, flat_ids, ex.w2, ex.s2, ex.b2, weights.contiguous(), out, hidden, inter,
+        h.stride(0), ex.w2.stride(0), ex.w2.stride(1), ex.s2.stride(0), ex.s2.stride(1), ex.b2.stride(0),
+        out.stride(0), **meta,
     )  # fmt: skip
     return out
