@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from .errors import InvalidRequestError
 
+# What torch.Generator.manual_seed accepts.
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
 
 @dataclass
 class SamplingParams:
@@ -48,6 +51,10 @@ class SamplingParams:
             (
                 self.logprobs is None or 0 <= self.logprobs <= 20,
                 f"logprobs must be in [0, 20], got {self.logprobs}",
+            ),
+            (
+                self.seed is None or SEED_MIN <= self.seed <= SEED_MAX,
+                f"seed must be in [{SEED_MIN}, {SEED_MAX}], got {self.seed}",
             ),
             (self.n >= 1, f"n must be >= 1, got {self.n}"),
             (all(s for s in self.stop), "stop strings must be non-empty"),

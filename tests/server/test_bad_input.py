@@ -53,3 +53,38 @@ def test_chat_with_bad_role_is_400(server):
     r = post(server, "/v1/chat/completions", json={"messages": [{"role": "robot", "content": "x"}]})
     assert r.status_code == 400
     assert httpx.get(f"{server}/health").status_code == 200
+
+
+HUGE = 2**130  # beyond every fixed-width integer type
+
+
+@pytest.mark.parametrize(
+    "field,value,status",
+    [
+        ("top_k", HUGE, 200),  # more than the vocabulary keeps every token
+        ("seed", HUGE, 400),
+        ("seed", -HUGE, 400),
+        ("max_tokens", HUGE, 400),
+        ("stop_token_ids", [HUGE, -HUGE], 200),
+        ("prompt", [HUGE], 400),
+        ("logprobs", HUGE, 400),
+        ("n", HUGE, 400),
+    ],
+)
+def test_integers_beyond_int64_are_answered_not_crashed(server, field, value, status):
+    # Found by schemathesis: a 37-digit top_k overflowed a tensor and gave a 500.
+    body = {"prompt": "hi", "max_tokens": 2, field: value}
+    r = post(server, "/v1/completions", json=body)
+    assert r.status_code == status, r.text
+    if status == 400:
+        assert r.json()["error"]["type"] == "invalid_request_error"
+        assert field in r.json()["error"]["message"] or field == "prompt"
+    else:
+        assert r.json()["usage"]["completion_tokens"] >= 1
+
+
+def test_seed_at_the_int64_edge_with_n_choices(server):
+    body = {"prompt": "hi", "max_tokens": 2, "seed": 2**63 - 1, "n": 3, "temperature": 1.0}
+    r = post(server, "/v1/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 3

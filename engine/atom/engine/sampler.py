@@ -30,8 +30,10 @@ def filter_logits(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
     device = logits.device
     temperature = torch.tensor([max(s.params.temperature, 1e-5) for s in seqs], device=device)
     logits = logits / temperature[:, None]
+    vocab = logits.shape[1]
+    # top_k beyond the vocabulary keeps every token, and must not overflow an int64 tensor.
     top_k = torch.tensor(
-        [s.params.top_k if s.params.top_k > 0 else logits.shape[1] for s in seqs], device=device
+        [min(s.params.top_k, vocab) if s.params.top_k > 0 else vocab for s in seqs], device=device
     )
     top_p = torch.tensor([s.params.top_p for s in seqs], device=device)
     min_p = torch.tensor([s.params.min_p for s in seqs], device=device)
