@@ -137,6 +137,14 @@ def test_triton_fused_moe_matches_torch(case, dtype):
     assert rel_err(got, ref) < TOLERANCE[dtype]
 
 
+def test_missing_expert_biases_are_named_not_read_from_another_tensor():
+    spec, x, w, logits, _ = moe_case("gpt-oss: mxfp4, swiglu_oai, topk_softmax, biases", torch.float32)
+    weights, ids = triton_moe.route(logits, spec.top_k, spec.routing)
+    without = {name: t for name, t in w.items() if name != "w2_bias"}
+    with pytest.raises(ValueError, match="expert biases but the weights lack w2_bias"):
+        triton_moe.fused_moe(x, weights, ids, without, spec)
+
+
 ALL_TILES = [(arch, tile) for arch, table in triton_moe.TILES.items() for _, tile in table]
 
 

@@ -285,8 +285,8 @@ def weights_mode(spec: MoESpec, dtype: torch.dtype, tile: Tile) -> int:
 
 
 class Experts(NamedTuple):
-    """The kernels' view of a layer's expert tensors; scales and biases fall back to a placeholder pointer
-    (never read: the MXFP4 / HAS_BIAS flags are off)."""
+    """The kernels' view of a layer's expert tensors; scales and biases the layer does not have are a
+    placeholder pointer (never read: the MXFP4 / HAS_BIAS flags are off)."""
 
     w13: torch.Tensor
     s13: torch.Tensor
@@ -302,8 +302,12 @@ class Experts(NamedTuple):
         else:
             w13, w2 = w["w13"], w["w2"]
             s13, s2 = w13, w2
-        b13 = w.get("w13_bias", placeholder) if spec.has_bias else placeholder
-        b2 = w.get("w2_bias", placeholder) if spec.has_bias else placeholder
+        b13, b2 = placeholder, placeholder
+        if spec.has_bias:
+            missing = [name for name in ("w13_bias", "w2_bias") if name not in w]
+            if missing:
+                raise ValueError(f"the MoE spec has expert biases but the weights lack {', '.join(missing)}")
+            b13, b2 = w["w13_bias"], w["w2_bias"]
         return cls(w13, s13, b13, w2, s2, b2)
 
 

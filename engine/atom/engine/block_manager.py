@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
+import torch
 
 from .sequence import Sequence
+
+Tensorlike = np.ndarray | torch.Tensor
 
 
 @dataclass
@@ -138,3 +141,9 @@ def padded_block_tables(seqs: list[Sequence], width: int | None = None) -> np.nd
     cols = np.arange(flat.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     tables[rows, cols] = flat
     return tables
+
+
+def cache_slots(tables: Tensorlike, rows: Tensorlike, positions: Tensorlike, block_size: int) -> Tensorlike:
+    """The KV-cache slot of each token (row `rows[i]` of the block tables, at `positions[i]`): its block's
+    first slot plus the offset. numpy arrays or torch tensors alike, for the eager and CUDA-graph paths."""
+    return tables[rows, positions // block_size] * block_size + positions % block_size

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..layers.context import AttentionMetadata, set_metadata
-from .block_manager import padded_block_tables
+from .block_manager import cache_slots, padded_block_tables
 from .scheduler import ScheduledBatch
 
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -83,9 +83,7 @@ class DecodeGraphs:
         tables = padded_block_tables(batch.seqs)
         pos = np.array(positions + [0] * (b - n), dtype=np.int64)
         slots = np.full(b, self.scratch_slot, dtype=np.int64)
-        slots[:n] = (
-            tables[np.arange(n), pos[:n] // self.block_size] * self.block_size + pos[:n] % self.block_size
-        )
+        slots[:n] = cache_slots(tables, np.arange(n), pos[:n], self.block_size)
         self.input_ids[:b].copy_(torch.tensor([s.token_ids[-1] for s in batch.seqs] + [0] * (b - n)))
         self.positions[:b].copy_(torch.from_numpy(pos))
         self.slots[:b].copy_(torch.from_numpy(slots))

@@ -11,7 +11,7 @@ from ..config import EngineConfig
 from ..layers.context import AttentionMetadata, set_metadata
 from ..models.loader import load_model
 from ..platform import Platform
-from .block_manager import padded_block_tables
+from .block_manager import cache_slots, padded_block_tables
 from .cuda_graphs import DecodeGraphs
 from .scheduler import ScheduledBatch
 
@@ -115,7 +115,7 @@ class ModelRunner:
         seq_idx = torch.repeat_interleave(torch.arange(len(query_lens), device=dev), query_lens_t)
         positions = torch.arange(row, device=dev) - qsl[seq_idx] + torch.tensor(starts, device=dev)[seq_idx]
         tables = torch.from_numpy(padded_block_tables(batch.seqs)).to(dev)
-        slots = tables[seq_idx, positions // self.block_size] * self.block_size + positions % self.block_size
+        slots = cache_slots(tables, seq_idx, positions, self.block_size)
         meta = AttentionMetadata(
             positions,
             slots,
