@@ -41,8 +41,6 @@ class ModelRunner:
         self.model = load_model(
             Path(config.model), self.dtype, self.device, config.parallel, config.load_format, config.seed
         )
-        for attention in self.model.attention_layers():
-            attention.fuse_qkv()
         self.selections = self._select_backends(platform)
         self.block_size = config.block_size
         self.num_blocks = config.num_kv_blocks or self._blocks_for_memory(config.kv_cache_memory_gb)

@@ -77,7 +77,7 @@ class Attention(nn.Module):
         self.scale = d**-0.5
         self.backend = None  # chosen by the model runner (backends.registry.select)
         self.k_cache = self.v_cache = torch.empty(0)
-        self.qkv: tuple[torch.Tensor, torch.Tensor | None] | None = None  # set by fuse_qkv
+        self.qkv: tuple[torch.Tensor, torch.Tensor | None] | None = None  # set by fuse_qkv, once loaded
 
     def fuse_qkv(self) -> None:
         """After loading: one [q; k; v] weight, so a step runs one GEMM instead of three (a decode step is
@@ -96,7 +96,7 @@ class Attention(nn.Module):
 
     def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.qkv is None:
-            return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+            raise RuntimeError("Attention.fuse_qkv() runs once the weights are in (load_model does it)")
         sizes = [p.weight.shape[0] for p in (self.q_proj, self.k_proj, self.v_proj)]
         return F.linear(x, *self.qkv).split(sizes, dim=-1)
 

@@ -44,6 +44,8 @@ def load_model(
         init_dummy(model, seed)
     else:
         load_weights(model, folder)
+    for attention in model.attention_layers():
+        attention.fuse_qkv()  # the checkpoint's q/k/v become views into one weight
     return model.eval()
 
 
