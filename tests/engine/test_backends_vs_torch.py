@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from atom.backends import mxfp4, torch_attention, torch_moe, triton_attention, triton_moe
 from atom.backends.routing import SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX
 from atom.backends.spec import AttentionSpec, MoESpec
+from atom.backends.triton_moe_common import e2m1_as_float
 from atom.backends.triton_moe_grouping import SMALL_TILE_ELEMENTS, group_by_expert, group_by_expert_torch
 from atom.layers.context import AttentionMetadata
 
@@ -146,6 +149,8 @@ def test_missing_expert_biases_are_named_not_read_from_another_tensor():
 
 
 ALL_TILES = [(arch, tile) for arch, table in triton_moe.TILES.items() for _, tile in table]
+# routes the sweep (`atom bench moe-tiles`) tries that no table uses yet
+ALL_TILES.append(("sweep", triton_moe.Tile(1, 32, 128, 8, 2, f32_bits=True)))
 
 
 @pytest.mark.parametrize(("arch", "tile"), ALL_TILES, ids=str)
@@ -182,3 +187,21 @@ def test_one_program_grouping_matches_torch_grouping(tokens, num_experts, top_k,
     assert ids.numel() * num_experts <= SMALL_TILE_ELEMENTS  # this size takes the one-program kernel
     got, want = group_by_expert(ids, num_experts, block_m), group_by_expert_torch(ids, num_experts, block_m)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@triton.jit
+def _decode_e2m1_kernel(code_ptr, out_ptr, F32_BITS: tl.constexpr):
+    i = tl.arange(0, 16)
+    tl.store(out_ptr + i, e2m1_as_float(tl.load(code_ptr + i), F32_BITS))
+
+
+@pytest.mark.parametrize("f32_bits", [True, False], ids=["fp32-bits", "fp16-bits"])
+def test_both_e2m1_decoders_give_the_exact_table(f32_bits):
+    """All 16 codes exactly: the fp32-bits route passes 0.5 through an fp32 subnormal, which a multiply
+    that flushes subnormals would turn into 0."""
+    codes = torch.arange(16, dtype=torch.uint8, device=DEVICE)
+    out = torch.empty(16, dtype=torch.float32, device=DEVICE)
+    _decode_e2m1_kernel[(1,)](codes, out, F32_BITS=f32_bits)
+    table = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+    expected = torch.tensor(table + [-v for v in table], device=DEVICE) * 2.0**-14
+    assert torch.equal(out, expected), out

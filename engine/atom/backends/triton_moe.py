@@ -49,6 +49,9 @@ class Tile(NamedTuple):
     num_warps: int
     num_stages: int
     scaled_dot: bool = False  # MXFP4 with bf16/fp16 activations through tl.dot_scaled (else UPCAST)
+    f32_bits: bool = (
+        False  # GEMV only: E2M1 decoded straight into fp32 bits (triton_moe_common.e2m1_as_float)
+    )
 
 
 # Per arch, (most pairs per expert, tile) from decode to prefill: the first entry whose bound holds is used.

@@ -16,7 +16,7 @@ from .triton_moe_common import (
     ACTIVATIONS,
     activate,
     byte_scales,
-    e2m1_as_half,
+    e2m1_as_float,
     gate_up_rows,
     load_dense,
     load_mxfp4,
@@ -41,7 +41,7 @@ def _load_x(x_row, k0, K, MXFP4: tl.constexpr, BLOCK_K: tl.constexpr):
 @triton.jit
 def _rows_times_x(
     acc, x_even, x_odd, w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_row,
-    MXFP4: tl.constexpr, BLOCK_K: tl.constexpr,
+    MXFP4: tl.constexpr, F32_BITS: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     """acc + W[rows, k0:k0+BLOCK_K] * x elementwise; the caller sums over k once, after the loop."""
     if MXFP4:
@@ -49,8 +49,8 @@ def _rows_times_x(
             w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_row, BLOCK_K
         )
         factor = byte_scales(exponent, BLOCK_K)
-        low = e2m1_as_half(packed & 0xF).to(tl.float32)
-        high = e2m1_as_half(packed >> 4).to(tl.float32)
+        low = e2m1_as_float(packed & 0xF, F32_BITS)
+        high = e2m1_as_float(packed >> 4, F32_BITS)
         # both nibbles of a byte share its block's scale, a power of two: scaling the sum is exact
         acc += (low * x_even[None, :] + high * x_odd[None, :]) * factor
     else:
@@ -63,7 +63,8 @@ def _rows_times_x(
 def _gate_up_gemv_kernel(
     x_ptr, ids_ptr, w_ptr, scale_ptr, bias_ptr, h_ptr, hidden, inter,
     stride_xt, stride_we, stride_wr, stride_se, stride_sr, stride_be, stride_ht, alpha, limit,
-    TOP_K: tl.constexpr, ACTIVATION: tl.constexpr, MXFP4: tl.constexpr, HAS_BIAS: tl.constexpr,
+    TOP_K: tl.constexpr, ACTIVATION: tl.constexpr, MXFP4: tl.constexpr, F32_BITS: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC_K: tl.constexpr,
 ):  # fmt: skip
     pair = tl.program_id(0)
@@ -78,10 +79,10 @@ def _gate_up_gemv_kernel(
     for k0 in range(0, hidden, BLOCK_K):
         x_even, x_odd = _load_x(x_row, k0, hidden, MXFP4, BLOCK_K)
         gate = _rows_times_x(
-            gate, x_even, x_odd, w_base, s_base, gate_rows, col_ok, k0, hidden, stride_wr, stride_sr, MXFP4, BLOCK_K
+            gate, x_even, x_odd, w_base, s_base, gate_rows, col_ok, k0, hidden, stride_wr, stride_sr, MXFP4, F32_BITS, BLOCK_K
         )  # fmt: skip
         up = _rows_times_x(
-            up, x_even, x_odd, w_base, s_base, up_rows, col_ok, k0, hidden, stride_wr, stride_sr, MXFP4, BLOCK_K
+            up, x_even, x_odd, w_base, s_base, up_rows, col_ok, k0, hidden, stride_wr, stride_sr, MXFP4, F32_BITS, BLOCK_K
         )  # fmt: skip
     g = tl.sum(gate, axis=1)
     u = tl.sum(up, axis=1)
@@ -96,8 +97,8 @@ def _gate_up_gemv_kernel(
 def _down_gemv_kernel(
     h_ptr, ids_ptr, w_ptr, scale_ptr, bias_ptr, routing_weights_ptr, out_ptr, hidden, inter,
     stride_ht, stride_we, stride_wr, stride_se, stride_sr, stride_be, stride_ot,
-    MXFP4: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    ACC_K: tl.constexpr,
+    MXFP4: tl.constexpr, F32_BITS: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr, ACC_K: tl.constexpr,
 ):  # fmt: skip
     pair = tl.program_id(0)
     expert = tl.load(ids_ptr + pair).to(tl.int64)
@@ -109,7 +110,7 @@ def _down_gemv_kernel(
     for k0 in range(0, inter, BLOCK_K):
         h_even, h_odd = _load_x(h_row, k0, inter, MXFP4, BLOCK_K)
         acc = _rows_times_x(
-            acc, h_even, h_odd, w_base, s_base, cols, col_ok, k0, inter, stride_wr, stride_sr, MXFP4, BLOCK_K
+            acc, h_even, h_odd, w_base, s_base, cols, col_ok, k0, inter, stride_wr, stride_sr, MXFP4, F32_BITS, BLOCK_K
         )  # fmt: skip
     out = tl.sum(acc, axis=1)
     if HAS_BIAS:
@@ -126,7 +127,8 @@ def gate_up_down(x, weights, ids, ex, spec, tile, alloc) -> torch.Tensor:
     flat_ids = ids.flatten()
     mxfp4 = spec.quant == "mxfp4"
     meta = {
-        "MXFP4": mxfp4, "HAS_BIAS": spec.has_bias, "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k,
+        "MXFP4": mxfp4, "F32_BITS": tile.f32_bits, "HAS_BIAS": spec.has_bias,
+        "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k,
         "ACC_K": tile.block_k // 2 if mxfp4 else tile.block_k,
         "num_warps": tile.num_warps, "num_stages": tile.num_stages,
     }  # fmt: skip

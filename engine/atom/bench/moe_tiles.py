@@ -17,7 +17,12 @@ from .moe import SHAPES, random_mxfp4_experts, time_us
 def candidate_tiles(pairs_per_expert: float) -> list[Tile]:
     """Decode-sized blocks when experts see few pairs, wide ones for prefill (shared memory permitting)."""
     if pairs_per_expert <= 4:  # the per-pair GEMV (block_m 1) and the 16-row GEMM
-        gemv = [Tile(*t) for t in itertools.product([1], [16, 32, 64], [128, 256, 512], [4, 8], [2, 3])]
+        gemv = [
+            Tile(*t, f32_bits=f32_bits)
+            for t in itertools.product([1], [16, 32, 64], [128, 256, 512], [4, 8], [2, 3])
+            for f32_bits in (False, True)  # both E2M1 decoders (f32_bits needs CUDA: subnormals kept)
+            if not (f32_bits and torch.version.hip)
+        ]
         gemm = itertools.product([16], [16, 32], [128, 256], [2, 4], [3])
         return gemv + [Tile(*t, scaled_dot=True) for t in gemm]
     if pairs_per_expert <= 16:
