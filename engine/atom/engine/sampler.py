@@ -50,20 +50,26 @@ def filter_logits(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
 
 
 def sample(logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
-    """logits: [len(seqs), vocab] float32. Returns one token id per sequence."""
+    """logits: [len(seqs), vocab] float32, left unchanged. Returns one token id per sequence.
+
+    Which rows are greedy or penalised is known on the host, so the only device-to-host sync is the
+    final token read; greedy rows skip the copy, the filters and the noise entirely."""
     raw = logits
-    logits = apply_penalties(logits.clone(), seqs)
-    greedy = torch.tensor([s.params.greedy for s in seqs], device=logits.device)
+    if any(s.params.penalised for s in seqs):
+        logits = apply_penalties(logits.clone(), seqs)
     tokens = logits.argmax(dim=-1)
-    if not bool(greedy.all()):
-        probs = filter_logits(logits, seqs).softmax(dim=-1)
-        seeded = [i for i, s in enumerate(seqs) if s.generator is not None and not s.params.greedy]
-        # Exponential race == multinomial; one batched draw for unseeded rows.
+    drawn = [i for i, s in enumerate(seqs) if not s.params.greedy]
+    if drawn:
+        rows = torch.tensor(drawn, device=logits.device)
+        probs = filter_logits(logits[rows], [seqs[i] for i in drawn]).softmax(dim=-1)
+        # Exponential race == multinomial; one batched draw, seeded rows from their own generators.
         noise = torch.empty_like(probs).exponential_()
-        for i in seeded:
-            noise[i] = torch.empty(probs.shape[1]).exponential_(generator=seqs[i].generator).to(probs.device)
-        drawn = (probs / noise).argmax(dim=-1)
-        tokens = torch.where(greedy, tokens, drawn)
+        for row, i in enumerate(drawn):
+            if seqs[i].generator is not None:
+                noise[row] = (
+                    torch.empty(probs.shape[1]).exponential_(generator=seqs[i].generator).to(probs.device)
+                )
+        tokens[rows] = (probs / noise).argmax(dim=-1)
     token_list = tokens.tolist()
     _record_logprobs(raw, seqs, token_list)
     return token_list

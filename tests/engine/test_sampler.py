@@ -1,0 +1,50 @@
+"""The sampler on a mixed batch: greedy, seeded, filtered and penalised rows side by side."""
+
+from __future__ import annotations
+
+import torch
+
+from atom import SamplingParams
+from atom.engine.sampler import sample
+from atom.engine.sequence import Sequence
+
+VOCAB = 50
+
+
+def seq(**params) -> Sequence:
+    return Sequence(token_ids=[1, 2, 3, 7, 7], params=SamplingParams(**params), num_prompt_tokens=3)
+
+
+def logits_for(n: int) -> torch.Tensor:
+    return torch.randn(n, VOCAB, generator=torch.Generator().manual_seed(1)) * 3
+
+
+def test_mixed_batch_each_row_by_its_own_rules():
+    batch = [
+        seq(temperature=0),
+        seq(temperature=1.0, seed=5),
+        seq(temperature=1.0, top_k=1),  # top_k 1 is greedy whatever the temperature
+        seq(temperature=0, repetition_penalty=5.0),
+        seq(temperature=0.7, top_k=3, seed=9),
+    ]
+    logits = logits_for(len(batch))
+    before = logits.clone()
+    tokens = sample(logits, batch)
+    assert torch.equal(logits, before), "the caller's logits were modified"
+    assert tokens[0] == int(logits[0].argmax()) and tokens[2] == int(logits[2].argmax())
+    penalised = logits[3].clone()
+    seen = torch.tensor([1, 2, 3, 7])
+    penalised[seen] = torch.where(penalised[seen] > 0, penalised[seen] / 5, penalised[seen] * 5)
+    assert tokens[3] == int(penalised.argmax())
+    assert tokens[4] in logits[4].topk(3).indices.tolist()
+    # a seeded row draws the same token alone as in the mixed batch
+    alone = sample(logits[[1]].clone(), [seq(temperature=1.0, seed=5)])
+    assert alone == [tokens[1]]
+
+
+def test_sampling_follows_the_distribution():
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1] + [1e-9] * (VOCAB - 3)]))
+    draws = [sample(logits, [seq(temperature=1.0)])[0] for _ in range(2000)]
+    share = [draws.count(t) / len(draws) for t in range(3)]
+    assert abs(share[0] - 0.7) < 0.05 and abs(share[1] - 0.2) < 0.05 and abs(share[2] - 0.1) < 0.04
+    assert set(draws) <= {0, 1, 2}
