@@ -24,6 +24,20 @@ def test_rms_norm_kernel_matches_the_reference(rows, dim, dtype):
     torch.testing.assert_close(got, want, rtol=1e-5 if dtype == torch.float32 else 1e-2, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_rms_norm_kernel_adds_the_residual_as_the_reference_does(dtype):
+    norm = RMSNorm(100, 1e-5).to(DEVICE)
+    norm.weight.copy_(torch.randn(100))
+    x = (torch.randn(7, 100, device=DEVICE) * 3).to(dtype)
+    residual = (torch.randn(7, 200, device=DEVICE) * 30).to(dtype)[:, ::2]  # strided, as views can be
+    got, got_sum = triton_pointwise.rms_norm(x, norm.weight, norm.eps, residual)
+    want, want_sum = norm.reference(x, residual)
+    assert torch.equal(got_sum, want_sum), "the residual stream must be the exact sum, rounded as torch does"
+    assert got.dtype == got_sum.dtype == dtype and got_sum.is_contiguous()
+    torch.testing.assert_close(got, want, rtol=1e-5 if dtype == torch.float32 else 1e-2, atol=1e-5)
+    torch.testing.assert_close(got, norm.reference(want_sum))
+
+
 def test_rms_norm_kernel_reads_a_strided_input():
     norm = RMSNorm(32, 1e-6).to(DEVICE)
     x = torch.randn(4, 64, device=DEVICE)[:, ::2]  # last dim not contiguous

@@ -1,4 +1,4 @@
-"""RMSNorm and rotary embedding as one Triton kernel each, for GPU tensors.
+"""RMSNorm (with the residual add) and rotary embedding as one Triton kernel each, for GPU tensors.
 
 A decode step is launch-bound: in torch, RMSNorm is nine small kernels and rotary about ten per tensor,
 roughly forty launches a layer. These compute the same fp32 math in one launch each; the layers keep the
@@ -13,29 +13,47 @@ import triton.language as tl
 
 
 @triton.jit
-def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, dim, stride_x, stride_o, eps, BLOCK: tl.constexpr):
+def _rms_norm_kernel(
+    x_ptr, residual_ptr, w_ptr, out_ptr, sum_ptr, dim, stride_x, stride_r, stride_o, eps,
+    HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     ok = cols < dim
     x = tl.load(x_ptr + row * stride_x + cols, mask=ok, other=0.0).to(tl.float32)
+    if HAS_RESIDUAL:  # the residual stream, rounded to its dtype as `x + residual` in torch would be
+        r = tl.load(residual_ptr + row * stride_r + cols, mask=ok, other=0.0).to(tl.float32)
+        total = (x + r).to(sum_ptr.dtype.element_ty)
+        tl.store(sum_ptr + row * dim + cols, total, mask=ok)
+        x = total.to(tl.float32)
     inv = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / dim + eps)
     w = tl.load(w_ptr + cols, mask=ok, other=0.0).to(tl.float32)
     tl.store(out_ptr + row * stride_o + cols, (w * (x * inv)).to(out_ptr.dtype.element_ty), mask=ok)
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """x [..., dim] -> same shape and dtype: weight * x / sqrt(mean(x^2) + eps), in fp32."""
+def _rows(x: torch.Tensor) -> torch.Tensor:
     rows = x.reshape(-1, x.shape[-1])
-    if rows.stride(-1) != 1:
-        rows = rows.contiguous()
+    return rows if rows.stride(-1) == 1 else rows.contiguous()
+
+
+def rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """x [..., dim] -> same shape and dtype: weight * x / sqrt(mean(x^2) + eps), in fp32. With a residual:
+    (the norm of x + residual, x + residual), the sum in one launch with the norm."""
+    rows = _rows(x)
+    res = _rows(residual) if residual is not None else rows
     out = torch.empty(rows.shape, dtype=x.dtype, device=x.device)
+    total = torch.empty(rows.shape, dtype=x.dtype, device=x.device) if residual is not None else out
     if rows.shape[0]:
         block = triton.next_power_of_2(rows.shape[1])
         _rms_norm_kernel[(rows.shape[0],)](
-            rows, weight, out, rows.shape[1], rows.stride(0), out.stride(0), eps,
-            BLOCK=block, num_warps=max(1, min(16, block // 256)),
+            rows, res, weight, out, total, rows.shape[1], rows.stride(0), res.stride(0), out.stride(0), eps,
+            HAS_RESIDUAL=residual is not None, BLOCK=block, num_warps=max(1, min(16, block // 256)),
         )  # fmt: skip
-    return out.view(x.shape)
+    if residual is None:
+        return out.view(x.shape)
+    return out.view(x.shape), total.view(x.shape)
 
 
 @triton.jit

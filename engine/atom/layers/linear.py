@@ -54,14 +54,22 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim), requires_grad=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """norm(x); with a residual, (norm(x + residual), x + residual): the add rides in the norm's launch."""
         if x.is_cuda:  # one fused kernel; imported here because CPU images ship without Triton
             from ..backends import triton_pointwise
 
-            return triton_pointwise.rms_norm(x, self.weight, self.eps)
-        return self.reference(x)
+            return triton_pointwise.rms_norm(x, self.weight, self.eps, residual)
+        return self.reference(x, residual)
 
-    def reference(self, x: torch.Tensor) -> torch.Tensor:
+    def reference(
+        self, x: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if residual is not None:
+            total = x + residual
+            return self.reference(total), total
         dtype = x.dtype
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
