@@ -41,6 +41,7 @@ def rms_norm(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """x [..., dim] -> same shape and dtype: weight * x / sqrt(mean(x^2) + eps), in fp32. With a residual:
     (the norm of x + residual, x + residual), the sum in one launch with the norm."""
+    assert residual is None or residual.dtype == x.dtype, "x and the residual stream share one dtype"
     rows = _rows(x)
     res = _rows(residual) if residual is not None else rows
     out = torch.empty(rows.shape, dtype=x.dtype, device=x.device)
