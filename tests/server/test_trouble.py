@@ -75,7 +75,9 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(smollm2):
 
         t = threading.Thread(target=fire)
         t.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60  # signal only once the request is in flight, however slow the box
+        while metric(url, "atom_num_requests_running") < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         t.join()
         assert proc.wait(timeout=60) == 0
