@@ -30,6 +30,27 @@ def test_chat_answers_paris(client):
     assert r.usage.completion_tokens > 0 and r.usage.prompt_tokens > 10
 
 
+def test_chat_content_as_text_parts_is_the_joined_text(client):
+    parts = [{"type": "text", "text": "What is the capital"}, {"type": "text", "text": "of France?"}]
+    as_parts, as_text = (
+        client.chat.completions.create(
+            model="m", temperature=0, max_tokens=12, messages=[{"role": "user", "content": content}]
+        )
+        for content in (parts, "What is the capital\nof France?")
+    )
+    assert as_parts.choices[0].message.content == as_text.choices[0].message.content
+    assert as_parts.usage.prompt_tokens == as_text.usage.prompt_tokens
+
+
+def test_chat_image_part_is_a_clear_400(client):
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model="m", max_tokens=4, messages=[{"role": "user", "content": [image]}]
+        )
+    assert "messages.0.content" in str(err.value) and "type 'image_url'" in str(err.value)
+
+
 def test_chat_stream_matches_non_stream_and_reports_usage(client):
     messages = [{"role": "user", "content": "Name a large animal."}]
     full = client.chat.completions.create(model="m", temperature=0, max_tokens=16, messages=messages)

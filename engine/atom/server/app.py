@@ -127,9 +127,7 @@ def create_app(
         if engine is None:
             return error(503, "the model is still loading", kind="service_unavailable")
         try:
-            prompt = engine.engine.tokenizer.apply_chat_template(
-                [m.model_dump(exclude_none=True) for m in body.messages]
-            )
+            prompt = engine.engine.tokenizer.apply_chat_template([m.for_template() for m in body.messages])
         except InvalidRequestError as e:
             return error(400, str(e))
         logprobs = (body.top_logprobs or 0) if body.logprobs else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..sampling_params import SamplingParams
 
@@ -61,11 +61,34 @@ class CompletionRequest(SamplingFields):
     echo: Literal[False] = False
 
 
+class TextPart(BaseModel):
+    """One part of a message's content list; the only kind a text model can take (images are a 400)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"]
+    text: str
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["system", "user", "assistant", "developer"]
-    content: str
+    content: str | list[TextPart]
     name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, content: object) -> object:
+        # checked before the union, whose own error would only say "not a valid string"
+        for i, part in enumerate(content if isinstance(content, list) else []):
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            if kind != "text":
+                raise ValueError(f"part {i} has type {kind!r}; this server takes text parts only")
+        return content
+
+    def for_template(self) -> dict:
+        """The chat template's view: content as one string (text parts joined by newlines)."""
+        content = self.content if isinstance(self.content, str) else "\n".join(p.text for p in self.content)
+        return {"role": self.role, "content": content} | ({"name": self.name} if self.name else {})
 
 
 class ChatCompletionRequest(SamplingFields):
