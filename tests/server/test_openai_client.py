@@ -16,6 +16,9 @@ def client(server):
 def test_models(client):
     models = client.models.list().data
     assert len(models) == 1 and models[0].id == "smollm2-135m"
+    assert client.models.retrieve("smollm2-135m").id == "smollm2-135m"
+    with pytest.raises(openai.NotFoundError, match="'gpt-4' is not served here"):
+        client.models.retrieve("gpt-4")
 
 
 def test_chat_answers_paris(client):

@@ -103,19 +103,23 @@ def create_app(
             generate_latest(metrics.registry).decode(), media_type="text/plain; version=0.0.4"
         )
 
+    def model_card() -> dict:
+        return {
+            "id": state.model_name,
+            "object": "model",
+            "owned_by": "atom",
+            "max_model_len": state.engine.engine.max_model_len if state.engine else None,
+        }
+
     @app.get("/v1/models")
     async def models() -> dict:
-        return {
-            "object": "list",
-            "data": [
-                {
-                    "id": state.model_name,
-                    "object": "model",
-                    "owned_by": "atom",
-                    "max_model_len": state.engine.engine.max_model_len if state.engine else None,
-                }
-            ],
-        }
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str):
+        if model_id != state.model_name:
+            return error(404, f"model {model_id!r} is not served here; this server has {state.model_name!r}")
+        return model_card()
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
