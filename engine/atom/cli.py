@@ -83,6 +83,9 @@ def serve(
     shutdown_timeout: Annotated[
         float, typer.Option(help="Seconds in-flight requests get after SIGTERM.")
     ] = 30.0,
+    served_model_name: Annotated[
+        str | None, typer.Option(help="The model id clients see (default: the model folder's name).")
+    ] = None,
 ) -> None:
     """OpenAI-compatible server (completions, chat, streaming, metrics)."""
     import uvicorn
@@ -102,7 +105,7 @@ def serve(
         kv_cache_memory_gb=kv_cache_memory_gb,
         enforce_eager=enforce_eager,
     )
-    app_ = create_app(config, api_key, max_queued_requests)
+    app_ = create_app(config, api_key, max_queued_requests, served_model_name)
     server = uvicorn.Server(
         uvicorn.Config(
             app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(shutdown_timeout)

@@ -7,6 +7,8 @@ import openai
 import pytest
 from openai import OpenAI
 
+from .conftest import running_server
+
 
 @pytest.fixture(scope="module")
 def client(server):
@@ -31,6 +33,14 @@ def test_chat_answers_paris(client):
     assert "Paris" in r.choices[0].message.content
     assert r.choices[0].finish_reason == "stop"
     assert r.usage.completion_tokens > 0 and r.usage.prompt_tokens > 10
+
+
+def test_served_model_name_is_the_id_clients_see(smollm2):
+    with running_server(smollm2, "--served-model-name", "demo/smol") as (url, _):
+        named = OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        assert [m.id for m in named.models.list().data] == ["demo/smol"]
+        assert named.models.retrieve("demo/smol").id == "demo/smol"
+        assert named.completions.create(model="demo/smol", prompt="Hi", max_tokens=2).model == "demo/smol"
 
 
 def test_chat_content_as_text_parts_is_the_joined_text(client):
