@@ -124,3 +124,44 @@ def test_wrong_or_missing_api_key_is_401(server):
         bad.models.list()
     assert httpx.get(f"{server}/v1/models").status_code == 401
     assert httpx.get(f"{server}/health").status_code == 200  # health needs no key
+
+
+def test_batched_prompts_give_n_choices_each_in_order(client):
+    prompts = ["The capital of France is", "One, two, three,"]
+    singles = [
+        client.completions.create(
+            model="m", prompt=p, max_tokens=6, temperature=0, extra_body={"ignore_eos": True}
+        )
+        for p in prompts
+    ]
+    batch = client.completions.create(
+        model="m", prompt=prompts, n=2, max_tokens=6, temperature=0, extra_body={"ignore_eos": True}
+    )
+    assert [c.index for c in batch.choices] == [0, 1, 2, 3]
+    assert [c.text for c in batch.choices] == [singles[0].choices[0].text] * 2 + [
+        singles[1].choices[0].text
+    ] * 2
+    assert batch.usage.prompt_tokens == sum(s.usage.prompt_tokens for s in singles)
+    assert batch.usage.completion_tokens == 4 * 6
+    streamed = {}
+    for chunk in client.completions.create(
+        model="m",
+        prompt=prompts,
+        n=2,
+        max_tokens=6,
+        temperature=0,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    ):
+        for c in chunk.choices:
+            streamed[c.index] = streamed.get(c.index, "") + c.text
+    assert [streamed[i] for i in range(4)] == [c.text for c in batch.choices]
+    token_batch = client.completions.create(
+        model="m", prompt=[[504, 3575], [504]], max_tokens=2, temperature=0
+    )
+    assert len(token_batch.choices) == 2
+
+
+def test_a_bad_prompt_in_a_batch_is_named(client):
+    with pytest.raises(openai.BadRequestError, match="prompt 1: the prompt is empty"):
+        client.completions.create(model="m", prompt=["fine", ""], max_tokens=2)

@@ -123,7 +123,7 @@ def create_app(
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
-        return await serve(request, body, body.prompt, "text_completion", body.logprobs, body.max_tokens)
+        return await serve(request, body, body.prompts(), "text_completion", body.logprobs, body.max_tokens)
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatCompletionRequest, request: Request):
@@ -136,10 +136,17 @@ def create_app(
             return error(400, str(e))
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
         return await serve(
-            request, body, prompt, "chat.completion", logprobs, body.max_completion_tokens or body.max_tokens
+            request,
+            body,
+            [prompt],
+            "chat.completion",
+            logprobs,
+            body.max_completion_tokens or body.max_tokens,
         )
 
-    async def serve(request: Request, body, prompt, kind: str, logprobs: int | None, max_tokens: int | None):
+    async def serve(
+        request: Request, body, prompts: list, kind: str, logprobs: int | None, max_tokens: int | None
+    ):
         engine = state.engine
         path = request.url.path
         if engine is None:
@@ -147,20 +154,30 @@ def create_app(
         rid = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
         try:
             params = [body.sampling_params(max_tokens, logprobs, i) for i in range(body.n)]
-            ids = engine.engine.tokenizer.encode(prompt) if isinstance(prompt, str) else prompt
-            engine.admit(ids, params[0])
+            prompt_ids = [engine.engine.tokenizer.encode(p) if isinstance(p, str) else p for p in prompts]
+            for k, ids in enumerate(prompt_ids):
+                try:
+                    engine.admit(ids, params[0])
+                except InvalidRequestError as e:
+                    raise InvalidRequestError(f"prompt {k}: {e}" if len(prompts) > 1 else str(e)) from e
         except InvalidRequestError as e:
             metrics.requests.labels(path, "400").inc()
             return error(400, str(e))
         except QueueFullError as e:
             metrics.requests.labels(path, "429").inc()
             return error(429, str(e), kind="rate_limit_error", headers={"Retry-After": "1"})
-        streams = [engine.generate(ids, p, f"{rid}-{i}") for i, p in enumerate(params)]
+        streams = [
+            engine.generate(ids, p, f"{rid}-{k * len(params) + j}")
+            for k, ids in enumerate(prompt_ids)
+            for j, p in enumerate(params)
+        ]
+        prompt_tokens = sum(len(ids) for ids in prompt_ids)
         start = time.monotonic()
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
-                sse(rid, kind, streams, len(ids), include_usage, start, path), media_type="text/event-stream"
+                sse(rid, kind, streams, prompt_tokens, include_usage, start, path),
+                media_type="text/event-stream",
             )
         try:
             finals = await asyncio.gather(*(collect(s, start) for s in streams))
@@ -168,7 +185,7 @@ def create_app(
             metrics.requests.labels(path, "400").inc()
             return error(400, str(e))
         metrics.requests.labels(path, "200").inc()
-        return full_response(rid, kind, finals, len(ids))
+        return full_response(rid, kind, finals, prompt_tokens)
 
     async def collect(stream: AsyncIterator[RequestOutput], start: float) -> RequestOutput:
         last, first_at, n = None, None, 0
