@@ -62,6 +62,26 @@ def test_disconnects_abort_and_free_kv_blocks(smollm2):
         assert httpx.get(f"{url}/health").status_code == 200
 
 
+def test_a_non_streaming_client_that_gives_up_is_aborted(smollm2):
+    with running_server(smollm2, "--max-model-len", "512") as (url, _):
+        idle = metric(url, "atom_kv_cache_free_blocks")
+        body = {"prompt": "Tell me a very long story about dragons.", "max_tokens": 400, "ignore_eos": True}
+        try:  # 400 tokens take half a minute here; the client waits one second
+            httpx.post(f"{url}/v1/completions", json=body, timeout=1.0)
+            raise AssertionError("the request finished within the client's timeout")
+        except httpx.TimeoutException:
+            pass
+        deadline = time.monotonic() + 5
+        while metric(url, "atom_num_requests_running") > 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert metric(url, "atom_num_requests_running") == 0, "still generating for a client that left"
+        assert metric(url, "atom_kv_cache_free_blocks") == idle
+        assert (
+            'atom_requests_total{endpoint="/v1/completions",status="499"} 1.0'
+            in httpx.get(f"{url}/metrics").text
+        )
+
+
 def test_sigterm_finishes_in_flight_requests_and_exits_zero(smollm2):
     with running_server(smollm2) as (url, proc):
         result = {}

@@ -179,13 +179,26 @@ def create_app(
                 sse(rid, kind, streams, prompt_tokens, include_usage, start, path),
                 media_type="text/event-stream",
             )
+        work = asyncio.ensure_future(asyncio.gather(*(collect(s, start) for s in streams)))
+        gone = asyncio.ensure_future(client_gone(request))
+        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if not work.done():  # nobody to answer: cancelling closes each stream, which aborts its request
+            work.cancel()
+            metrics.requests.labels(path, "499").inc()
+            return error(499, "the client disconnected", kind="client_closed_request")
         try:
-            finals = await asyncio.gather(*(collect(s, start) for s in streams))
+            finals = work.result()
         except InvalidRequestError as e:
             metrics.requests.labels(path, "400").inc()
             return error(400, str(e))
         metrics.requests.labels(path, "200").inc()
         return full_response(rid, kind, finals, prompt_tokens)
+
+    async def client_gone(request: Request) -> None:
+        """Returns when the client disconnects: the body is read, so receive() has nothing else to say."""
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
 
     async def collect(stream: AsyncIterator[RequestOutput], start: float) -> RequestOutput:
         last, first_at, n = None, None, 0
