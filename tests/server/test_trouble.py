@@ -40,6 +40,16 @@ def test_queue_full_is_429_with_retry_after(smollm2):
         assert rejected.json()["error"]["type"] == "rate_limit_error"
 
 
+def test_a_request_bigger_than_the_queue_is_400_not_429(smollm2):
+    with running_server(smollm2, "--max-queued-requests", "4") as (url, _):
+        body = {"prompt": ["a", "b", "c"], "n": 2, "max_tokens": 2}
+        r = httpx.post(f"{url}/v1/completions", json=body, timeout=60)
+        assert r.status_code == 400, r.text
+        assert "brings 6 sequences" in r.json()["error"]["message"]
+        fits = httpx.post(f"{url}/v1/completions", json={**body, "n": 1}, timeout=60)
+        assert fits.status_code == 200 and len(fits.json()["choices"]) == 3
+
+
 def test_disconnects_abort_and_free_kv_blocks(smollm2):
     with running_server(smollm2, "--max-model-len", "512") as (url, _):
         idle = metric(url, "atom_kv_cache_free_blocks")

@@ -155,11 +155,7 @@ def create_app(
         try:
             params = [body.sampling_params(max_tokens, logprobs, i) for i in range(body.n)]
             prompt_ids = [engine.engine.tokenizer.encode(p) if isinstance(p, str) else p for p in prompts]
-            for k, ids in enumerate(prompt_ids):
-                try:
-                    engine.admit(ids, params[0])
-                except InvalidRequestError as e:
-                    raise InvalidRequestError(f"prompt {k}: {e}" if len(prompts) > 1 else str(e)) from e
+            engine.admit(prompt_ids, params[0], len(params))
         except InvalidRequestError as e:
             metrics.requests.labels(path, "400").inc()
             return error(400, str(e))

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from ..engine.llm_engine import LLMEngine, RequestOutput
-from ..errors import AtomError
+from ..errors import AtomError, InvalidRequestError
 from ..sampling_params import SamplingParams
 
 
@@ -37,14 +37,23 @@ class AsyncEngine:
         self.thread.start()
 
     # ---- called from the event loop -------------------------------------------------------------------
-    def admit(self, ids: list[int], params: SamplingParams) -> None:
-        """Reject a request before any stream starts (HTTP status still unsent); add_request re-checks."""
-        self.engine.check_prompt(ids, params)
-        waiting = len(self.engine.scheduler.waiting) + self.commands.qsize()
-        if waiting >= self.max_queued_requests:
-            raise QueueFullError(
-                f"{waiting} requests are queued (limit {self.max_queued_requests}); retry later"
+    def admit(self, prompts: list[list[int]], params: SamplingParams, n: int = 1) -> None:
+        """Reject a request before any stream starts (HTTP status still unsent); add_request re-checks.
+        Every sequence it brings (n per prompt) counts against the queue limit."""
+        for k, ids in enumerate(prompts):
+            try:
+                self.engine.check_prompt(ids, params)
+            except InvalidRequestError as e:
+                raise InvalidRequestError(f"prompt {k}: {e}" if len(prompts) > 1 else str(e)) from e
+        incoming, limit = len(prompts) * n, self.max_queued_requests
+        if incoming > limit:  # no retry can help: say so instead of 429
+            raise InvalidRequestError(
+                f"this request brings {incoming} sequences (prompts x n), more than the server queues at "
+                f"once ({limit}, --max-queued-requests); split it"
             )
+        waiting = len(self.engine.scheduler.waiting) + self.commands.qsize()
+        if waiting + incoming > limit:
+            raise QueueFullError(f"{waiting} requests are queued (limit {limit}); retry later")
 
     async def generate(
         self, prompt: str | list[int], params: SamplingParams, request_id: str
