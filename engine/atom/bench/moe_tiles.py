@@ -71,9 +71,10 @@ def print_sweep(rows: list[dict], top: int = 5) -> None:
     for r in rows[:top]:
         t = r["tile"]
         tile = f"M{t['block_m']} N{t['block_n']} K{t['block_k']} w{t['num_warps']} s{t['num_stages']}"
+        tile += "".join(f" {flag}" for flag in ("scaled_dot", "f32_bits") if t[flag])  # else rows look alike
         result = (
             f"{r['us']:9.1f} us  err {r['rel_err_vs_torch']:.1e}" if r.get("us") else r.get("error", "wrong")
         )
-        print(f"{r['shape']:14} M={r['M']:<6} {tile:26} {result}")
+        print(f"{r['shape']:14} M={r['M']:<6} {tile:37} {result}")
     failed = sum(1 for r in rows if not r.get("us"))
     print(f"{rows[0]['shape']:14} M={rows[0]['M']:<6} {len(rows)} tiles tried, {failed} failed or wrong")
