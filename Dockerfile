@@ -23,7 +23,7 @@ RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts \
     if [ -f /run/secrets/ca_cert ]; then export PIP_CERT=/run/secrets/ca_cert; fi \
  && export PIP_INDEX_URL="${PIP_INDEX_URL}" PIP_FIND_LINKS=/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1 \
- && pip download --no-deps --only-binary=:all: --dest /wheels --index-url https://download.pytorch.org/whl/rocm7.1 "torch==2.10.0+rocm7.1"
+ && pip download --no-deps --only-binary=:all: --dest /wheels --index-url https://download.pytorch.org/whl/rocm7.1 torch==2.10.0+rocm7.1
 
 RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts \
@@ -81,7 +81,7 @@ RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts \
     if [ -f /run/secrets/ca_cert ]; then export PIP_CERT=/run/secrets/ca_cert; fi \
  && export PIP_INDEX_URL="${PIP_INDEX_URL}" PIP_FIND_LINKS=/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1 \
- && pip download --no-deps --only-binary=:all: --dest /wheels  "flydsl==0.5.0" \
+ && pip download --no-deps --only-binary=:all: --dest /wheels flydsl==0.5.0 \
  && python /scripts/bundle.py check-hash /wheels flydsl 32725cab43e62929e61c034389fb44e97f036cd989bd0c105c69cdcb14d211b1
 
 RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \

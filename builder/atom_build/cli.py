@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import base_image, bundle, doctor, render
 from .context import CACHE_DIR, stage_context, wheel_files
@@ -70,7 +71,8 @@ def main() -> None:
 
 
 def _fail(e: Exception) -> None:
-    console.print(f"[bold red]error:[/] {e}")
+    # the message quotes recipe text: printed literally, never read as console markup
+    console.print(Text("error: ", style="bold red") + Text(str(e)))
     raise typer.Exit(2)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from .errors import RecipeError, RecipeErrors
+from .errors import RecipeErrors
 from .recipe import Component, Recipe
-from .validate import CK_ARCHS, check_archs
+from .validate import check_archs, check_ck_archs
 
 VENV = "/opt/atom"
 PLACEHOLDER_VALUES = {"archs": "${GPU_ARCHS}", "enable_ck": "${ENABLE_CK}", "max_jobs": "$jobs"}
@@ -22,7 +22,8 @@ class ComponentStep:
     pin: str  # human-readable immutable source, recorded in the manifest
     dist_name: str = ""
     requirement: str = ""
-    pip_source_args: str = ""
+    no_index: bool = False  # the local wheelhouse (/wheelhouse via PIP_FIND_LINKS) has it
+    index_url: str | None = None  # the component's own index, when no --index-url overrides it
     sha256: str | None = None
     repo: str | None = None
     commit: str | None = None
@@ -74,10 +75,9 @@ class BuildPlan:
         return int(self.enable_ck)
 
     @property
-    def top_level_requirements(self) -> str:
-        return " ".join(
-            f"--extra {_canonical(c.dist_name)}:{','.join(c.extras)}" for c in self.components if c.extras
-        )
+    def extras(self) -> tuple[str, ...]:
+        """`name:extra,extra` for each component built with extras (bundle.py collect --extra)."""
+        return tuple(f"{_canonical(c.dist_name)}:{','.join(c.extras)}" for c in self.components if c.extras)
 
     @property
     def stages(self) -> list[str]:
@@ -111,15 +111,8 @@ def resolve(
     chosen = tuple(archs) if archs else recipe.archs
     errors = list(check_archs(list(chosen), recipe.flavour, "--arch")) if archs else []
     enable_ck = recipe.enable_ck and not no_ck
-    if enable_ck and not any(a in CK_ARCHS for a in chosen):
-        errors.append(
-            RecipeError(
-                "--arch",
-                "enable_ck",
-                f"CK is on but none of {list(chosen)} supports it",
-                f"add one of {CK_ARCHS} or pass --no-ck",
-            )
-        )
+    if enable_ck:
+        errors += check_ck_archs(list(chosen), "--arch", "pass --no-ck")
     if errors:
         raise RecipeErrors(errors)
     steps = tuple(_step(c, recipe, wheelhouse or [], index_url) for c in recipe.components)
@@ -131,12 +124,8 @@ def _step(c: Component, recipe: Recipe, wheelhouse: list[str], index_url: str | 
     if c.kind == "pypi":
         requirement = f"{c.name}=={c.version}"
         prefix = f"{c.name.replace('-', '_')}-{c.version}-".lower()
-        if any(f.lower().startswith(prefix) for f in wheelhouse):
-            source = "--no-index"  # the local wheelhouse (/wheelhouse via PIP_FIND_LINKS) has it
-        elif c.index_url and not index_url:
-            source = f"--index-url {c.index_url}"
-        else:
-            source = ""
+        no_index = any(f.lower().startswith(prefix) for f in wheelhouse)
+        own_index = c.index_url if not (no_index or index_url) else None
         pin = f"pypi:{requirement}" + (f" sha256:{c.sha256}" if c.sha256 else "")
         return ComponentStep(
             c.key,
@@ -144,7 +133,8 @@ def _step(c: Component, recipe: Recipe, wheelhouse: list[str], index_url: str | 
             pin,
             c.name,
             requirement=requirement,
-            pip_source_args=source,
+            no_index=no_index,
+            index_url=own_index,
             sha256=c.sha256,
             extras=c.extras,
         )

@@ -81,19 +81,56 @@ def available_recipes() -> list[str]:
 
 def load_recipe(name_or_path: str) -> Recipe:
     """Read, validate and freeze a recipe. Raises RecipeErrors listing every problem at once."""
-    from .validate import validate  # validation rules live in their own module
-
     path = recipe_path(name_or_path)
-    raw_bytes = path.read_bytes()
     label = _display(path)
-    try:
-        data = tomllib.loads(raw_bytes.decode())
-    except tomllib.TOMLDecodeError as e:
-        raise RecipeErrors([RecipeError(label, "toml", str(e), "fix the TOML syntax")]) from e
+    return recipe_from_bytes(_read(path, label), label)
+
+
+def recipe_from_bytes(raw: bytes, label: str) -> Recipe:
+    """Parse, validate and freeze recipe bytes; `label` names them in errors."""
+    from .validate import validate
+
+    data = parse(raw, label)
     errors = validate(data, label)
     if errors:
         raise RecipeErrors(errors)
-    return _freeze(data, label, hashlib.sha256(raw_bytes).hexdigest())
+    return _freeze(data, label, hashlib.sha256(raw).hexdigest())
+
+
+MAX_RECIPE_BYTES = 1 << 20
+
+
+def _read(path: Path, label: str) -> bytes:
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_RECIPE_BYTES + 1)
+    except OSError as e:
+        raise RecipeErrors(
+            [RecipeError(label, "file", f"cannot be read ({e.strerror})", "check the path")]
+        ) from e
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise RecipeErrors([RecipeError(label, "file", "is over 1 MiB", "a recipe is a short TOML file")])
+    return raw
+
+
+def parse(raw: bytes, label: str) -> dict:
+    """TOML bytes -> dict, every failure a RecipeErrors (never a traceback)."""
+
+    def fail(problem: str, fix: str) -> RecipeErrors:
+        return RecipeErrors([RecipeError(label, "file", problem, fix)])
+
+    if b"\x00" in raw:
+        raise fail("is binary (holds NUL bytes), not TOML text", "pass a .toml recipe file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise fail(f"is not UTF-8 text (byte {e.start})", "save the recipe as UTF-8") from e
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeErrors([RecipeError(label, "toml", str(e), "fix the TOML syntax")]) from e
+    except RecursionError as e:
+        raise fail("nests tables or arrays too deeply", "a recipe needs two levels of tables") from e
 
 
 def _display(path: Path) -> str:

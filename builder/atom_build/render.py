@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
 from pathlib import Path
 
 import jinja2
@@ -26,13 +29,23 @@ class UndeclaredBuildArg(AtomBuildError):
     pass
 
 
+def label_value(value: object) -> str:
+    """A double-quoted Dockerfile word that stays data: JSON escapes quotes and backslashes, and `$` is
+    escaped too because Docker expands variables in LABEL and ARG values."""
+    return json.dumps(str(value), ensure_ascii=False).replace("$", "\\$")
+
+
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    # every recipe value in a RUN line goes through `sh`, every LABEL/ARG value through `label`
+    env.filters["sh"] = lambda v: shlex.quote(str(v))
+    env.filters["label"] = label_value
+    return env
 
 
 def render(plan: BuildPlan) -> dict[str, str]:
@@ -63,14 +76,28 @@ def check_build_args(dockerfile: str, passed: dict[str, str], name: str = "Docke
         )
 
 
+class UnsafeOutput(AtomBuildError):
+    pass
+
+
 def write(rendered: dict[str, str], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for filename, text in rendered.items():
-        path = out_dir / filename
-        path.write_text(text)
-        paths.append(path)
-    return paths
+    return [write_file(out_dir / filename, text) for filename, text in rendered.items()]
+
+
+def write_file(path: Path, text: str) -> Path:
+    """Write a file but never through a symlink (it could point anywhere, e.g. at ~/.bashrc)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        if path.is_symlink():
+            raise UnsafeOutput(
+                f"{path} is a symlink; refusing to write through it\n  fix: remove it or pick another --out"
+            ) from e
+        raise UnsafeOutput(f"{path}: cannot write ({e.strerror})") from e
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
 
 
 def drift(rendered: dict[str, str], out_dir: Path) -> list[str]:
