@@ -1,7 +1,7 @@
-# Rendered by atom-build from recipes/rocm-gfx950.toml (recipe sha256 cbec8d04395d18f6).
+# Rendered by atom-build from recipes/rocm-gfx950.toml (recipe sha256 9c98aa123597ac93).
 # Do not edit by hand: change the recipe or images/*.j2 and run `atom-build render`.
 # Build context: the repository root (.dockerignore keeps it to engine/, images/scripts/, wheelhouse/, bundle/).
-ARG BASE_IMAGE="rocm/dev-ubuntu-24.04:7.2-complete"
+ARG BASE_IMAGE="rocm/dev-ubuntu-24.04:7.2.1-complete@sha256:3db551c4e1229aac1857ac44fcb6141bb749f41348eb572452f11279153c13c3"
 ARG GPU_ARCHS="gfx942;gfx950"
 ARG ENABLE_CK="1"
 ARG MAX_JOBS=""
@@ -23,7 +23,8 @@ RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts \
     if [ -f /run/secrets/ca_cert ]; then export PIP_CERT=/run/secrets/ca_cert; fi \
  && export PIP_INDEX_URL="${PIP_INDEX_URL}" PIP_FIND_LINKS=/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1 \
- && pip download --no-deps --only-binary=:all: --dest /wheels --index-url https://download.pytorch.org/whl/rocm7.1 torch==2.10.0+rocm7.1
+ && pip download --no-deps --only-binary=:all: --dest /wheels --index-url https://download.pytorch.org/whl/rocm7.1 torch==2.10.0+rocm7.1 \
+ && python /scripts/bundle.py check-hash /wheels torch 008ee0d77bb8b5f9f4ee1f00212019c4619171e3c4195de56f253331b3bc320d
 
 RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts \
@@ -31,7 +32,7 @@ RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
  && export PIP_INDEX_URL="${PIP_INDEX_URL}" PIP_FIND_LINKS=/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1 \
  && jobs="${MAX_JOBS:-$(awk -v g=4 '/MemAvailable/ {j=int($2/1048576/g); print (j<1?1:j)}' /proc/meminfo)}" \
  && jobs="$(( jobs < $(nproc) ? jobs : $(nproc) ))" \
- && git clone --filter=blob:none https://github.com/triton-lang/triton /src/triton \
+ && git clone --filter=blob:none https://github.com/ROCm/triton /src/triton \
  && git -C /src/triton checkout --detach 285c85383660b2e4aac38d4947d23aa61dab3ce2 \
  && cd /src/triton/. \
  && MAX_JOBS="$jobs" TRITON_BUILD_WITH_CLANG_LLD="1" pip wheel --no-deps --wheel-dir /wheels . \
@@ -43,7 +44,7 @@ RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
  && export PIP_INDEX_URL="${PIP_INDEX_URL}" PIP_FIND_LINKS=/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1 \
  && jobs="${MAX_JOBS:-$(awk -v g=4 '/MemAvailable/ {j=int($2/1048576/g); print (j<1?1:j)}' /proc/meminfo)}" \
  && jobs="$(( jobs < $(nproc) ? jobs : $(nproc) ))" \
- && git clone --filter=blob:none https://github.com/triton-lang/triton /src/triton_kernels \
+ && git clone --filter=blob:none https://github.com/ROCm/triton /src/triton_kernels \
  && git -C /src/triton_kernels checkout --detach 285c85383660b2e4aac38d4947d23aa61dab3ce2 \
  && cd /src/triton_kernels/python/triton_kernels \
  && pip wheel --no-deps --wheel-dir /wheels . \
@@ -97,12 +98,12 @@ RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
  && mkdir -p /etc/atom
 RUN useradd --create-home --uid 1000 --user-group atom
 LABEL org.opencontainers.image.title="atom-rocm-gfx950-full" \
-      org.opencontainers.image.description="ROCm 7.2, gfx942 + gfx950, CK on: aiter CK MoE/attention, Triton paths, mori, FlyDSL" \
+      org.opencontainers.image.description="ROCm 7.2.1, gfx942 + gfx950, CK on: aiter CK MoE/attention, Triton paths, mori, FlyDSL" \
       org.opencontainers.image.source="https://github.com/atom-build/atom-build" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="rocm/dev-ubuntu-24.04:7.2-complete" \
+      org.opencontainers.image.base.name="rocm/dev-ubuntu-24.04:7.2.1-complete@sha256:3db551c4e1229aac1857ac44fcb6141bb749f41348eb572452f11279153c13c3" \
       ai.atom.recipe="rocm-gfx950" \
-      ai.atom.recipe.sha256="cbec8d04395d18f6a66fdc2828c6552b3283163850bb69936a7db1f753076b42" \
+      ai.atom.recipe.sha256="9c98aa123597ac93dc0d8641aa09cd77da5847d60b84547088200bb4cb2fc709" \
       ai.atom.archs="gfx942,gfx950" \
       ai.atom.enable_ck="1"
 ENV PATH=/opt/atom/bin:$PATH \

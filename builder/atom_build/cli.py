@@ -13,12 +13,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import base_image, bundle, doctor, render
+from . import base_image, bundle, doctor, pins, render
 from .context import CACHE_DIR, stage_context, wheel_files
 from .docker_driver import BuildRequest, build_command, find_client, run_build, sdk
 from .errors import AtomBuildError
 from .plan import BuildPlan, resolve
-from .recipe import DEFAULT_RECIPE, REPO_ROOT, available_recipes, load_recipe
+from .recipe import DEFAULT_RECIPE, REPO_ROOT, Recipe, available_recipes, load_recipe
+from .validate import warnings
 
 app = typer.Typer(
     help="Build lean, reproducible LLM inference images from a recipe.\n\n"
@@ -30,8 +31,10 @@ app = typer.Typer(
 )
 bundle_app = typer.Typer(help="Inspect and verify wheel bundles.", no_args_is_help=True)
 base_app = typer.Typer(help="Base images for registry-less machines.", no_args_is_help=True)
+pins_app = typer.Typer(help="Resolve a recipe's pins against their sources.", no_args_is_help=True)
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(base_app, name="base")
+app.add_typer(pins_app, name="pins")
 console = Console(stderr=True)
 
 RecipeOpt = Annotated[
@@ -61,6 +64,12 @@ CaOpt = Annotated[
         "--ca-cert", help="CA bundle for a TLS proxy; passed as a BuildKit secret, never stored in a layer."
     ),
 ]
+SkipPinsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-pin-check", help="Build without resolving the pins first (a bad pin then fails mid-build)."
+    ),
+]
 DockerOpt = Annotated[
     str | None, typer.Option("--docker", help="docker client to build with (default: found).")
 ]
@@ -88,6 +97,72 @@ def _plan(
     except AtomBuildError as e:
         _fail(e)
         raise
+
+
+def _warn(recipe: Recipe) -> None:
+    for warning in warnings(recipe):
+        console.print(Text(f"warning: {recipe.name}: {warning}", style="yellow"))
+
+
+def _print_pins(results: list[pins.PinResult]) -> None:
+    colours = {"ok": "green", "local": "green", "unhashed": "yellow", "unreachable": "yellow"}
+    table = Table("component", "pin", "status", "detail")
+    for component, pin, status, detail in pins.table_rows(results):
+        colour = colours.get(status, "red")
+        table.add_row(Text(component), Text(pin), Text(status, style=colour), Text(detail))
+    Console(stderr=True).print(table)
+
+
+def _pin_check_before_build(plan: BuildPlan, find_links: Path | None, index_url: str | None) -> None:
+    """A bad pin fails here in seconds, not after an hour; an unreachable source only warns."""
+    _warn(plan.recipe)
+    results = pins.check(pins.pins_of(plan.recipe, index_url), find_links)
+    failed = [r for r in results if r.status in pins.FAILED]
+    unreachable = [r for r in results if r.status is pins.Status.UNREACHABLE]
+    if failed:
+        _print_pins(results)
+        _fail(AtomBuildError(
+            f"{len(failed)} pin(s) of {plan.recipe.name} do not resolve: "
+            + ", ".join(r.pin.component for r in failed)
+            + "\n  fix: correct them in the recipe (`atom-build pins check` shows each), or --skip-pin-check"
+        ))  # fmt: skip
+    for r in unreachable:
+        console.print(Text(f"warning: pin {r.pin.component} not checked: {r.detail}", style="yellow"))
+
+
+@pins_app.command("check")
+def pins_check(
+    recipe: RecipeOpt = DEFAULT_RECIPE,
+    find_links: FindLinksOpt = None,
+    index_url: IndexOpt = None,
+    allow_unreachable: Annotated[
+        bool, typer.Option("--allow-unreachable", help="Exit 0 even if some sources could not be reached.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds per source.")] = pins.TIMEOUT_S,
+    as_json: JsonOpt = False,
+) -> None:
+    """Resolve every pin: git commits by SHA, wheel hashes on their index, image digests.
+
+    Exit 1 if a pin is missing or its hash differs, or (without --allow-unreachable) a source was
+    unreachable: unreachable is never reported as ok."""
+    try:
+        loaded = load_recipe(recipe)
+    except AtomBuildError as e:
+        _fail(e)
+        return
+    _warn(loaded)
+    results = pins.check(pins.pins_of(loaded, index_url), find_links, timeout)
+    if as_json:
+        rows = pins.table_rows(results)
+        print(
+            json.dumps(
+                [dict(zip(("component", "pin", "status", "detail"), r, strict=True)) for r in rows], indent=2
+            )
+        )
+    else:
+        _print_pins(results)
+        console.print(f"{loaded.name}: {pins.summary(results)}")
+    raise typer.Exit(pins.exit_code(results, allow_unreachable))
 
 
 @app.command()
@@ -143,6 +218,7 @@ def explain(
         "stages": plan.stages,
         "components": {c.key: c.pin for c in plan.components},
         "build_args": {k: plan.build_args(k) for k in ("wheels", "clean", "full")},
+        "warnings": warnings(plan.recipe),
         "render_all_recipes_ms": round(render_all_ms, 2),
     }
     if as_json:
@@ -161,6 +237,7 @@ def explain(
     out.print("stages: " + " -> ".join(plan.stages))
     out.print("build args (wheels): " + ", ".join(f"{k}={v!r}" for k, v in plan.build_args("wheels").items()))
     out.print(f"rendered all recipes in {render_all_ms:.1f} ms")
+    _warn(plan.recipe)
 
 
 @app.command("render")
@@ -252,10 +329,13 @@ def wheels(
     ca_cert: CaOpt = None,
     docker: DockerOpt = None,
     dry_run: DryOpt = False,
+    skip_pin_check: SkipPinsOpt = False,
 ) -> None:
     """Build every component once into a wheel bundle: wheels + manifest.json + requirements.lock."""
     plan = _plan(recipe, arch, no_ck, find_links, index_url)
     out = out or _bundle_dir(plan)
+    if not (dry_run or skip_pin_check):
+        _pin_check_before_build(plan, find_links, index_url)
     try:
         _build(
             plan,
@@ -288,12 +368,15 @@ def image(
     ca_cert: CaOpt = None,
     docker: DockerOpt = None,
     dry_run: DryOpt = False,
+    skip_pin_check: SkipPinsOpt = False,
 ) -> None:
     """Build the clean runtime image from a wheel bundle (or --full: the single-stage dev image)."""
     plan = _plan(recipe, arch, no_ck, find_links, index_url)
     tag = tag or f"atom:{plan.recipe.name}{'-full' if full else ''}{'-nock' if no_ck else ''}"
     try:
         if full:
+            if not (dry_run or skip_pin_check):
+                _pin_check_before_build(plan, find_links, index_url)
             _build(
                 plan,
                 "full",
@@ -306,7 +389,10 @@ def image(
         else:
             bundle_dir = bundle_dir or _bundle_dir(plan)
             if not dry_run and not (bundle_dir / "manifest.json").exists():
-                wheels(recipe, arch, no_ck, bundle_dir, find_links, index_url, ca_cert, docker, False)
+                wheels(
+                    recipe, arch, no_ck, bundle_dir, find_links, index_url, ca_cert, docker, False,
+                    skip_pin_check,
+                )  # fmt: skip
             if not dry_run:
                 bundle.verify(bundle_dir)
             _build(

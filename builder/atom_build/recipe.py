@@ -21,10 +21,14 @@ class Base:
     digest: str | None = None
     runtime_tag: str | None = None
     bootstrap: str | None = None
+    runtime_digest: str | None = None
 
     def ref(self, runtime: bool = False) -> str:
-        tag = (self.runtime_tag or self.tag) if runtime else self.tag
-        return f"{self.image}:{tag}" + (f"@{self.digest}" if self.digest else "")
+        if runtime and self.runtime_tag:  # its own image: the base's digest does not apply to it
+            return f"{self.image}:{self.runtime_tag}" + (
+                f"@{self.runtime_digest}" if self.runtime_digest else ""
+            )
+        return f"{self.image}:{self.tag}" + (f"@{self.digest}" if self.digest else "")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Component:
     build_requires: tuple[str, ...] = ()
     path: str | None = None
     extras: tuple[str, ...] = ()
+    unverified: str | None = None  # what about this pin could not be checked, in the recipe's words
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,7 @@ def _freeze(data: dict, source: str, digest: str) -> Recipe:
             build_requires=tuple(c.get("build_requires", ())),
             path=c.get("path"),
             extras=tuple(c.get("extras", ())),
+            unverified=c.get("unverified"),
         )
         for key, c in data["components"].items()
     )
@@ -169,7 +175,14 @@ def _freeze(data: dict, source: str, digest: str) -> Recipe:
         archs=tuple(r.get("archs", ())),
         enable_ck=r.get("enable_ck", False),
         python=r.get("python", "python3"),
-        base=Base(b["image"], b["tag"], b.get("digest"), b.get("runtime_tag"), b.get("bootstrap")),
+        base=Base(
+            b["image"],
+            b["tag"],
+            b.get("digest"),
+            b.get("runtime_tag"),
+            b.get("bootstrap"),
+            b.get("runtime_digest"),
+        ),
         components=components,
         gb_per_job=build.get("gb_per_job", 4),
         prebuild_triton=build.get("prebuild_triton", False),

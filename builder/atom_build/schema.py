@@ -175,7 +175,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "enable_ck": Bool(),
         "python": PYTHON,
     },
-    "base": {"image": IMAGE, "tag": TAG, "digest": DIGEST, "runtime_tag": TAG, "bootstrap": BOOTSTRAP},
+    "base": {
+        "image": IMAGE,
+        "tag": TAG,
+        "digest": DIGEST,
+        "runtime_tag": TAG,
+        "runtime_digest": DIGEST,
+        "bootstrap": BOOTSTRAP,
+    },
     "build": {"gb_per_job": Int(1, 1024), "prebuild_triton": Bool(), "require_hashes": Bool()},
     "pypi": {
         "kind": KIND,
@@ -184,6 +191,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "sha256": SHA256,
         "index_url": INDEX_URL,
         "extras": List(EXTRA, 16),
+        "unverified": FREE_TEXT,
     },
     "git": {
         "kind": KIND,
@@ -194,6 +202,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "allow_fork": FREE_TEXT,
         "env": Map(ENV_NAME, ENV_VALUE),
         "build_requires": List(KEY, 32),
+        "unverified": FREE_TEXT,
     },
     "local": {"kind": KIND, "name": DIST, "path": REL_PATH, "extras": List(EXTRA, 16)},
 }

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 from . import schema
 from .errors import RecipeError
-from .recipe import REPO_ROOT
+from .recipe import REPO_ROOT, Recipe
 
 ROCM_ARCH = re.compile(r"gfx90a|gfx942|gfx950|gfx11\d[0-9a-f]|gfx12\d[0-9a-f]")
 CUDA_ARCHS = ("sm80", "sm90", "sm100")
@@ -156,3 +156,20 @@ def _pypi_component(c: dict, where: str, file: str, require_hashes: bool) -> Ite
 
 
 RULES: list[Rule] = [archs_known, base_pinned, components_pinned]
+
+
+def warnings(recipe: Recipe) -> list[str]:
+    """What a recipe leaves unpinned or unverified: not errors, but said before every build."""
+    found = []
+    b = recipe.base
+    if not b.bootstrap:
+        if not b.digest:
+            found.append(f"base.tag {b.tag!r} has no digest: the tag can move (set base.digest)")
+        if b.runtime_tag and not b.runtime_digest:
+            found.append(f"base.runtime_tag {b.runtime_tag!r} has no runtime_digest: the tag can move")
+    for c in recipe.components:
+        if c.kind == "pypi" and not c.sha256:
+            found.append(f"components.{c.key} has no sha256: any file of {c.name} {c.version} is accepted")
+        if c.unverified:
+            found.append(f"components.{c.key} is unverified: {c.unverified}")
+    return found

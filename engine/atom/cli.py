@@ -86,11 +86,23 @@ def serve(
     served_model_name: Annotated[
         str | None, typer.Option(help="The model id clients see (default: the model folder's name).")
     ] = None,
+    max_request_body_bytes: Annotated[
+        int, typer.Option(min=1024, help="Larger request bodies get 413 before they are read.")
+    ] = 8 << 20,
+    max_connections: Annotated[int, typer.Option(min=1, help="Open connections; past it: 503.")] = 1024,
+    header_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a request's headers may take to arrive.")
+    ] = 10.0,
+    idle_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds an idle keep-alive connection stays open.")
+    ] = 15.0,
 ) -> None:
     """OpenAI-compatible server (completions, chat, streaming, metrics)."""
     import uvicorn
 
     from .server.app import create_app
+    from .server.connection import with_header_timeout
+    from .server.limits import ServerLimits
 
     config = engine_config(
         model,
@@ -105,17 +117,39 @@ def serve(
         kv_cache_memory_gb=kv_cache_memory_gb,
         enforce_eager=enforce_eager,
     )
-    app_ = create_app(config, api_key, max_queued_requests, served_model_name)
+    limits = ServerLimits(
+        max_body_bytes=max_request_body_bytes,
+        max_connections=max_connections,
+        header_timeout_s=header_timeout,
+        idle_timeout_s=idle_timeout,
+        shutdown_timeout_s=shutdown_timeout,
+    )
+    app_ = create_app(config, api_key, max_queued_requests, served_model_name, limits)
     server = uvicorn.Server(
         uvicorn.Config(
-            app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(shutdown_timeout)
+            app_,
+            host=host,
+            port=port,
+            log_level="info",
+            http=with_header_timeout(limits.header_timeout_s),
+            limit_concurrency=limits.max_connections,
+            timeout_keep_alive=limits.idle_timeout_s,  # type: ignore[arg-type]  # a float works
+            # a backstop only: at shutdown_timeout our handlers answer 503 themselves
+            timeout_graceful_shutdown=int(shutdown_timeout) + 5,
         )
     )
     # SIGTERM/SIGINT: stop accepting, let in-flight requests finish, exit 0 (uvicorn's own handler
-    # re-raises the signal after shutdown, which makes the exit status -15).
+    # re-raises the signal after shutdown, which makes the exit status -15). At the deadline the
+    # requests still running are answered 503 (a stream: an error event, then [DONE]).
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+
+    def on_signal(*_) -> None:
+        if not server.should_exit:
+            app_.state.atom.shutdown_deadline_in(shutdown_timeout)
+        server.should_exit = True
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
+        signal.signal(sig, on_signal)
     server.run()
 
 

@@ -44,8 +44,8 @@ def bad(tmp_path: Path, text: str) -> str:
         ('archs = ["gfx942", "gfx950"]', 'archs = ["gfx1100"]', "CK is on but no arch supports it"),
         ('version = "0.5.0"', 'version = ">=0.5"', "is not an exact version"),
         ('sha256 = "32725cab', 'sha256 = "XYZ', "64 lowercase hex"),
-        ('tag = "7.2-complete"', 'tag = "latest"', "'latest' moves"),
-        ('tag = "7.2-complete"', 'tag = "7.2-complete"\ndigest = "sha256:abc"', "is not a digest"),
+        ('tag = "7.2.1-complete"', 'tag = "latest"', "'latest' moves"),
+        ('digest = "sha256:3db551c4', 'digest = "sha256:abc"\n# "sha256:3db551c4', "is not a digest"),
         ("enable_ck = true", "enable_ck = true\nenabel_ck = false", "unknown key (typo?)"),
         ('kind = "local"', 'kind = "zip"', "unknown kind 'zip'"),
         (
@@ -78,7 +78,25 @@ def test_fork_needs_a_reason(tmp_path):
 
 def test_hashes_required_when_promised(tmp_path):
     text = ROCM.replace("[build]", "[build]\nrequire_hashes = true")
-    assert "missing, and build.require_hashes = true" in bad(tmp_path, text)
+    assert load_recipe_text(tmp_path, text).name == "rocm-gfx950"  # every wheel is hashed today
+    unhashed = text.replace('sha256 = "008ee0d7', '# sha256 = "008ee0d7')
+    assert "components.torch.sha256: missing, and build.require_hashes = true" in bad(tmp_path, unhashed)
+
+
+def load_recipe_text(tmp_path: Path, text: str):
+    path = tmp_path / "ok.toml"
+    path.write_text(text)
+    return load_recipe(str(path))
+
+
+def test_warnings_name_what_is_unpinned_or_unverified():
+    from atom_build.validate import warnings
+
+    found = "\n".join(warnings(load_recipe("rocm-gfx950")))
+    assert "runtime_tag '7.2.1' has no runtime_digest" in found
+    assert "components.triton is unverified" in found
+    assert "base.tag" not in found and "torch has no sha256" not in found  # both pinned now
+    assert warnings(load_recipe("cpu")) == []  # bootstrapped base, hashed torch, local engine
 
 
 def test_cli_arch_overrides_are_validated():

@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import hmac
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import generate_latest
+from starlette.exceptions import HTTPException
 
 from ..config import EngineConfig
 from ..engine.llm_engine import LLMEngine, RequestOutput
 from ..errors import InvalidRequestError
+from . import responses
 from .async_engine import AsyncEngine, QueueFullError
+from .limits import BodyLimit, ServerLimits
 from .metrics import Metrics
 from .protocol import ChatCompletionRequest, CompletionRequest
-
-
-def error(
-    status: int,
-    message: str,
-    kind: str = "invalid_request_error",
-    param: str | None = None,
-    headers: dict | None = None,
-) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
-    return JSONResponse(body, status_code=status, headers=headers)
+from .responses import error
 
 
 class State:
@@ -39,6 +33,18 @@ class State:
         self.engine: AsyncEngine | None = None
         self.load_error: str | None = None
         self.model_name = ""
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: asyncio.Event | None = None  # set at the shutdown deadline
+
+    def shutdown_deadline_in(self, seconds: float) -> None:
+        """Called from the signal handler: at the deadline, in-flight requests are answered 503."""
+        if self.loop and self.stopping:
+            self.loop.call_soon_threadsafe(self.loop.call_later, max(seconds, 0.0), self.stopping.set)
+
+
+def route_of(request: Request) -> str | None:
+    """The route template (/v1/models/{model_id}), never the raw path: metric labels stay bounded."""
+    return getattr(request.scope.get("route"), "path", None)
 
 
 def create_app(
@@ -46,9 +52,14 @@ def create_app(
     api_key: str | None = None,
     max_queued_requests: int = 256,
     served_model_name: str | None = None,
+    limits: ServerLimits | None = None,
 ) -> FastAPI:
+    limits = limits or ServerLimits()
     state, metrics = State(), Metrics()
     state.model_name = served_model_name or config.model.rstrip("/").split("/")[-1]
+    # tokenization and chat templating run here, never on the event loop
+    tokenizer_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atom-tokenize")
+    expected_auth = f"Bearer {api_key}".encode() if api_key else None
 
     def load() -> None:
         try:
@@ -60,26 +71,46 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        state.loop, state.stopping = asyncio.get_running_loop(), asyncio.Event()
         threading.Thread(target=load, name="atom-load", daemon=True).start()
         yield
+        tokenizer_pool.shutdown(wait=False, cancel_futures=True)
         if state.engine:
             state.engine.shutdown()
 
     app = FastAPI(title="atom", version="0.1.0", lifespan=lifespan)
     app.state.atom = state
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+
+    def count(request: Request, status: int | str) -> None:
+        route = route_of(request)
+        if route:
+            metrics.requests.labels(route, str(status)).inc()
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        metrics.requests.labels(request.url.path, "400").inc()
-        return error(400, f"{where or 'body'}: {first.get('msg', 'invalid request')}", param=where or None)
+        message = first.get("msg", "invalid request")
+        if first.get("type") == "json_invalid":
+            message = f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'decode error')})"
+        count(request, 400)
+        return error(400, f"{where or 'body'}: {message}", param=where or None)
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": bad UTF-8, wrong encoding
+            count(request, 400)
+            return error(400, "the body could not be decoded: send UTF-8 JSON")
+        kind = {404: "not_found_error", 405: "invalid_request_error"}.get(exc.status_code, "server_error")
+        return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", kind=kind)
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next):
-        if api_key and request.url.path.startswith("/v1/"):
-            if request.headers.get("authorization", "") != f"Bearer {api_key}":
-                metrics.requests.labels(request.url.path, "401").inc()
+        if expected_auth and request.url.path.startswith("/v1/"):
+            sent = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(sent, expected_auth):  # constant time: no timing oracle
+                metrics.unauthorized.inc()  # one unlabelled counter: raw paths never make series
                 return error(
                     401,
                     "missing or wrong API key (send Authorization: Bearer <key>)",
@@ -118,7 +149,11 @@ def create_app(
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str):
         if model_id != state.model_name:
-            return error(404, f"model {model_id!r} is not served here; this server has {state.model_name!r}")
+            return error(
+                404,
+                f"model {model_id[:200]!r} is not served here; this server has {state.model_name!r}",
+                kind="not_found_error",
+            )
         return model_card()
 
     @app.post("/v1/completions")
@@ -130,9 +165,11 @@ def create_app(
         engine = state.engine
         if engine is None:
             return error(503, "the model is still loading", kind="service_unavailable")
+        messages = [m.for_template() for m in body.messages]
         try:
-            prompt = engine.engine.tokenizer.apply_chat_template([m.for_template() for m in body.messages])
+            prompt = await off_loop(engine.engine.tokenizer.apply_chat_template, messages)
         except InvalidRequestError as e:
+            count(request, 400)
             return error(400, str(e))
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
         return await serve(
@@ -144,23 +181,28 @@ def create_app(
             body.max_completion_tokens or body.max_tokens,
         )
 
+    async def off_loop(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(tokenizer_pool, fn, *args)
+
+    def encode_all(tokenizer, prompts: list) -> list[list[int]]:
+        return [tokenizer.encode(p) if isinstance(p, str) else p for p in prompts]
+
     async def serve(
         request: Request, body, prompts: list, kind: str, logprobs: int | None, max_tokens: int | None
     ):
         engine = state.engine
-        path = request.url.path
         if engine is None:
             return error(503, "the model is still loading", kind="service_unavailable")
         rid = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
         try:
             params = [body.sampling_params(max_tokens, logprobs, i) for i in range(body.n)]
-            prompt_ids = [engine.engine.tokenizer.encode(p) if isinstance(p, str) else p for p in prompts]
+            prompt_ids = await off_loop(encode_all, engine.engine.tokenizer, prompts)
             engine.admit(prompt_ids, params[0], len(params))
         except InvalidRequestError as e:
-            metrics.requests.labels(path, "400").inc()
+            count(request, 400)
             return error(400, str(e))
         except QueueFullError as e:
-            metrics.requests.labels(path, "429").inc()
+            count(request, 429)
             return error(429, str(e), kind="rate_limit_error", headers={"Retry-After": "1"})
         streams = [
             engine.generate(ids, p, f"{rid}-{k * len(params) + j}")
@@ -172,24 +214,36 @@ def create_app(
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
-                sse(rid, kind, streams, prompt_tokens, include_usage, start, path),
+                sse(request, rid, kind, streams, prompt_tokens, include_usage, start),
                 media_type="text/event-stream",
             )
+        return await respond(request, rid, kind, streams, prompt_tokens, start)
+
+    async def respond(request: Request, rid, kind, streams, prompt_tokens: int, start: float):
         work = asyncio.ensure_future(asyncio.gather(*(collect(s, start) for s in streams)))
         gone = asyncio.ensure_future(client_gone(request))
-        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+        deadline = asyncio.ensure_future(state.stopping.wait())
+        await asyncio.wait((work, gone, deadline), return_when=asyncio.FIRST_COMPLETED)
         gone.cancel()
-        if not work.done():  # nobody to answer: cancelling closes each stream, which aborts its request
+        deadline.cancel()
+        if not work.done():  # cancelling closes each stream, which aborts its request
             work.cancel()
-            metrics.requests.labels(path, "499").inc()
+            await asyncio.gather(work, return_exceptions=True)  # retrieved: no "never retrieved" log
+            if state.stopping.is_set():
+                count(request, 503)
+                return error(503, "the server is shutting down; retry", kind="service_unavailable")
+            count(request, 499)
             return error(499, "the client disconnected", kind="client_closed_request")
         try:
             finals = work.result()
         except InvalidRequestError as e:
-            metrics.requests.labels(path, "400").inc()
+            count(request, 400)
             return error(400, str(e))
-        metrics.requests.labels(path, "200").inc()
-        return full_response(rid, kind, finals, prompt_tokens)
+        count(request, 200)
+        decode = state.engine.engine.tokenizer.decode
+        return responses.full_response(
+            rid, kind, state.model_name, finals, prompt_tokens, lambda t: decode([t])
+        )
 
     async def client_gone(request: Request) -> None:
         """Returns when the client disconnects: the body is read, so receive() has nothing else to say."""
@@ -212,51 +266,9 @@ def create_app(
                 metrics.tpot.observe((now - first_at) / (n - 1))
         metrics.e2e.observe(now - start)
 
-    def full_response(rid: str, kind: str, finals: list[RequestOutput], prompt_len: int) -> dict:
-        choices = []
-        for i, out in enumerate(finals):
-            choice = {"index": i, "finish_reason": out.finish_reason}
-            if kind == "chat.completion":
-                choice["message"] = {"role": "assistant", "content": out.text}
-                choice["logprobs"] = chat_logprobs(out.logprobs) if out.logprobs else None
-            else:
-                choice["text"] = out.text
-                choice["logprobs"] = completion_logprobs(out.logprobs) if out.logprobs else None
-            choices.append(choice)
-        completion_tokens = sum(len(o.output_token_ids) for o in finals)
-        return {
-            "id": rid,
-            "object": kind,
-            "created": int(time.time()),
-            "model": state.model_name,
-            "choices": choices,
-            "usage": usage(prompt_len, completion_tokens),
-        }
-
-    def token_str(token_id: int) -> str:
-        return state.engine.engine.tokenizer.decode([token_id])
-
-    def chat_logprobs(entries: list[dict]) -> dict:
-        return {
-            "content": [
-                {
-                    "token": token_str(e["token_id"]),
-                    "logprob": e["logprob"],
-                    "top_logprobs": [{"token": token_str(t), "logprob": lp} for t, lp in e["top"]],
-                }
-                for e in entries
-            ]
-        }
-
-    def completion_logprobs(entries: list[dict]) -> dict:
-        return {
-            "tokens": [token_str(e["token_id"]) for e in entries],
-            "token_logprobs": [e["logprob"] for e in entries],
-            "top_logprobs": [{token_str(t): lp for t, lp in e["top"]} for e in entries],
-        }
-
-    async def sse(rid, kind, streams, prompt_len, include_usage, start, path) -> AsyncIterator[str]:
+    async def sse(request, rid, kind, streams, prompt_len, include_usage, start) -> AsyncIterator[str]:
         chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else "text_completion"
+        model = state.model_name
         queue: asyncio.Queue = asyncio.Queue()
 
         async def pump(i: int, stream) -> None:
@@ -272,23 +284,42 @@ def create_app(
                 observe(start, first_at, n)
                 await queue.put((i, None))
 
+        async def next_item():
+            """The next stream item, or None once the shutdown deadline has passed."""
+            get = asyncio.ensure_future(queue.get())
+            stop = asyncio.ensure_future(state.stopping.wait())
+            await asyncio.wait((get, stop), return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if get.done():
+                return get.result()
+            get.cancel()
+            return None
+
         tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
-        completion_tokens, done = 0, 0
+        completion_tokens, done, finished = 0, 0, False
         try:
             if kind == "chat.completion":
                 for i in range(len(streams)):
-                    yield event(
-                        rid,
-                        chunk_kind,
-                        [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                    delta = {"role": "assistant", "content": ""}
+                    yield responses.event(
+                        rid, chunk_kind, model, [{"index": i, "delta": delta, "finish_reason": None}]
                     )
             while done < len(streams):
-                i, out = await queue.get()
+                item = await next_item()
+                if item is None:  # shutdown deadline: say so, then end the stream properly
+                    yield responses.error_event(
+                        "the server is shutting down; retry", "service_unavailable", 503
+                    )
+                    yield responses.DONE
+                    count(request, 503)
+                    finished = True
+                    return
+                i, out = item
                 if out is None:
                     done += 1
                     continue
                 if isinstance(out, Exception):
-                    yield f"data: {json.dumps({'error': {'message': str(out), 'type': 'server_error'}})}\n\n"
+                    yield responses.error_event(str(out))
                     continue
                 completion_tokens += len(out.delta_token_ids)
                 choice = {"index": i, "finish_reason": out.finish_reason}
@@ -296,32 +327,18 @@ def create_app(
                     choice["delta"] = {"content": out.delta_text} if out.delta_text else {}
                 else:
                     choice["text"] = out.delta_text
-                yield event(rid, chunk_kind, [choice])
+                yield responses.event(rid, chunk_kind, model, [choice])
             if include_usage:
-                yield event(rid, chunk_kind, [], usage(prompt_len, completion_tokens))
-            yield "data: [DONE]\n\n"
-            metrics.requests.labels(path, "200").inc()
+                yield responses.event(
+                    rid, chunk_kind, model, [], responses.usage(prompt_len, completion_tokens)
+                )
+            yield responses.DONE
+            count(request, 200)
+            finished = True
         finally:
-            for t in tasks:
+            if not finished:
+                count(request, 499)  # the client went away mid-stream
+            for t in tasks:  # pumps catch every error, so a cancelled one leaves nothing unretrieved
                 t.cancel()  # cancelling closes each generate() stream, which aborts its request
-
-    def event(rid: str, kind: str, choices: list, usage_: dict | None = None) -> str:
-        body = {
-            "id": rid,
-            "object": kind,
-            "created": int(time.time()),
-            "model": state.model_name,
-            "choices": choices,
-        }
-        if usage_ is not None:
-            body["usage"] = usage_
-        return f"data: {json.dumps(body)}\n\n"
-
-    def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-        return {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
 
     return app

@@ -14,6 +14,9 @@ class Metrics:
         self.requests = Counter(
             "atom_requests", "Finished HTTP requests by status", ["endpoint", "status"], registry=r
         )
+        self.unauthorized = Counter(
+            "atom_unauthorized_requests", "Requests refused for a missing or wrong API key", registry=r
+        )
         self.ttft = Histogram(
             "atom_time_to_first_token_seconds", "Time to first token", buckets=LATENCY_BUCKETS, registry=r
         )

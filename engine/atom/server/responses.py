@@ -1,0 +1,93 @@
+"""OpenAI response bodies and SSE events, built from RequestOutputs (no routing, no engine access)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from fastapi.responses import JSONResponse
+
+from ..engine.llm_engine import RequestOutput
+
+Decode = Callable[[int], str]
+
+
+def error(
+    status: int,
+    message: str,
+    kind: str = "invalid_request_error",
+    param: str | None = None,
+    headers: dict | None = None,
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def chat_logprobs(entries: list[dict], decode: Decode) -> dict:
+    return {
+        "content": [
+            {
+                "token": decode(e["token_id"]),
+                "logprob": e["logprob"],
+                "top_logprobs": [{"token": decode(t), "logprob": lp} for t, lp in e["top"]],
+            }
+            for e in entries
+        ]
+    }
+
+
+def completion_logprobs(entries: list[dict], decode: Decode) -> dict:
+    return {
+        "tokens": [decode(e["token_id"]) for e in entries],
+        "token_logprobs": [e["logprob"] for e in entries],
+        "top_logprobs": [{decode(t): lp for t, lp in e["top"]} for e in entries],
+    }
+
+
+def full_response(
+    rid: str, kind: str, model: str, finals: list[RequestOutput], prompt_tokens: int, decode: Decode
+) -> dict:
+    choices = []
+    for i, out in enumerate(finals):
+        choice = {"index": i, "finish_reason": out.finish_reason}
+        if kind == "chat.completion":
+            choice["message"] = {"role": "assistant", "content": out.text}
+            choice["logprobs"] = chat_logprobs(out.logprobs, decode) if out.logprobs else None
+        else:
+            choice["text"] = out.text
+            choice["logprobs"] = completion_logprobs(out.logprobs, decode) if out.logprobs else None
+        choices.append(choice)
+    completion_tokens = sum(len(o.output_token_ids) for o in finals)
+    return {
+        "id": rid,
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": usage(prompt_tokens, completion_tokens),
+    }
+
+
+def event(rid: str, kind: str, model: str, choices: list, usage_: dict | None = None) -> str:
+    body = {"id": rid, "object": kind, "created": int(time.time()), "model": model, "choices": choices}
+    if usage_ is not None:
+        body["usage"] = usage_
+    return f"data: {json.dumps(body)}\n\n"
+
+
+def error_event(message: str, kind: str = "server_error", code: int | str | None = None) -> str:
+    return (
+        f"data: {json.dumps({'error': {'message': message, 'type': kind, 'param': None, 'code': code}})}\n\n"
+    )
+
+
+DONE = "data: [DONE]\n\n"
