@@ -38,6 +38,7 @@ def bootstrap(
 ) -> str:
     if not shutil.which("debootstrap"):
         raise AtomBuildError("debootstrap is not installed\n  fix: apt-get install -y debootstrap")
+    _daemon_answers(docker)  # before a minute of debootstrap, not after
     mirror = mirror or host_mirror()
     with tempfile.TemporaryDirectory(prefix="atom-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
@@ -48,10 +49,27 @@ def bootstrap(
                 if f.is_file():
                     f.unlink()
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        result = subprocess.run(
-            [docker, "import", "-", tag], stdin=tar.stdout, capture_output=True, text=True
-        )
-        tar.wait()
+        assert tar.stdout is not None
+        try:
+            result = subprocess.run(
+                [docker, "import", "-", tag], stdin=tar.stdout, capture_output=True, text=True
+            )
+        finally:
+            tar.stdout.close()  # if import died, tar gets SIGPIPE instead of blocking on a full pipe
+            tar.wait()
         if result.returncode != 0:
             raise AtomBuildError(f"docker import failed: {result.stderr.strip()}")
     return result.stdout.strip()
+
+
+def _daemon_answers(docker: str) -> None:
+    try:
+        probe = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True,
+                               text=True, timeout=20)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise AtomBuildError(f"{docker} info failed ({e})\n  fix: check the docker client (--docker)") from e
+    if probe.returncode != 0:
+        raise AtomBuildError(
+            f"the Docker daemon does not answer ({probe.stderr.strip()[-300:]})\n"
+            "  fix: start dockerd (bash ci/start-dockerd.sh) or set DOCKER_HOST"
+        )

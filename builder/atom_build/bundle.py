@@ -16,7 +16,7 @@ from pathlib import Path
 from .errors import AtomBuildError
 
 MANIFEST, LOCK = "manifest.json", "requirements.lock"
-BUNDLE_META = {MANIFEST, LOCK}
+BUNDLE_META = {MANIFEST, LOCK, "inputs.json"}  # inputs.json: the cache key atom_build.inputs writes
 HEX64 = re.compile(r"[0-9a-f]{64}")
 WHEEL_FILE = re.compile(r"[A-Za-z0-9_.+!-]+\.whl")
 # the manifest's schema: field -> accepted types (images/scripts/bundle.py writes it)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import time
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import base_image, bundle, doctor, pins, render
+from . import base_image, bundle, doctor, inputs, pins, render
 from .context import CACHE_DIR, stage_context, wheel_files
 from .docker_driver import BuildRequest, build_command, find_client, run_build, sdk
 from .errors import AtomBuildError
@@ -318,6 +319,45 @@ def _build(
         run_build(argv, env, show)
 
 
+def _clear_bundle_dir(out: Path) -> None:
+    """BuildKit's local export adds files but never removes them: a rebuilt bundle starts empty."""
+    if out.is_symlink():
+        _fail(
+            AtomBuildError(f"{out} is a symlink; refusing to write through it\n  fix: pass a real directory")
+        )
+    if out.exists() and any(out.iterdir()):
+        if not (out / "manifest.json").exists():
+            _fail(
+                AtomBuildError(f"{out} is not empty and holds no bundle\n  fix: pass an empty or new --out")
+            )
+        shutil.rmtree(out)
+
+
+def _bundle_needs_build(plan: BuildPlan, explicit: Path | None) -> bool:
+    """The cached bundle is rebuilt when it is missing or any input changed; an explicit --bundle that
+    no longer matches is refused (it was made from other sources than this image would claim)."""
+    directory = explicit or _bundle_dir(plan)
+    if not (directory / "manifest.json").exists():
+        if explicit:
+            _fail(
+                bundle.BundleError(
+                    f"{explicit}: no manifest.json\n  fix: build it with `atom-build wheels --out {explicit}`"
+                )
+            )
+        return True
+    changed = inputs.changes(directory, inputs.bundle_inputs(plan))
+    if not changed:
+        return False
+    reasons = "\n  ".join(changed)
+    if explicit:
+        _fail(bundle.BundleError(
+            f"{explicit} was built from other inputs than this image:\n  {reasons}\n"
+            f"  fix: rebuild it (`atom-build wheels --out {explicit} ...`) or leave out --bundle"
+        ))  # fmt: skip
+    console.print(Text(f"bundle {directory} is stale, rebuilding:\n  {reasons}", style="yellow"))
+    return True
+
+
 @app.command()
 def wheels(
     recipe: RecipeOpt = DEFAULT_RECIPE,
@@ -336,6 +376,8 @@ def wheels(
     out = out or _bundle_dir(plan)
     if not (dry_run or skip_pin_check):
         _pin_check_before_build(plan, find_links, index_url)
+    if not dry_run:
+        _clear_bundle_dir(out)
     try:
         _build(
             plan,
@@ -348,6 +390,7 @@ def wheels(
         )
         if not dry_run:
             manifest = bundle.verify(out)
+            inputs.write(out, inputs.bundle_inputs(plan))
             console.print(f"[green]bundle:[/] {out} ({len(manifest['wheels'])} wheels, verified)")
     except AtomBuildError as e:
         _fail(e)
@@ -387,12 +430,13 @@ def image(
                 find_links=find_links,
             )
         else:
-            bundle_dir = bundle_dir or _bundle_dir(plan)
-            if not dry_run and not (bundle_dir / "manifest.json").exists():
+            if not dry_run and _bundle_needs_build(plan, bundle_dir):
+                bundle_dir = bundle_dir or _bundle_dir(plan)
                 wheels(
                     recipe, arch, no_ck, bundle_dir, find_links, index_url, ca_cert, docker, False,
                     skip_pin_check,
                 )  # fmt: skip
+            bundle_dir = bundle_dir or _bundle_dir(plan)
             if not dry_run:
                 bundle.verify(bundle_dir)
             _build(
@@ -453,14 +497,19 @@ def serve(
 ) -> None:
     """Run an image with the model mounted read-only, wait until healthy and print the URL."""
     from .demo_model import ensure_demo_model
-    from .serve import docker_run_flags, run_kwargs, wait_healthy
+    from .serve import check_gpus, check_model_dir, docker_run_flags, run_kwargs, start, wait_healthy
 
+    container = None
+    url = f"http://127.0.0.1:{port}"
     try:
         model = model or ensure_demo_model()
-        container = sdk().containers.run(**run_kwargs(image, model, port, gpus, name))
-        url = f"http://127.0.0.1:{port}"
+        check_model_dir(model)
+        check_gpus(gpus)
+        container = start(sdk(), run_kwargs(image, model, port, gpus, name))
         wait_healthy(url, container, timeout)
     except AtomBuildError as e:
+        if container is not None:
+            container.remove(force=True)  # never leave an unhealthy container running
         _fail(e)
         return
     console.print(

@@ -67,6 +67,17 @@ class BuildPlan:
         return self.recipe.base.ref(runtime=True)
 
     @property
+    def description(self) -> str:
+        """The recipe's description, plus what this build overrides (a --no-ck image must not say CK on)."""
+        overrides = []
+        if self.archs != self.recipe.archs:
+            overrides.append(f"archs {self.archs_csv}")
+        if self.enable_ck != self.recipe.enable_ck:
+            overrides.append("CK on" if self.enable_ck else "CK off")
+        suffix = f" (this build: {', '.join(overrides)})" if overrides else ""
+        return self.recipe.description + suffix
+
+    @property
     def archs_csv(self) -> str:
         return ",".join(self.archs)
 

@@ -134,6 +134,8 @@ def test_no_ck_and_arch_reach_the_dockerfile():
     text = render(resolve(load_recipe("rocm-gfx950"), ["gfx950"], no_ck=True))["Dockerfile.wheels"]
     assert 'ARG ENABLE_CK="0"' in text and 'ARG GPU_ARCHS="gfx950"' in text
     assert 'ENABLE_CK="${ENABLE_CK}"' in text and 'GPU_ARCHS="${GPU_ARCHS}"' in text
+    clean = render(resolve(load_recipe("rocm-gfx950"), ["gfx950"], no_ck=True))["Dockerfile.clean"]
+    assert "(this build: archs gfx950, CK off)" in clean
 
 
 @pytest.mark.parametrize("name", ["cpu", "rocm-gfx950", "cuda-sm90"])

@@ -161,6 +161,7 @@ def test_serve_answers_chat_over_http(engine, built, smollm2):
         )
         url = out.stdout.strip().splitlines()[-1]
         client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        assert [m.id for m in client.models.list()] == [smollm2.name]  # as `atom serve` on the host says
         answer = client.chat.completions.create(
             model="smollm2-135m",
             temperature=0,
@@ -202,3 +203,82 @@ def test_report_image_overhead(engine, built):
         )
     )
     assert abs(overhead) < 0.02  # target: under 2 % (du counts apparent bytes, so it can dip below 0)
+
+
+def ours(engine, name: str) -> list:
+    return [c for c in engine.containers.list(all=True) if c.name == name]
+
+
+def serve_fails(*args: str, name: str) -> str:
+    result = subprocess.run(["atom-build", "serve", "--name", name, "--timeout", "120", *args],
+                            capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr
+
+
+def test_serve_failures_end_fast_with_a_reason_and_leave_no_container(engine, built, smollm2, tmp_path):
+    import socket
+    import time
+
+    port = free_port()
+    name = f"atom-e2e-fail-{port}"
+    missing = tmp_path / "no-such-model"
+    assert "no such folder" in serve_fails("--image", TAG, "--model", str(missing), name=name)
+    assert not missing.exists(), "a missing model folder must not be created"
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.json").write_text((smollm2 / "config.json").read_text())
+    assert "has no tokenizer.json" in serve_fails("--image", TAG, "--model", str(half), name=name)
+    assert "does not exist here" in serve_fails(
+        "--image", "atom-e2e:never-built", "--model", str(smollm2), name=name
+    )
+    assert "no /dev/kfd" in serve_fails("--image", TAG, "--model", str(smollm2), "--gpus", "rocm", name=name)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        message = serve_fails("--image", TAG, "--model", str(smollm2), "--port", str(port), name=name)
+        assert f"port {port} is already in use" in message
+    assert ours(engine, name) == [], "a container was left behind"
+    blocker = engine.containers.create(TAG, name=name, entrypoint=["true"])
+    try:
+        assert "already exists" in serve_fails("--image", TAG, "--model", str(smollm2), name=name)
+    finally:
+        blocker.remove(force=True)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (broken / f).write_bytes((smollm2 / f).read_bytes())
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    start = time.monotonic()
+    message = serve_fails("--image", TAG, "--model", str(broken), "--port", str(free_port()), name=name)
+    assert "could not load the model" in message or "exited while starting" in message, message
+    assert time.monotonic() - start < 120
+    assert ours(engine, name) == [], "the unhealthy container was left behind"
+
+
+def test_an_engine_edit_reaches_the_next_image(engine, built, tmp_path):
+    """The cached bundle records its inputs: an engine change makes `atom-build image` rebuild it."""
+    import uuid
+
+    marker = Path(__file__).resolve().parents[2] / "engine" / "atom" / "_stale_check.py"
+    token = uuid.uuid4().hex
+    env = {**os.environ, "ATOM_BUILD_CACHE": str(tmp_path / "cache")}
+    tag = "atom-e2e:stale-check"
+    image = ["atom-build", "image", "--recipe", "cpu", "--find-links", FIND_LINKS, "--tag", tag]
+    image += ["--ca-cert", str(HOST_CA)] if HOST_CA.exists() else []
+    try:
+        sh(*image, env=env)
+        marker.write_text(f"TOKEN = {token!r}\n")
+        rebuilt = sh(*image, env=env)
+        assert "is stale, rebuilding" in rebuilt.stderr and "component.engine" in rebuilt.stderr
+        code, out = run_in(engine, "python", "-c", "import atom._stale_check as m; print(m.TOKEN)", image=tag)
+        assert code == 0 and out.strip() == token, out
+        unchanged = sh(*image, env=env)
+        assert "stale" not in unchanged.stderr
+    finally:
+        marker.unlink(missing_ok=True)
+        try:
+            engine.images.remove(tag, force=True)
+        except docker.errors.ImageNotFound:
+            pass

@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from .conftest import running_server
+from .conftest import free_port, running_server
 
 
 def metric(url: str, name: str) -> float:
@@ -176,3 +176,15 @@ def test_schemathesis_fuzz_no_5xx(smollm2, tmp_path):
         print(f"schemathesis: {cases} operations tested")
         assert cases > 0
         assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_a_model_that_cannot_load_makes_atom_serve_exit_1_with_the_reason(smollm2, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_bytes((smollm2 / "config.json").read_bytes())  # no tokenizer, no weights
+    result = subprocess.run(
+        [sys.executable, "-m", "atom.cli", "serve", "--model", str(broken), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "could not be loaded" in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -7,7 +7,7 @@ import hmac
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
@@ -53,7 +53,10 @@ def create_app(
     max_queued_requests: int = 256,
     served_model_name: str | None = None,
     limits: ServerLimits | None = None,
+    on_load_failed: Callable[[str], None] | None = None,
 ) -> FastAPI:
+    """on_load_failed(error) is called from the loading thread if the model cannot be loaded
+    (`atom serve` then exits non-zero instead of answering 503 forever)."""
     limits = limits or ServerLimits()
     state, metrics = State(), Metrics()
     state.model_name = served_model_name or config.model.rstrip("/").split("/")[-1]
@@ -66,8 +69,10 @@ def create_app(
             engine = LLMEngine(config)
             engine.warm_up()  # /health stays 503 until this is done
             state.engine = AsyncEngine(engine, max_queued_requests)
-        except Exception as e:  # reported by /health
+        except Exception as e:  # reported by /health and every request
             state.load_error = f"{e.__class__.__name__}: {e}"
+            if on_load_failed:
+                on_load_failed(state.load_error)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -81,6 +86,11 @@ def create_app(
     app = FastAPI(title="atom", version="0.1.0", lifespan=lifespan)
     app.state.atom = state
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+
+    def not_ready() -> JSONResponse:
+        if state.load_error:
+            return error(503, f"the model failed to load: {state.load_error}", kind="service_unavailable")
+        return error(503, "the model is still loading", kind="service_unavailable")
 
     def count(request: Request, status: int | str) -> None:
         route = route_of(request)
@@ -164,7 +174,7 @@ def create_app(
     async def chat(body: ChatCompletionRequest, request: Request):
         engine = state.engine
         if engine is None:
-            return error(503, "the model is still loading", kind="service_unavailable")
+            return not_ready()
         messages = [m.for_template() for m in body.messages]
         try:
             prompt = await off_loop(engine.engine.tokenizer.apply_chat_template, messages)
@@ -192,7 +202,7 @@ def create_app(
     ):
         engine = state.engine
         if engine is None:
-            return error(503, "the model is still loading", kind="service_unavailable")
+            return not_ready()
         rid = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
         try:
             params = [body.sampling_params(max_tokens, logprobs, i) for i in range(body.n)]
