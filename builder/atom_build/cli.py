@@ -29,10 +29,17 @@ app = typer.Typer(
     "bundle), then `atom-build serve --model DIR` or plain `docker run`.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: fits 80 columns, flags shown without a value
 )
-bundle_app = typer.Typer(help="Inspect and verify wheel bundles.", no_args_is_help=True)
-base_app = typer.Typer(help="Base images for registry-less machines.", no_args_is_help=True)
-pins_app = typer.Typer(help="Resolve a recipe's pins against their sources.", no_args_is_help=True)
+bundle_app = typer.Typer(
+    help="Inspect and verify wheel bundles.", no_args_is_help=True, rich_markup_mode=None
+)
+base_app = typer.Typer(
+    help="Base images for registry-less machines.", no_args_is_help=True, rich_markup_mode=None
+)
+pins_app = typer.Typer(
+    help="Resolve a recipe's pins against their sources.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(base_app, name="base")
 app.add_typer(pins_app, name="pins")
@@ -47,7 +54,9 @@ RecipeOpt = Annotated[
 ArchOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--arch", help="GPU arch to build for (repeatable); overrides the recipe, e.g. gfx950 or sm90."
+        "--arch",
+        metavar="ARCH",
+        help="GPU arch to build for (repeatable); overrides the recipe, e.g. gfx950 or sm90.",
     ),
 ]
 NoCkOpt = Annotated[bool, typer.Option("--no-ck", help="Build without Composable Kernel (ENABLE_CK=0).")]

@@ -14,11 +14,27 @@ app = typer.Typer(
     help="atom: a compact continuous-batching LLM engine.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: fits 80 columns, flags shown without a value
 )
-bench_app = typer.Typer(help="Benchmarks that print a table and write JSON.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks that print a table and write JSON.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(bench_app, name="bench")
 
 ModelOpt = Annotated[Path, typer.Option("--model", help="HF-format model folder.")]
+MoeBackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="NAME", help="MoE kernels: aiter, triton_kernels, triton or torch (default: best that fits)."
+    ),
+]
+AttentionBackendOpt = Annotated[
+    str | None,
+    typer.Option(metavar="NAME", help="Attention kernels: aiter, triton or torch (default: best that fits)."),
+]
+LoadFormatOpt = Annotated[
+    str, typer.Option(metavar="FORMAT", help="auto (the checkpoint) or dummy (random weights).")
+]
 
 
 def engine_config(model: Path, **kw):
@@ -34,9 +50,9 @@ def generate(
     max_tokens: int = 64,
     temperature: float = 0.0,
     chat: Annotated[bool, typer.Option(help="Wrap each prompt in the model's chat template.")] = True,
-    moe_backend: str | None = None,
-    attention_backend: str | None = None,
-    load_format: str = "auto",
+    moe_backend: MoeBackendOpt = None,
+    attention_backend: AttentionBackendOpt = None,
+    load_format: LoadFormatOpt = "auto",
 ) -> None:
     """Generate completions offline and print them."""
     from .engine.llm_engine import LLM
@@ -71,9 +87,9 @@ def serve(
     enable_prefix_caching: Annotated[
         bool, typer.Option("--enable-prefix-caching/--no-prefix-caching")
     ] = True,
-    moe_backend: str | None = None,
-    attention_backend: str | None = None,
-    load_format: str = "auto",
+    moe_backend: MoeBackendOpt = None,
+    attention_backend: AttentionBackendOpt = None,
+    load_format: LoadFormatOpt = "auto",
     api_key: Annotated[
         str | None, typer.Option(envvar="ATOM_API_KEY", help="Require this bearer key.")
     ] = None,
@@ -168,8 +184,8 @@ def backends(
     arch: Annotated[str | None, typer.Option(help="Simulate a platform: cpu, sm90, gfx942, gfx950.")] = None,
     ck: Annotated[bool, typer.Option(help="With --arch: aiter with CK present.")] = False,
     triton_kernels: Annotated[bool, typer.Option(help="With --arch: real triton_kernels present.")] = False,
-    moe_backend: str | None = None,
-    attention_backend: str | None = None,
+    moe_backend: MoeBackendOpt = None,
+    attention_backend: AttentionBackendOpt = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Per layer type: which backend is chosen and why every other one is not."""
@@ -216,7 +232,7 @@ def bench_offline(
     num_prompts: int = 64,
     input_len: int = 128,
     output_len: int = 64,
-    load_format: str = "auto",
+    load_format: LoadFormatOpt = "auto",
     max_num_seqs: int = 64,
     seed: int = 0,
     json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
@@ -271,8 +287,8 @@ def bench_moe_tiles(
 def bench_gpt_oss(
     shape: str = "gpt-oss-20b",
     hf: Annotated[bool, typer.Option(help="also run HF transformers on the same shape")] = True,
-    moe_backend: str | None = None,
-    attention_backend: str | None = None,
+    moe_backend: MoeBackendOpt = None,
+    attention_backend: AttentionBackendOpt = None,
     profile: Annotated[bool, typer.Option(help="also profile decode steps at batch 1 and 16")] = False,
     json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
 ) -> None:
