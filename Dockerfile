@@ -14,7 +14,7 @@ ARG ENABLE_CK
 ARG MAX_JOBS
 ARG PIP_INDEX_URL
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git build-essential cmake ninja-build python3-dev python3-venv \
+ && apt-get install -y --no-install-recommends git build-essential ccache cmake ninja-build python3-dev python3-venv \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/atom
 ENV PATH=/opt/atom/bin:$PATH
@@ -27,37 +27,43 @@ RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
  && python /scripts/bundle.py check-hash /wheels torch 008ee0d77bb8b5f9f4ee1f00212019c4619171e3c4195de56f253331b3bc320d
 
 RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
-    --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts \
+    --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts --mount=type=cache,target=/root/.cache/ccache,id=ccache-triton \
     if [ -f /run/secrets/ca_cert ]; then export PIP_CERT=/run/secrets/ca_cert; fi \
  && export PIP_INDEX_URL="${PIP_INDEX_URL}" PIP_FIND_LINKS=/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1 \
  && jobs="${MAX_JOBS:-$(awk -v g=4 '/MemAvailable/ {j=int($2/1048576/g); print (j<1?1:j)}' /proc/meminfo)}" \
  && jobs="$(( jobs < $(nproc) ? jobs : $(nproc) ))" \
  && git clone --filter=blob:none https://github.com/ROCm/triton /src/triton \
  && git -C /src/triton checkout --detach 285c85383660b2e4aac38d4947d23aa61dab3ce2 \
+ && export SOURCE_DATE_EPOCH="$(git -C /src/triton log -1 --format=%ct)" CCACHE_DIR=/root/.cache/ccache \
+      CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache \
  && cd /src/triton/. \
  && MAX_JOBS="$jobs" TRITON_BUILD_WITH_CLANG_LLD="1" pip wheel --no-deps --wheel-dir /wheels . \
  && rm -rf /src/triton
 
 RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
-    --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts \
+    --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts --mount=type=cache,target=/root/.cache/ccache,id=ccache-triton_kernels \
     if [ -f /run/secrets/ca_cert ]; then export PIP_CERT=/run/secrets/ca_cert; fi \
  && export PIP_INDEX_URL="${PIP_INDEX_URL}" PIP_FIND_LINKS=/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1 \
  && jobs="${MAX_JOBS:-$(awk -v g=4 '/MemAvailable/ {j=int($2/1048576/g); print (j<1?1:j)}' /proc/meminfo)}" \
  && jobs="$(( jobs < $(nproc) ? jobs : $(nproc) ))" \
  && git clone --filter=blob:none https://github.com/ROCm/triton /src/triton_kernels \
  && git -C /src/triton_kernels checkout --detach 285c85383660b2e4aac38d4947d23aa61dab3ce2 \
+ && export SOURCE_DATE_EPOCH="$(git -C /src/triton_kernels log -1 --format=%ct)" CCACHE_DIR=/root/.cache/ccache \
+      CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache \
  && cd /src/triton_kernels/python/triton_kernels \
  && pip wheel --no-deps --wheel-dir /wheels . \
  && rm -rf /src/triton_kernels
 
 RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
-    --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts \
+    --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts --mount=type=cache,target=/root/.cache/ccache,id=ccache-aiter \
     if [ -f /run/secrets/ca_cert ]; then export PIP_CERT=/run/secrets/ca_cert; fi \
  && export PIP_INDEX_URL="${PIP_INDEX_URL}" PIP_FIND_LINKS=/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1 \
  && jobs="${MAX_JOBS:-$(awk -v g=4 '/MemAvailable/ {j=int($2/1048576/g); print (j<1?1:j)}' /proc/meminfo)}" \
  && jobs="$(( jobs < $(nproc) ? jobs : $(nproc) ))" \
  && git clone --filter=blob:none https://github.com/ROCm/aiter /src/aiter \
  && git -C /src/aiter checkout --detach e4048607a535ace3a2b51ded31b1c8c2d45c0879 \
+ && export SOURCE_DATE_EPOCH="$(git -C /src/aiter log -1 --format=%ct)" CCACHE_DIR=/root/.cache/ccache \
+      CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache \
  && git -C /src/aiter submodule update --init --recursive --depth 1 \
  && pip install --no-deps /wheels/*.whl \
  && cd /src/aiter/. \
@@ -65,13 +71,15 @@ RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
  && rm -rf /src/aiter
 
 RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
-    --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts \
+    --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts --mount=type=cache,target=/root/.cache/ccache,id=ccache-mori \
     if [ -f /run/secrets/ca_cert ]; then export PIP_CERT=/run/secrets/ca_cert; fi \
  && export PIP_INDEX_URL="${PIP_INDEX_URL}" PIP_FIND_LINKS=/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1 \
  && jobs="${MAX_JOBS:-$(awk -v g=4 '/MemAvailable/ {j=int($2/1048576/g); print (j<1?1:j)}' /proc/meminfo)}" \
  && jobs="$(( jobs < $(nproc) ? jobs : $(nproc) ))" \
  && git clone --filter=blob:none https://github.com/ROCm/mori /src/mori \
  && git -C /src/mori checkout --detach 624002c897a30928ec04c14fc167bf2b8a93f6ce \
+ && export SOURCE_DATE_EPOCH="$(git -C /src/mori log -1 --format=%ct)" CCACHE_DIR=/root/.cache/ccache \
+      CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache \
  && git -C /src/mori submodule update --init --recursive --depth 1 \
  && pip install --no-deps /wheels/*.whl \
  && cd /src/mori/. \
@@ -89,7 +97,7 @@ RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts --mount=type=bind,source=engine,target=/src/engine,rw \
     if [ -f /run/secrets/ca_cert ]; then export PIP_CERT=/run/secrets/ca_cert; fi \
  && export PIP_INDEX_URL="${PIP_INDEX_URL}" PIP_FIND_LINKS=/wheelhouse PIP_DISABLE_PIP_VERSION_CHECK=1 \
- && pip wheel --no-deps --wheel-dir /wheels /src/engine
+ && SOURCE_DATE_EPOCH=315532800 pip wheel --no-deps --wheel-dir /wheels /src/engine
 RUN --mount=type=secret,id=ca_cert --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=wheelhouse,target=/wheelhouse --mount=type=bind,source=images/scripts,target=/scripts \
     if [ -f /run/secrets/ca_cert ]; then export PIP_CERT=/run/secrets/ca_cert; fi \

@@ -16,7 +16,8 @@ from pathlib import Path
 from .errors import AtomBuildError
 
 MANIFEST, LOCK = "manifest.json", "requirements.lock"
-BUNDLE_META = {MANIFEST, LOCK, "inputs.json"}  # inputs.json: the cache key atom_build.inputs writes
+# inputs.json: the cache key (atom_build.inputs); provenance.intoto.json and sbom.cdx.json: see their modules
+BUNDLE_META = {MANIFEST, LOCK, "inputs.json", "provenance.intoto.json", "sbom.cdx.json"}
 HEX64 = re.compile(r"[0-9a-f]{64}")
 WHEEL_FILE = re.compile(r"[A-Za-z0-9_.+!-]+\.whl")
 # the manifest's schema: field -> accepted types (images/scripts/bundle.py writes it)
@@ -77,6 +78,10 @@ def verify(directory: Path) -> dict:
         ]  # fmt: skip
         problems += _check_entries(directory, wheels)
         problems += _check_lock(directory, wheels)
+        if not problems:
+            from .provenance import check as check_provenance  # it imports the plan; bundle stays light
+
+            problems += check_provenance(directory, manifest)
     if problems:
         raise BundleError(_report(directory, problems))
     return manifest

@@ -6,6 +6,7 @@ import json
 import shlex
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import base_image, bundle, doctor, inputs, pins, render
+from . import base_image, bundle, bundle_diff, doctor, inputs, pins, provenance, render, sbom
 from .context import CACHE_DIR, stage_context, wheel_files
 from .docker_driver import BuildRequest, build_command, find_client, run_build, sdk
 from .errors import AtomBuildError
@@ -328,6 +329,36 @@ def _build(
         run_build(argv, env, show)
 
 
+def _add_sbom(plan: BuildPlan, tag: str, bundle_dir: Path, docker: str | None) -> None:
+    """Generate the SBOM from the built image, keep it in the bundle, add it as the image's last layer."""
+    with console.status("SBOM: cyclonedx-py over the lock, dpkg and pip in the image"):
+        document = sbom.make(sdk(), tag, bundle_dir, plan.venv)
+    text = json.dumps(document, indent=2) + "\n"
+    render.write_file(bundle_dir / sbom.FILE, text)
+    context = CACHE_DIR / "context" / f"{plan.recipe.name}-sbom"
+    context.mkdir(parents=True, exist_ok=True)
+    render.write_file(context / sbom.FILE, text)
+    dockerfile = render.write_file(context / "Dockerfile", render.environment().get_template(
+        "sbom.Dockerfile.j2").render(image=tag))  # fmt: skip
+    argv, env = build_command(
+        find_client(docker), BuildRequest(dockerfile=dockerfile, context=context, tags=(tag,))
+    )
+    run_build(argv, env, lambda line: None)
+    console.print(
+        f"sbom: {len(document['components'])} components at {sbom.IN_IMAGE} and {bundle_dir / sbom.FILE}"
+    )
+
+
+def _image_digest(ref: str) -> str | None:
+    """The base image as this machine has it: its registry digest, else its image id (made locally)."""
+    try:
+        attrs = sdk().images.get(ref).attrs
+    except Exception:  # no daemon or no such image: the provenance then carries the recipe's digest
+        return None
+    repo_digests = [d.split("@", 1)[1] for d in attrs.get("RepoDigests", []) if "@" in d]
+    return repo_digests[0] if repo_digests else attrs.get("Id")
+
+
 def _clear_bundle_dir(out: Path) -> None:
     """BuildKit's local export adds files but never removes them: a rebuilt bundle starts empty."""
     if out.is_symlink():
@@ -379,6 +410,9 @@ def wheels(
     docker: DockerOpt = None,
     dry_run: DryOpt = False,
     skip_pin_check: SkipPinsOpt = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="A cold build: no BuildKit layer cache.")
+    ] = False,
 ) -> None:
     """Build every component once into a wheel bundle: wheels + manifest.json + requirements.lock."""
     plan = _plan(recipe, arch, no_ck, find_links, index_url)
@@ -387,11 +421,12 @@ def wheels(
         _pin_check_before_build(plan, find_links, index_url)
     if not dry_run:
         _clear_bundle_dir(out)
+    started = datetime.now(UTC)
     try:
         _build(
             plan,
             "wheels",
-            {"target": "bundle", "output_dir": out, "ca_cert": ca_cert},
+            {"target": "bundle", "output_dir": out, "ca_cert": ca_cert, "no_cache": no_cache},
             f"{plan.recipe.name}-wheels",
             docker,
             dry_run,
@@ -399,7 +434,11 @@ def wheels(
         )
         if not dry_run:
             manifest = bundle.verify(out)
-            inputs.write(out, inputs.bundle_inputs(plan))
+            recorded = inputs.bundle_inputs(plan)
+            inputs.write(out, recorded)
+            base = _image_digest(plan.base_ref) or plan.recipe.base.digest
+            statement = provenance.statement(plan, manifest, recorded, base, started, datetime.now(UTC))
+            provenance.write(out, statement)
             console.print(f"[green]bundle:[/] {out} ({len(manifest['wheels'])} wheels, verified)")
     except AtomBuildError as e:
         _fail(e)
@@ -442,8 +481,8 @@ def image(
             if not dry_run and _bundle_needs_build(plan, bundle_dir):
                 bundle_dir = bundle_dir or _bundle_dir(plan)
                 wheels(
-                    recipe, arch, no_ck, bundle_dir, find_links, index_url, ca_cert, docker, False,
-                    skip_pin_check,
+                    recipe=recipe, arch=arch, no_ck=no_ck, out=bundle_dir, find_links=find_links,
+                    index_url=index_url, ca_cert=ca_cert, docker=docker, skip_pin_check=skip_pin_check,
                 )  # fmt: skip
             bundle_dir = bundle_dir or _bundle_dir(plan)
             if not dry_run:
@@ -457,6 +496,8 @@ def image(
                 dry_run,
                 bundle_dir=bundle_dir,
             )
+            if not dry_run:
+                _add_sbom(plan, tag, bundle_dir, docker)
         if not dry_run:
             console.print(f"[green]image:[/] {tag}")
     except AtomBuildError as e:
@@ -477,6 +518,24 @@ def bundle_verify(
         print(json.dumps({"ok": True, "wheels": len(manifest["wheels"])}))
     else:
         console.print(f"[green]ok:[/] {len(manifest['wheels'])} wheels match {directory}/manifest.json")
+
+
+@bundle_app.command("diff")
+def bundle_diff_cmd(
+    a: Annotated[Path, typer.Argument(help="First bundle directory.")],
+    b: Annotated[Path, typer.Argument(help="Second bundle directory.")],
+) -> None:
+    """Explain how two bundles differ, down to the members of each differing wheel (exit 1 if they do)."""
+    try:
+        lines = bundle_diff.diff(a, b)
+    except AtomBuildError as e:
+        _fail(e)
+        return
+    for line in lines:
+        print(line)
+    if not lines:
+        console.print(f"identical: every wheel of {a} and {b} has the same sha256")
+    raise typer.Exit(1 if lines else 0)
 
 
 @base_app.command("bootstrap")

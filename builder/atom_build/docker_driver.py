@@ -38,6 +38,7 @@ class BuildRequest:
     build_args: dict[str, str] = field(default_factory=dict)
     ca_cert: Path | None = None
     output_dir: Path | None = None  # export the target's filesystem instead of making an image
+    no_cache: bool = False  # a cold build: no BuildKit layer cache (cache mounts still apply)
 
 
 def _major(version: str) -> int:
@@ -97,6 +98,8 @@ def build_command(client: DockerClient, req: BuildRequest) -> tuple[list[str], d
         argv += ["--secret", f"id=ca_cert,src={req.ca_cert}"]
     if req.output_dir:
         argv += ["--output", f"type=local,dest={req.output_dir}"]
+    if req.no_cache:
+        argv += ["--no-cache"]
     argv.append(str(req.context))
     env = {} if client.buildx else {"DOCKER_BUILDKIT": "1"}
     return argv, env

@@ -282,3 +282,28 @@ def test_an_engine_edit_reaches_the_next_image(engine, built, tmp_path):
             engine.images.remove(tag, force=True)
         except docker.errors.ImageNotFound:
             pass
+
+
+def test_the_image_carries_a_valid_cyclonedx_sbom(engine, built):
+    from atom_build.sbom import validate
+
+    code, out = run_in(engine, "cat", "/etc/atom/sbom.cdx.json")
+    assert code == 0, out
+    document = json.loads(out)
+    assert validate(document) == []
+    assert json.loads((built / "sbom.cdx.json").read_text()) == document  # the bundle keeps the same file
+    versions = {(c["name"], c["version"]) for c in document["components"]}
+    manifest = json.loads((built / "manifest.json").read_text())
+    for wheel in manifest["wheels"]:
+        assert (wheel["name"], wheel["version"]) in versions, wheel["name"]
+    assert any(n == "torch" for n, _ in versions) and any(n == "atom-engine" for n, _ in versions)
+    origins = {
+        p["value"]
+        for c in document["components"]
+        for p in c.get("properties", [])
+        if p["name"] == "atom:origin"
+    }
+    assert {"OS package (dpkg)", "venv seed"} <= origins
+    assert any(
+        c["name"] == "python3" and c["purl"].startswith("pkg:deb/debian/") for c in document["components"]
+    )
