@@ -44,7 +44,7 @@ pins_app = typer.Typer(
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(base_app, name="base")
 app.add_typer(pins_app, name="pins")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages hold paths: never wrapped mid-word
 
 RecipeOpt = Annotated[
     str,
