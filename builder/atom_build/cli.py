@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import shlex
-import shutil
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -15,10 +12,23 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import base_image, bundle, bundle_diff, doctor, inputs, pins, provenance, render, sbom
-from .context import CACHE_DIR, stage_context, wheel_files
-from .docker_driver import BuildRequest, build_command, find_client, run_build, sdk
+from . import base_image, build, bundle, bundle_diff, doctor, pins, render
+from .context import wheel_files
+from .docker_driver import sdk
 from .errors import AtomBuildError
+from .options import (
+    ArchOpt,
+    CaOpt,
+    DockerOpt,
+    DryOpt,
+    FindLinksOpt,
+    IndexOpt,
+    JsonOpt,
+    NoCacheOpt,
+    NoCkOpt,
+    RecipeOpt,
+    SkipPinsOpt,
+)
 from .plan import BuildPlan, resolve
 from .recipe import DEFAULT_RECIPE, REPO_ROOT, Recipe, available_recipes, load_recipe
 from .validate import warnings
@@ -45,45 +55,6 @@ app.add_typer(bundle_app, name="bundle")
 app.add_typer(base_app, name="base")
 app.add_typer(pins_app, name="pins")
 console = Console(stderr=True, soft_wrap=True)  # messages hold paths: never wrapped mid-word
-
-RecipeOpt = Annotated[
-    str,
-    typer.Option(
-        "--recipe", "-r", envvar="ATOM_RECIPE", help="Recipe name in recipes/ or a path to a .toml file."
-    ),
-]
-ArchOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--arch",
-        metavar="ARCH",
-        help="GPU arch to build for (repeatable); overrides the recipe, e.g. gfx950 or sm90.",
-    ),
-]
-NoCkOpt = Annotated[bool, typer.Option("--no-ck", help="Build without Composable Kernel (ENABLE_CK=0).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-DryOpt = Annotated[
-    bool, typer.Option("--dry-run", help="Print the Dockerfile and the docker command; run nothing.")
-]
-FindLinksOpt = Annotated[
-    Path | None, typer.Option("--find-links", help="Local wheelhouse pip may take wheels from.")
-]
-IndexOpt = Annotated[str | None, typer.Option("--index-url", help="PyPI mirror for every pip step.")]
-CaOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--ca-cert", help="CA bundle for a TLS proxy; passed as a BuildKit secret, never stored in a layer."
-    ),
-]
-SkipPinsOpt = Annotated[
-    bool,
-    typer.Option(
-        "--skip-pin-check", help="Build without resolving the pins first (a bad pin then fails mid-build)."
-    ),
-]
-DockerOpt = Annotated[
-    str | None, typer.Option("--docker", help="docker client to build with (default: found).")
-]
 
 
 def main() -> None:
@@ -122,23 +93,6 @@ def _print_pins(results: list[pins.PinResult]) -> None:
         colour = colours.get(status, "red")
         table.add_row(Text(component), Text(pin), Text(status, style=colour), Text(detail))
     Console(stderr=True).print(table)
-
-
-def _pin_check_before_build(plan: BuildPlan, find_links: Path | None, index_url: str | None) -> None:
-    """A bad pin fails here in seconds, not after an hour; an unreachable source only warns."""
-    _warn(plan.recipe)
-    results = pins.check(pins.pins_of(plan.recipe, index_url), find_links)
-    failed = [r for r in results if r.status in pins.FAILED]
-    unreachable = [r for r in results if r.status is pins.Status.UNREACHABLE]
-    if failed:
-        _print_pins(results)
-        _fail(AtomBuildError(
-            f"{len(failed)} pin(s) of {plan.recipe.name} do not resolve: "
-            + ", ".join(r.pin.component for r in failed)
-            + "\n  fix: correct them in the recipe (`atom-build pins check` shows each), or --skip-pin-check"
-        ))  # fmt: skip
-    for r in unreachable:
-        console.print(Text(f"warning: pin {r.pin.component} not checked: {r.detail}", style="yellow"))
 
 
 @pins_app.command("check")
@@ -280,122 +234,20 @@ def render_cmd(
         console.print(f"wrote {path}")
 
 
-def _bundle_dir(plan: BuildPlan) -> Path:
-    return (
-        CACHE_DIR / "bundles" / f"{plan.recipe.name}-{'-'.join(plan.archs) or 'cpu'}-ck{plan.enable_ck_int}"
-    )
+class ConsoleReporter:
+    """How build steps talk to the user: stderr, rich where it helps, recipe text never as markup."""
 
+    def info(self, text: str) -> None:
+        console.print(Text(text))
 
-def _build(
-    plan: BuildPlan,
-    kind: str,
-    req_kwargs: dict,
-    context_name: str,
-    docker: str | None,
-    dry_run: bool,
-    find_links: Path | None = None,
-    bundle_dir: Path | None = None,
-) -> None:
-    filename = {"wheels": "Dockerfile.wheels", "clean": "Dockerfile.clean", "full": "Dockerfile"}[kind]
-    text = render.render(plan)[filename]
-    args = plan.build_args(kind)
-    render.check_build_args(text, args, filename)
-    context = CACHE_DIR / "context" / context_name
-    req = BuildRequest(dockerfile=context / filename, context=context, build_args=args, **req_kwargs)
-    if dry_run:
-        from .docker_driver import DockerClient
+    def warn(self, text: str) -> None:
+        console.print(Text(f"warning: {text}", style="yellow"))
 
-        try:
-            client = find_client(docker)
-        except AtomBuildError:
-            client = DockerClient("docker", "0", True)
-        argv, env = build_command(client, req)
-        print(text)
-        print("# " + " ".join(f"{k}={v}" for k, v in env.items()) + (" " if env else "") + shlex.join(argv))
-        return
-    client = find_client(docker)
-    apps = frozenset(c.key for c in plan.components if c.kind == "local")  # built from this repo
-    context = stage_context(context_name, wheelhouse=find_links, bundle=bundle_dir, app_components=apps)
-    (context / filename).write_text(text)
-    argv, env = build_command(client, req)
-    console.print(f"[bold]$[/] {' '.join(f'{k}={v}' for k, v in env.items())} {shlex.join(argv)}")
-    with console.status(f"building {kind} ({plan.recipe.name})") as status:
+    def log(self, line: str) -> None:
+        console.print(line, markup=False, highlight=False)
 
-        def show(line: str) -> None:
-            console.print(line, markup=False, highlight=False)
-            if line.startswith("#"):
-                status.update(f"building {kind}: {line[:100]}")
-
-        run_build(argv, env, show)
-
-
-def _add_sbom(plan: BuildPlan, tag: str, bundle_dir: Path, docker: str | None) -> None:
-    """Generate the SBOM from the built image, keep it in the bundle, add it as the image's last layer."""
-    with console.status("SBOM: cyclonedx-py over the lock, dpkg and pip in the image"):
-        document = sbom.make(sdk(), tag, bundle_dir, plan.venv)
-    text = json.dumps(document, indent=2) + "\n"
-    render.write_file(bundle_dir / sbom.FILE, text)
-    context = CACHE_DIR / "context" / f"{plan.recipe.name}-sbom"
-    context.mkdir(parents=True, exist_ok=True)
-    render.write_file(context / sbom.FILE, text)
-    dockerfile = render.write_file(context / "Dockerfile", render.environment().get_template(
-        "sbom.Dockerfile.j2").render(image=tag))  # fmt: skip
-    argv, env = build_command(
-        find_client(docker), BuildRequest(dockerfile=dockerfile, context=context, tags=(tag,))
-    )
-    run_build(argv, env, lambda line: None)
-    console.print(
-        f"sbom: {len(document['components'])} components at {sbom.IN_IMAGE} and {bundle_dir / sbom.FILE}"
-    )
-
-
-def _image_digest(ref: str) -> str | None:
-    """The base image as this machine has it: its registry digest, else its image id (made locally)."""
-    try:
-        attrs = sdk().images.get(ref).attrs
-    except Exception:  # no daemon or no such image: the provenance then carries the recipe's digest
-        return None
-    repo_digests = [d.split("@", 1)[1] for d in attrs.get("RepoDigests", []) if "@" in d]
-    return repo_digests[0] if repo_digests else attrs.get("Id")
-
-
-def _clear_bundle_dir(out: Path) -> None:
-    """BuildKit's local export adds files but never removes them: a rebuilt bundle starts empty."""
-    if out.is_symlink():
-        _fail(
-            AtomBuildError(f"{out} is a symlink; refusing to write through it\n  fix: pass a real directory")
-        )
-    if out.exists() and any(out.iterdir()):
-        if not (out / "manifest.json").exists():
-            _fail(
-                AtomBuildError(f"{out} is not empty and holds no bundle\n  fix: pass an empty or new --out")
-            )
-        shutil.rmtree(out)
-
-
-def _bundle_needs_build(plan: BuildPlan, explicit: Path | None) -> bool:
-    """The cached bundle is rebuilt when it is missing or any input changed; an explicit --bundle that
-    no longer matches is refused (it was made from other sources than this image would claim)."""
-    directory = explicit or _bundle_dir(plan)
-    if not (directory / "manifest.json").exists():
-        if explicit:
-            _fail(
-                bundle.BundleError(
-                    f"{explicit}: no manifest.json\n  fix: build it with `atom-build wheels --out {explicit}`"
-                )
-            )
-        return True
-    changed = inputs.changes(directory, inputs.bundle_inputs(plan))
-    if not changed:
-        return False
-    reasons = "\n  ".join(changed)
-    if explicit:
-        _fail(bundle.BundleError(
-            f"{explicit} was built from other inputs than this image:\n  {reasons}\n"
-            f"  fix: rebuild it (`atom-build wheels --out {explicit} ...`) or leave out --bundle"
-        ))  # fmt: skip
-    console.print(Text(f"bundle {directory} is stale, rebuilding:\n  {reasons}", style="yellow"))
-    return True
+    def pins(self, results: list[pins.PinResult]) -> None:
+        _print_pins(results)
 
 
 @app.command()
@@ -410,38 +262,19 @@ def wheels(
     docker: DockerOpt = None,
     dry_run: DryOpt = False,
     skip_pin_check: SkipPinsOpt = False,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="A cold build: no BuildKit layer cache.")
-    ] = False,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Build every component once into a wheel bundle: wheels + manifest.json + requirements.lock."""
     plan = _plan(recipe, arch, no_ck, find_links, index_url)
-    out = out or _bundle_dir(plan)
-    if not (dry_run or skip_pin_check):
-        _pin_check_before_build(plan, find_links, index_url)
-    if not dry_run:
-        _clear_bundle_dir(out)
-    started = datetime.now(UTC)
+    opts = build.BuildOptions(find_links, index_url, ca_cert, docker, dry_run, skip_pin_check, no_cache)
+    out = out or build.default_bundle_dir(plan)
     try:
-        _build(
-            plan,
-            "wheels",
-            {"target": "bundle", "output_dir": out, "ca_cert": ca_cert, "no_cache": no_cache},
-            f"{plan.recipe.name}-wheels",
-            docker,
-            dry_run,
-            find_links=find_links,
-        )
-        if not dry_run:
-            manifest = bundle.verify(out)
-            recorded = inputs.bundle_inputs(plan)
-            inputs.write(out, recorded)
-            base = _image_digest(plan.base_ref) or plan.recipe.base.digest
-            statement = provenance.statement(plan, manifest, recorded, base, started, datetime.now(UTC))
-            provenance.write(out, statement)
-            console.print(f"[green]bundle:[/] {out} ({len(manifest['wheels'])} wheels, verified)")
+        manifest = build.build_bundle(plan, out, opts, ConsoleReporter())
     except AtomBuildError as e:
         _fail(e)
+        return
+    if manifest is not None:
+        console.print(f"[green]bundle:[/] {out} ({len(manifest['wheels'])} wheels, verified)")
 
 
 @app.command()
@@ -461,47 +294,20 @@ def image(
     dry_run: DryOpt = False,
     skip_pin_check: SkipPinsOpt = False,
 ) -> None:
-    """Build the clean runtime image from a wheel bundle (or --full: the single-stage dev image)."""
+    """Build the clean runtime image from a wheel bundle (or --full: the single-stage dev image).
+
+    The bundle is built first when it is missing or was made from other inputs (recipe, overrides,
+    engine sources)."""
     plan = _plan(recipe, arch, no_ck, find_links, index_url)
-    tag = tag or f"atom:{plan.recipe.name}{'-full' if full else ''}{'-nock' if no_ck else ''}"
+    opts = build.BuildOptions(find_links, index_url, ca_cert, docker, dry_run, skip_pin_check)
+    tag = tag or build.default_tag(plan, full)
     try:
-        if full:
-            if not (dry_run or skip_pin_check):
-                _pin_check_before_build(plan, find_links, index_url)
-            _build(
-                plan,
-                "full",
-                {"tags": (tag,), "ca_cert": ca_cert},
-                f"{plan.recipe.name}-full",
-                docker,
-                dry_run,
-                find_links=find_links,
-            )
-        else:
-            if not dry_run and _bundle_needs_build(plan, bundle_dir):
-                bundle_dir = bundle_dir or _bundle_dir(plan)
-                wheels(
-                    recipe=recipe, arch=arch, no_ck=no_ck, out=bundle_dir, find_links=find_links,
-                    index_url=index_url, ca_cert=ca_cert, docker=docker, skip_pin_check=skip_pin_check,
-                )  # fmt: skip
-            bundle_dir = bundle_dir or _bundle_dir(plan)
-            if not dry_run:
-                bundle.verify(bundle_dir)
-            _build(
-                plan,
-                "clean",
-                {"tags": (tag,)},
-                f"{plan.recipe.name}-clean",
-                docker,
-                dry_run,
-                bundle_dir=bundle_dir,
-            )
-            if not dry_run:
-                _add_sbom(plan, tag, bundle_dir, docker)
-        if not dry_run:
-            console.print(f"[green]image:[/] {tag}")
+        build.build_image(plan, tag, bundle_dir, full, opts, ConsoleReporter())
     except AtomBuildError as e:
         _fail(e)
+        return
+    if not dry_run:
+        console.print(f"[green]image:[/] {tag}")
 
 
 @bundle_app.command("verify")
@@ -565,19 +371,12 @@ def serve(
 ) -> None:
     """Run an image with the model mounted read-only, wait until healthy and print the URL."""
     from .demo_model import ensure_demo_model
-    from .serve import check_gpus, check_model_dir, docker_run_flags, run_kwargs, start, wait_healthy
+    from .serve import docker_run_flags, serve_model
 
-    container = None
-    url = f"http://127.0.0.1:{port}"
     try:
         model = model or ensure_demo_model()
-        check_model_dir(model)
-        check_gpus(gpus)
-        container = start(sdk(), run_kwargs(image, model, port, gpus, name))
-        wait_healthy(url, container, timeout)
+        container, url = serve_model(sdk(), image, model, port, gpus, name, timeout)
     except AtomBuildError as e:
-        if container is not None:
-            container.remove(force=True)  # never leave an unhealthy container running
         _fail(e)
         return
     console.print(

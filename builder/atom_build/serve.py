@@ -152,3 +152,17 @@ def wait_healthy(url: str, container, timeout_s: float = 300) -> None:
         time.sleep(1)
     raise AtomBuildError(f"{url}/health did not answer 200 within {timeout_s:.0f} s\n"
                          f"  log tail:\n{container.logs().decode()[-2000:]}")  # fmt: skip
+
+
+def serve_model(client, image: str, model: Path, port: int, gpus: str, name: str | None, timeout_s: float):
+    """Checks, run, wait until healthy: (container, url). On any failure the container is removed."""
+    check_model_dir(model)
+    check_gpus(gpus)
+    container = start(client, run_kwargs(image, model, port, gpus, name))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, container, timeout_s)
+    except BaseException:
+        container.remove(force=True)  # never leave an unhealthy container running
+        raise
+    return container, url

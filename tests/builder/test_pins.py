@@ -174,3 +174,17 @@ def test_a_bad_pin_stops_a_build_in_seconds(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2 and "do not resolve: torch" in result.stderr, result.stderr
     assert "mismatch" in result.stderr and time.monotonic() - start < 30
+
+
+def test_a_build_that_needs_an_unreachable_source_fails_fast_with_advice(tmp_path):
+    """No --find-links and an index that cannot be reached: the build stops before Docker, saying how."""
+    start = time.monotonic()
+    result = subprocess.run(
+        ["atom-build", "wheels", "--recipe", "cpu", "--index-url", "https://index.invalid/simple",
+         "--out", str(tmp_path / "b")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "cannot reach" in result.stderr and "--find-links DIR holding torch 2.13.0+cpu" in result.stderr
+    assert "unreachable" in result.stderr  # the pin table is shown
+    assert time.monotonic() - start < 60
