@@ -338,3 +338,17 @@ def test_a_cold_rebuild_gives_bit_identical_wheels_for_what_we_build(built, tmp_
         ["atom-build", "bundle", "diff", str(built), str(again)], capture_output=True, text=True
     )
     print(diff.stdout or "bundles identical")  # dependencies resolved from an index may move between builds
+
+
+def test_base_bootstrap_without_a_daemon_fails_fast(engine, tmp_path):
+    """It used to run debootstrap for a minute, then hang on the pipe into `docker import`."""
+    import time
+
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    start = time.monotonic()
+    result = subprocess.run(
+        ["atom-build", "base", "bootstrap", "--tag", "atom-e2e:never", "--docker", find_client().path],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "does not answer" in result.stderr, result.stderr
+    assert "start dockerd" in result.stderr and time.monotonic() - start < 30
