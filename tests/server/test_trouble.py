@@ -51,7 +51,7 @@ def test_a_request_bigger_than_the_queue_is_400_not_429(smollm2):
 
 
 def test_disconnects_abort_and_free_kv_blocks(smollm2):
-    with running_server(smollm2, "--max-model-len", "512") as (url, _):
+    with running_server(smollm2, "--max-model-len", "512") as (url, proc):
         idle = metric(url, "atom_kv_cache_free_blocks")
         body = {
             "prompt": "Tell me a very long story about dragons.",
@@ -70,10 +70,14 @@ def test_disconnects_abort_and_free_kv_blocks(smollm2):
         assert metric(url, "atom_kv_cache_free_blocks") == idle
         assert metric(url, "atom_num_requests_running") == 0
         assert httpx.get(f"{url}/health").status_code == 200
+        counted = 'atom_requests_total{endpoint="/v1/completions",status="499"} 50.0'
+        assert counted in httpx.get(f"{url}/metrics").text, "each hang-up is counted as 499"
+    log = proc.stdout.read()
+    assert "Traceback" not in log and "never retrieved" not in log, log[-3000:]
 
 
 def test_a_non_streaming_client_that_gives_up_is_aborted(smollm2):
-    with running_server(smollm2, "--max-model-len", "512") as (url, _):
+    with running_server(smollm2, "--max-model-len", "512") as (url, proc):
         idle = metric(url, "atom_kv_cache_free_blocks")
         body = {"prompt": "Tell me a very long story about dragons.", "max_tokens": 400, "ignore_eos": True}
         try:  # 400 tokens take half a minute here; the client waits one second
@@ -90,6 +94,8 @@ def test_a_non_streaming_client_that_gives_up_is_aborted(smollm2):
             'atom_requests_total{endpoint="/v1/completions",status="499"} 1.0'
             in httpx.get(f"{url}/metrics").text
         )
+    log = proc.stdout.read()
+    assert "Traceback" not in log and "never retrieved" not in log, log[-3000:]
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_zero(smollm2):
