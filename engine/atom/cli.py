@@ -140,13 +140,13 @@ def serve(
         idle_timeout_s=idle_timeout,
         shutdown_timeout_s=shutdown_timeout,
     )
-    load_failed: list[str] = []
+    failures: list[str] = []
 
-    def stop_on_load_failure(error: str) -> None:
-        load_failed.append(error)
+    def stop_on_failure(error: str) -> None:
+        failures.append(error)
         server.should_exit = True  # an orchestrator restarts a process that exits; a 503 forever helps no one
 
-    app_ = create_app(config, api_key, max_queued_requests, served_model_name, limits, stop_on_load_failure)
+    app_ = create_app(config, api_key, max_queued_requests, served_model_name, limits, stop_on_failure)
     server = uvicorn.Server(
         uvicorn.Config(
             app_,
@@ -173,8 +173,8 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     server.run()
-    if load_failed:
-        typer.echo(f"atom serve: the model could not be loaded: {load_failed[0]}", err=True)
+    if failures:
+        typer.echo(f"atom serve: the engine failed: {failures[0]}", err=True)
         raise typer.Exit(1)
 
 

@@ -8,6 +8,7 @@ from .errors import InvalidRequestError
 
 # What torch.Generator.manual_seed accepts.
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+TOKEN_ID_MAX = 2**31 - 1  # no vocabulary comes close
 
 
 @dataclass
@@ -30,6 +31,10 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
             self.stop = [self.stop]
+        # Values past any vocabulary mean the same as the largest real one; bounded, they fit the
+        # 64-bit integers of MessagePack (the engine core's process boundary) and of torch tensors.
+        self.top_k = min(self.top_k, TOKEN_ID_MAX)
+        self.stop_token_ids = [t for t in self.stop_token_ids if 0 <= t <= TOKEN_ID_MAX]
         checks = [
             (
                 self.max_tokens is None or self.max_tokens >= 1,

@@ -103,16 +103,25 @@ def load_tokenizer(folder: Path, load_format: str) -> Tokenizer | IdsOnlyTokeniz
 
 
 class Detokenizer:
-    """Incremental text for one sequence; holds back an incomplete UTF-8 character."""
+    """Incremental text for one sequence; holds back an incomplete UTF-8 character.
+
+    Each update decodes a short window, not the whole output (that was quadratic in the output length):
+    the tokens since the last emitted text plus the ones before them, whose decoded text is subtracted,
+    so a leading space or a multi-token character comes out right."""
 
     def __init__(self, tokenizer: Tokenizer | IdsOnlyTokenizer) -> None:
         self.tokenizer = tokenizer
         self.text = ""
+        self.prefix_offset = 0  # window start: context for the tokens being read
+        self.read_offset = 0  # tokens before this have produced their text
 
     def update(self, output_ids: list[int]) -> str:
-        text = self.tokenizer.decode(output_ids)
-        if text.endswith("\ufffd"):
-            return ""
-        delta = text[len(self.text) :] if text.startswith(self.text) else text
-        self.text = text
+        decode = self.tokenizer.decode
+        prefix_text = decode(output_ids[self.prefix_offset : self.read_offset])
+        new_text = decode(output_ids[self.prefix_offset :])
+        if len(new_text) <= len(prefix_text) or new_text.endswith("\ufffd"):
+            return ""  # nothing printable yet (an incomplete character, or a special token)
+        delta = new_text[len(prefix_text) :]
+        self.prefix_offset, self.read_offset = self.read_offset, len(output_ids)
+        self.text += delta
         return delta

@@ -29,7 +29,7 @@ def test_mixed_batch_each_row_by_its_own_rules():
     ]
     logits = logits_for(len(batch))
     before = logits.clone()
-    tokens = sample(logits, batch)
+    tokens = sample(logits, batch).tokens
     assert torch.equal(logits, before), "the caller's logits were modified"
     assert tokens[0] == int(logits[0].argmax()) and tokens[2] == int(logits[2].argmax())
     penalised = logits[3].clone()
@@ -38,13 +38,26 @@ def test_mixed_batch_each_row_by_its_own_rules():
     assert tokens[3] == int(penalised.argmax())
     assert tokens[4] in logits[4].topk(3).indices.tolist()
     # a seeded row draws the same token alone as in the mixed batch
-    alone = sample(logits[[1]].clone(), [seq(temperature=1.0, seed=5)])
+    alone = sample(logits[[1]].clone(), [seq(temperature=1.0, seed=5)]).tokens
     assert alone == [tokens[1]]
 
 
 def test_sampling_follows_the_distribution():
     logits = torch.log(torch.tensor([[0.7, 0.2, 0.1] + [1e-9] * (VOCAB - 3)]))
-    draws = [sample(logits, [seq(temperature=1.0)])[0] for _ in range(2000)]
+    draws = [sample(logits, [seq(temperature=1.0)]).tokens[0] for _ in range(2000)]
     share = [draws.count(t) / len(draws) for t in range(3)]
     assert abs(share[0] - 0.7) < 0.05 and abs(share[1] - 0.2) < 0.05 and abs(share[2] - 0.1) < 0.04
     assert set(draws) <= {0, 1, 2}
+
+
+def test_logprobs_are_returned_not_written_into_sequences():
+    batch = [seq(temperature=0, logprobs=2), seq(temperature=0), seq(temperature=1.0, seed=3, logprobs=0)]
+    logits = logits_for(len(batch))
+    out = sample(logits, batch)
+    assert out.logprobs[1] is None
+    first = out.logprobs[0]
+    expected = logits[0].log_softmax(-1)
+    assert first.token_id == out.tokens[0] and abs(first.logprob - float(expected[out.tokens[0]])) < 1e-6
+    assert [t for t, _ in first.top] == expected.topk(2).indices.tolist()
+    assert out.logprobs[2].top == [] and out.logprobs[2].token_id == out.tokens[2]
+    assert not hasattr(batch[0], "logprobs")

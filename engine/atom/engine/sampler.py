@@ -1,10 +1,21 @@
-"""Turn the last-position logits of each ready sequence into next tokens (and logprobs)."""
+"""Turn the last-position logits of each ready sequence into next tokens (and logprobs).
+
+The sampler returns what it drew; it never writes into a Sequence."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from .outputs import TokenLogprob
 from .sequence import Sequence
+
+
+@dataclass
+class SamplerOutput:
+    tokens: list[int]
+    logprobs: list[TokenLogprob | None]  # one per sequence; None where none were asked for
 
 
 def apply_penalties(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
@@ -49,8 +60,8 @@ def filter_logits(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
     return torch.empty_like(logits).scatter_(1, order, sorted_logits)
 
 
-def sample(logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
-    """logits: [len(seqs), vocab] float32, left unchanged. Returns one token id per sequence.
+def sample(logits: torch.Tensor, seqs: list[Sequence]) -> SamplerOutput:
+    """logits: [len(seqs), vocab] float32, left unchanged. One token id (and logprobs) per sequence.
 
     Which rows are greedy or penalised is known on the host, so the only device-to-host sync is the
     final token read; greedy rows skip the copy, the filters and the noise entirely."""
@@ -71,23 +82,22 @@ def sample(logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
                 )
         tokens[rows] = (probs / noise).argmax(dim=-1)
     token_list = tokens.tolist()
-    _record_logprobs(raw, seqs, token_list)
-    return token_list
+    return SamplerOutput(token_list, _logprobs(raw, seqs, token_list))
 
 
-def _record_logprobs(logits: torch.Tensor, seqs: list[Sequence], tokens: list[int]) -> None:
+def _logprobs(logits: torch.Tensor, seqs: list[Sequence], tokens: list[int]) -> list[TokenLogprob | None]:
+    found: list[TokenLogprob | None] = [None] * len(seqs)
     wanted = [i for i, s in enumerate(seqs) if s.params.logprobs is not None]
     if not wanted:
-        return
+        return found
     logprobs = logits[wanted].float().log_softmax(dim=-1)
     k = max(seqs[i].params.logprobs for i in wanted)
     top_values, top_ids = logprobs.topk(max(k, 1), dim=-1)
+    chosen = logprobs[torch.arange(len(wanted)), torch.tensor([tokens[i] for i in wanted])].tolist()
+    top_ids, top_values = top_ids.tolist(), top_values.tolist()
     for row, i in enumerate(wanted):
         n = seqs[i].params.logprobs
-        seqs[i].logprobs.append(
-            {
-                "token_id": tokens[i],
-                "logprob": logprobs[row, tokens[i]].item(),
-                "top": list(zip(top_ids[row, :n].tolist(), top_values[row, :n].tolist(), strict=True)),
-            }
+        found[i] = TokenLogprob(
+            tokens[i], chosen[row], list(zip(top_ids[row][:n], top_values[row][:n], strict=True))
         )
+    return found

@@ -35,7 +35,6 @@ class Sequence:
     block_hashes: list[int] = field(default_factory=list)  # chained hashes of the full blocks registered
     finish_reason: str | None = None
     max_tokens: int = 16
-    logprobs: list[dict] = field(default_factory=list)
     generator: torch.Generator | None = None
     arrival_time: float = field(default_factory=time.monotonic)
     first_token_time: float | None = None

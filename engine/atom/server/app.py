@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,10 +17,10 @@ from prometheus_client import generate_latest
 from starlette.exceptions import HTTPException
 
 from ..config import EngineConfig
-from ..engine.llm_engine import LLMEngine, RequestOutput
 from ..errors import InvalidRequestError
+from ..output import RequestOutput
 from . import responses
-from .async_engine import AsyncEngine, QueueFullError
+from .engine_client import EngineClient, EngineUnavailable, QueueFullError, RequestFailed
 from .limits import BodyLimit, ServerLimits
 from .metrics import Metrics
 from .protocol import ChatCompletionRequest, CompletionRequest
@@ -30,8 +29,7 @@ from .responses import error
 
 class State:
     def __init__(self) -> None:
-        self.engine: AsyncEngine | None = None
-        self.load_error: str | None = None
+        self.engine: EngineClient | None = None
         self.model_name = ""
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping: asyncio.Event | None = None  # set at the shutdown deadline
@@ -53,10 +51,10 @@ def create_app(
     max_queued_requests: int = 256,
     served_model_name: str | None = None,
     limits: ServerLimits | None = None,
-    on_load_failed: Callable[[str], None] | None = None,
+    on_failure: Callable[[str], None] | None = None,
 ) -> FastAPI:
-    """on_load_failed(error) is called from the loading thread if the model cannot be loaded
-    (`atom serve` then exits non-zero instead of answering 503 forever)."""
+    """on_failure(error) is called if the model cannot be loaded or the engine core dies (`atom serve`
+    then exits non-zero instead of answering 503 forever)."""
     limits = limits or ServerLimits()
     state, metrics = State(), Metrics()
     state.model_name = served_model_name or config.model.rstrip("/").split("/")[-1]
@@ -64,33 +62,30 @@ def create_app(
     tokenizer_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atom-tokenize")
     expected_auth = f"Bearer {api_key}".encode() if api_key else None
 
-    def load() -> None:
-        try:
-            engine = LLMEngine(config)
-            engine.warm_up()  # /health stays 503 until this is done
-            state.engine = AsyncEngine(engine, max_queued_requests)
-        except Exception as e:  # reported by /health and every request
-            state.load_error = f"{e.__class__.__name__}: {e}"
-            if on_load_failed:
-                on_load_failed(state.load_error)
-
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state.loop, state.stopping = asyncio.get_running_loop(), asyncio.Event()
-        threading.Thread(target=load, name="atom-load", daemon=True).start()
+        # the core loads and warms up in its own process; /health stays 503 until it is ready
+        state.engine = EngineClient(config, max_queued_requests, on_failure)
+        starting = asyncio.create_task(state.engine.start())
         yield
+        starting.cancel()
         tokenizer_pool.shutdown(wait=False, cancel_futures=True)
-        if state.engine:
-            state.engine.shutdown()
+        await state.engine.shutdown()
 
     app = FastAPI(title="atom", version="0.1.0", lifespan=lifespan)
     app.state.atom = state
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
 
     def not_ready() -> JSONResponse:
-        if state.load_error:
-            return error(503, f"the model failed to load: {state.load_error}", kind="service_unavailable")
+        if state.engine and state.engine.error:
+            return error(
+                503, f"the engine is not available: {state.engine.error}", kind="service_unavailable"
+            )
         return error(503, "the model is still loading", kind="service_unavailable")
+
+    def ready_engine() -> EngineClient | None:
+        return state.engine if state.engine and state.engine.ready else None
 
     def count(request: Request, status: int | str) -> None:
         route = route_of(request)
@@ -130,16 +125,16 @@ def create_app(
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        if state.load_error:
-            return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
-        if state.engine is None:
+        if state.engine and state.engine.error:
+            return JSONResponse({"status": "failed", "error": state.engine.error}, status_code=503)
+        if not ready_engine():
             return JSONResponse({"status": "loading"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     @app.get("/metrics")
     async def prometheus() -> PlainTextResponse:
-        if state.engine:
-            metrics.observe_engine(state.engine.engine)
+        if ready_engine():
+            metrics.observe_stats(state.engine.stats)
         return PlainTextResponse(
             generate_latest(metrics.registry).decode(), media_type="text/plain; version=0.0.4"
         )
@@ -149,7 +144,7 @@ def create_app(
             "id": state.model_name,
             "object": "model",
             "owned_by": "atom",
-            "max_model_len": state.engine.engine.max_model_len if state.engine else None,
+            "max_model_len": state.engine.info.max_model_len if ready_engine() else None,
         }
 
     @app.get("/v1/models")
@@ -172,12 +167,12 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatCompletionRequest, request: Request):
-        engine = state.engine
+        engine = ready_engine()
         if engine is None:
             return not_ready()
         messages = [m.for_template() for m in body.messages]
         try:
-            prompt = await off_loop(engine.engine.tokenizer.apply_chat_template, messages)
+            prompt = await off_loop(engine.tokenizer.apply_chat_template, messages)
         except InvalidRequestError as e:
             count(request, 400)
             return error(400, str(e))
@@ -200,13 +195,13 @@ def create_app(
     async def serve(
         request: Request, body, prompts: list, kind: str, logprobs: int | None, max_tokens: int | None
     ):
-        engine = state.engine
+        engine = ready_engine()
         if engine is None:
             return not_ready()
         rid = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
         try:
             params = [body.sampling_params(max_tokens, logprobs, i) for i in range(body.n)]
-            prompt_ids = await off_loop(encode_all, engine.engine.tokenizer, prompts)
+            prompt_ids = await off_loop(encode_all, engine.tokenizer, prompts)
             engine.admit(prompt_ids, params[0], len(params))
         except InvalidRequestError as e:
             count(request, 400)
@@ -214,6 +209,8 @@ def create_app(
         except QueueFullError as e:
             count(request, 429)
             return error(429, str(e), kind="rate_limit_error", headers={"Retry-After": "1"})
+        except EngineUnavailable:
+            return not_ready()
         streams = [
             engine.generate(ids, p, f"{rid}-{k * len(params) + j}")
             for k, ids in enumerate(prompt_ids)
@@ -249,11 +246,14 @@ def create_app(
         except InvalidRequestError as e:
             count(request, 400)
             return error(400, str(e))
+        except EngineUnavailable:
+            count(request, 503)
+            return not_ready()
+        except RequestFailed as e:
+            count(request, 500)
+            return error(500, str(e), kind="server_error")
         count(request, 200)
-        decode = state.engine.engine.tokenizer.decode
-        return responses.full_response(
-            rid, kind, state.model_name, finals, prompt_tokens, lambda t: decode([t])
-        )
+        return responses.full_response(rid, kind, state.model_name, finals, prompt_tokens)
 
     async def client_gone(request: Request) -> None:
         """Returns when the client disconnects: the body is read, so receive() has nothing else to say."""

@@ -38,9 +38,10 @@ class Metrics:
         self.prefix_hit = Gauge("atom_prefix_cache_hit_rate", "Prefix-cache block hit rate", registry=r)
         self.free_blocks = Gauge("atom_kv_cache_free_blocks", "Free KV blocks", registry=r)
 
-    def observe_engine(self, engine) -> None:
-        self.running.set(len(engine.scheduler.running))
-        self.waiting.set(len(engine.scheduler.waiting))
-        self.kv_usage.set(engine.block_manager.usage())
-        self.prefix_hit.set(engine.block_manager.hit_rate())
-        self.free_blocks.set(engine.block_manager.num_free)
+    def observe_stats(self, stats) -> None:
+        """From the EngineStats the core sends with every step (never from the scheduler itself)."""
+        self.running.set(stats.running)
+        self.waiting.set(stats.waiting)
+        self.kv_usage.set(stats.kv_usage)
+        self.prefix_hit.set(stats.prefix_hit_rate)
+        self.free_blocks.set(stats.free_blocks)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 
 from fastapi.responses import JSONResponse
 
-from ..engine.llm_engine import RequestOutput
-
-Decode = Callable[[int], str]
+from ..output import RequestOutput
 
 
 def error(
@@ -32,39 +29,38 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
     }
 
 
-def chat_logprobs(entries: list[dict], decode: Decode) -> dict:
+def chat_logprobs(entries: list[dict]) -> dict:
+    """entries: RequestOutput.logprobs (token text already decoded by the output processor)."""
     return {
         "content": [
             {
-                "token": decode(e["token_id"]),
+                "token": e["token"],
                 "logprob": e["logprob"],
-                "top_logprobs": [{"token": decode(t), "logprob": lp} for t, lp in e["top"]],
+                "top_logprobs": [{"token": t["token"], "logprob": t["logprob"]} for t in e["top"]],
             }
             for e in entries
         ]
     }
 
 
-def completion_logprobs(entries: list[dict], decode: Decode) -> dict:
+def completion_logprobs(entries: list[dict]) -> dict:
     return {
-        "tokens": [decode(e["token_id"]) for e in entries],
+        "tokens": [e["token"] for e in entries],
         "token_logprobs": [e["logprob"] for e in entries],
-        "top_logprobs": [{decode(t): lp for t, lp in e["top"]} for e in entries],
+        "top_logprobs": [{t["token"]: t["logprob"] for t in e["top"]} for e in entries],
     }
 
 
-def full_response(
-    rid: str, kind: str, model: str, finals: list[RequestOutput], prompt_tokens: int, decode: Decode
-) -> dict:
+def full_response(rid: str, kind: str, model: str, finals: list[RequestOutput], prompt_tokens: int) -> dict:
     choices = []
     for i, out in enumerate(finals):
         choice = {"index": i, "finish_reason": out.finish_reason}
         if kind == "chat.completion":
             choice["message"] = {"role": "assistant", "content": out.text}
-            choice["logprobs"] = chat_logprobs(out.logprobs, decode) if out.logprobs else None
+            choice["logprobs"] = chat_logprobs(out.logprobs) if out.logprobs else None
         else:
             choice["text"] = out.text
-            choice["logprobs"] = completion_logprobs(out.logprobs, decode) if out.logprobs else None
+            choice["logprobs"] = completion_logprobs(out.logprobs) if out.logprobs else None
         choices.append(choice)
     completion_tokens = sum(len(o.output_token_ids) for o in finals)
     return {

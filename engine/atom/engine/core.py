@@ -1,0 +1,146 @@
+"""EngineCore: schedule -> run the model -> sample -> update the scheduler. Plain data in (token ids,
+sampling params, aborts) and out (new token ids, logprobs, finish reasons, stats); no text.
+
+The offline LLM drives it in-process; the server runs it in a process of its own (server/core_process.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import EngineConfig
+from ..errors import InvalidRequestError
+from ..models.loader import read_config
+from ..platform import detect
+from ..platform.device import check_build_arch
+from ..sampling_params import SamplingParams
+from ..tokenizer import load_tokenizer
+from .block_manager import BlockManager
+from .model_runner import ModelRunner
+from .outputs import CoreOutput, EngineStats, FinishReason, TokenLogprob
+from .sampler import sample
+from .scheduler import Scheduler
+from .sequence import Sequence
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a client needs to validate requests without the core: sent once the core is ready."""
+
+    max_model_len: int
+    vocab_size: int
+
+
+def check_prompt(ids: list[int], params: SamplingParams, info: ModelInfo) -> None:
+    """The checks a request must pass; the API process runs them too, before anything is queued."""
+    if not ids:
+        raise InvalidRequestError("the prompt is empty")
+    if len(ids) >= info.max_model_len:
+        raise InvalidRequestError(
+            f"the prompt has {len(ids)} tokens but the model's context length is "
+            f"{info.max_model_len}; shorten the prompt"
+        )
+    if params.max_tokens and len(ids) + params.max_tokens > info.max_model_len:
+        raise InvalidRequestError(
+            f"the prompt has {len(ids)} tokens and max_tokens is {params.max_tokens}: "
+            f"{len(ids) + params.max_tokens} exceeds the context length {info.max_model_len}"
+        )
+    bad = [t for t in ids if not 0 <= t < info.vocab_size]
+    if bad:
+        raise InvalidRequestError(f"token ids out of the vocabulary: {bad[:5]}")
+
+
+class EngineCore:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        folder = Path(config.model)
+        self.platform = detect()
+        check_build_arch(self.platform)
+        # only the end-of-sequence ids are needed here: text never enters the core
+        self.eos_token_ids = load_tokenizer(folder, config.load_format).eos_token_ids
+        model_len = read_config(folder).get("max_position_embeddings", 4096)
+        max_model_len = min(config.max_model_len or model_len, model_len)
+        self.runner = ModelRunner(config, self.platform, max_model_len)
+        self.info = ModelInfo(max_model_len, self.runner.model.args.vocab_size)
+        self.block_manager = BlockManager(
+            self.runner.num_blocks, config.block_size, config.enable_prefix_caching
+        )
+        self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
+        self.requests: dict[str, Sequence] = {}
+
+    def add(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> Sequence:
+        check_prompt(prompt_token_ids, params, self.info)
+        if request_id in self.requests:
+            raise InvalidRequestError(f"request id {request_id!r} is already in flight")
+        seq = Sequence(list(prompt_token_ids), params, request_id=request_id)
+        seq.max_tokens = params.max_tokens or (self.info.max_model_len - len(prompt_token_ids))
+        self.requests[request_id] = seq
+        self.scheduler.add(seq)
+        return seq
+
+    def abort(self, request_id: str) -> None:
+        seq = self.requests.pop(request_id, None)
+        if seq is not None:
+            self.scheduler.finish(seq, "abort")
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    def step(self) -> list[CoreOutput]:
+        batch = self.scheduler.schedule()
+        if not batch:
+            return []
+        logits = self.runner.run(batch)
+        ready = self.scheduler.complete_step(batch)
+        if not ready:
+            return []
+        sampled = sample(logits, ready)
+        return [
+            self._append(seq, token, logprob)
+            for seq, token, logprob in zip(ready, sampled.tokens, sampled.logprobs, strict=True)
+        ]
+
+    def stats(self) -> EngineStats:
+        bm = self.block_manager
+        return EngineStats(
+            running=len(self.scheduler.running),
+            waiting=len(self.scheduler.waiting),
+            kv_usage=bm.usage(),
+            free_blocks=bm.num_free,
+            prefix_hit_rate=bm.hit_rate(),
+        )
+
+    def warm_up(self, num_seqs: int = 2, prompt_len: int = 16) -> None:
+        """A short batch before serving, so first-call costs (allocator growth, kernel compilation, lazy
+        imports) are not paid inside the first users' requests."""
+        vocab = self.info.vocab_size
+        prompt_len = max(1, min(prompt_len, self.info.max_model_len - 5))
+        params = SamplingParams(max_tokens=4, temperature=0, ignore_eos=True)
+        for i in range(num_seqs):
+            self.add(f"warm-up-{i}", [(3 + 7 * i + j) % vocab for j in range(prompt_len)], params)
+        while self.has_unfinished():
+            self.step()
+
+    def _append(self, seq: Sequence, token: int, logprob: TokenLogprob | None) -> CoreOutput:
+        seq.token_ids.append(token)
+        if seq.first_token_time is None:
+            seq.first_token_time = time.monotonic()
+        reason = self._stop_reason(seq, token)
+        if reason is not None:
+            self.scheduler.finish(seq, reason)
+            self.requests.pop(seq.request_id, None)
+        return CoreOutput(
+            seq.request_id, [token], [logprob] if logprob else None, reason, seq.num_cached_tokens
+        )
+
+    def _stop_reason(self, seq: Sequence, token: int) -> FinishReason | None:
+        p = seq.params
+        if not p.ignore_eos and token in self.eos_token_ids:
+            return "stop"
+        if token in p.stop_token_ids:
+            return "stop"
+        if seq.num_output_tokens >= seq.max_tokens or seq.num_tokens >= self.info.max_model_len:
+            return "length"
+        return None

@@ -1,0 +1,96 @@
+"""The engine core's own process: a busy loop that never waits on HTTP.
+
+It loads the model, says Ready (or LoadFailed), then: take every message waiting (blocking only while
+idle), run one step, send its outputs with the stats. It exits on Shutdown, or when the API process is
+gone (it never outlives its parent). Signals are the API process's business: it drains, then says
+Shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import zmq
+
+from ..config import EngineConfig
+from . import ipc
+
+IDLE_POLL_MS = 100
+STATS_EVERY_S = 0.5  # while idle, stats still flow (the metrics' gauges stay fresh)
+
+
+def run_core(config: EngineConfig, inbox: str, outbox: str) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    context = zmq.Context()
+    pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+    pull.connect(inbox)
+    push.connect(outbox)
+    try:
+        from ..engine.core import EngineCore  # imported here: torch loads in this process only
+
+        core = EngineCore(config)
+        core.warm_up()
+    except Exception as e:
+        push.send(ipc.encoder.encode(ipc.LoadFailed(f"{e.__class__.__name__}: {e}")))
+        push.close(linger=2000)
+        return
+    push.send(ipc.encoder.encode(ipc.Ready(core.info)))
+    try:
+        _loop(core, pull, push)
+    finally:
+        pull.close(linger=0)
+        push.close(linger=1000)
+        context.term()
+
+
+def _loop(core, pull: zmq.Socket, push: zmq.Socket) -> None:
+    parent, last_stats = os.getppid(), 0.0
+    while True:
+        timeout = 0 if core.has_unfinished() else IDLE_POLL_MS
+        while pull.poll(timeout):
+            message = ipc.to_core.decode(pull.recv())
+            if isinstance(message, ipc.Shutdown):
+                return
+            _apply(core, message, push)
+            timeout = 0
+        if core.has_unfinished():
+            push.send(ipc.encoder.encode(ipc.StepOutputs(_step(core), core.stats())))
+            last_stats = time.monotonic()
+        elif time.monotonic() - last_stats > STATS_EVERY_S:
+            if os.getppid() != parent:
+                return  # the API process died without saying so
+            push.send(ipc.encoder.encode(ipc.StepOutputs([], core.stats())))
+            last_stats = time.monotonic()
+
+
+def _step(core) -> list:
+    """A failed step fails the requests in it, never the core."""
+    from ..engine.outputs import CoreOutput
+
+    try:
+        return core.step()
+    except Exception as e:
+        failed = [
+            CoreOutput(rid, [], error=f"the step failed: {e.__class__.__name__}: {e}")
+            for rid in core.requests
+        ]
+        for out in failed:
+            core.abort(out.request_id)
+        return failed
+
+
+def _apply(core, message, push: zmq.Socket) -> None:
+    from ..engine.outputs import CoreOutput
+
+    if isinstance(message, ipc.AddRequest):
+        try:
+            core.add(message.request_id, message.prompt_token_ids, message.params)
+        except Exception as e:  # the API process checked it already; say why anyway
+            failed = CoreOutput(message.request_id, [], error=f"{e.__class__.__name__}: {e}")
+            push.send(ipc.encoder.encode(ipc.StepOutputs([failed], core.stats())))
+    elif isinstance(message, ipc.Abort):
+        for request_id in message.request_ids:
+            core.abort(request_id)
