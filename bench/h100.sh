@@ -8,7 +8,7 @@ set -euo pipefail
 OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
 # typer/pytest and the server's packages may be carried as wheels (bench/prepare_third_party.sh)
-source bench/gpu_env.sh typer pytest fastapi uvicorn httpx prometheus_client
+source bench/gpu_env.sh typer pytest fastapi uvicorn httpx prometheus_client zmq msgspec
 python - <<'PY' | tee "$OUT/versions.txt"
 import torch, triton, transformers
 print("gpu", torch.cuda.get_device_name(0), "torch", torch.__version__, "triton", triton.__version__,
@@ -21,7 +21,7 @@ for args in "--dtype float32" "--dtype bfloat16" "--dtype bfloat16 --moe-backend
 done
 python -m atom.cli bench moe ${MOE_ARGS:---shape gpt-oss-20b --shape gpt-oss-120b} --json-out "$OUT/moe.json" | tee "$OUT/moe.txt"
 python -m atom.cli bench gpt-oss ${GPT_OSS_ARGS:---profile} --json-out "$OUT/gpt-oss.json" | tee "$OUT/gpt-oss.txt"
-if python -c "import fastapi, uvicorn, httpx" 2>/dev/null; then
+if python -c "import fastapi, uvicorn, httpx, zmq, msgspec" 2>/dev/null; then
   bash bench/serve_bench.sh
 else
   echo "serving benchmark skipped: fastapi/uvicorn/httpx not importable (carry their wheels in third_party/wheels)"

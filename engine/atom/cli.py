@@ -206,24 +206,38 @@ def backends(
 def bench_serve(
     url: str = "http://127.0.0.1:8000",
     num_prompts: int = 64,
-    concurrency: int = 16,
+    concurrency: Annotated[int, typer.Option(help="Most requests in flight (0: no limit).")] = 16,
+    request_rate: Annotated[
+        float, typer.Option(help="Poisson arrivals per second (inf: all at once).")
+    ] = float("inf"),
     input_len: int = 128,
     output_len: int = 64,
     model: str | None = None,
     slo_ttft_ms: float = 2000.0,
     slo_tpot_ms: float = 200.0,
-    json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
+    json_out: Annotated[Path, typer.Option("--json-out", help="Where the JSON goes.")] = Path(
+        "bench-serve.json"
+    ),
     seed: int = 0,
 ) -> None:
     """Load an OpenAI server with streaming requests; report TTFT, TPOT, ITL, E2E, throughput, goodput."""
     from .bench.serve import print_table, run_bench
 
     result = run_bench(
-        url, num_prompts, concurrency, input_len, output_len, model, slo_ttft_ms, slo_tpot_ms, seed
+        url,
+        num_prompts,
+        concurrency,
+        input_len,
+        output_len,
+        model,
+        slo_ttft_ms,
+        slo_tpot_ms,
+        seed,
+        request_rate,
     )
     print_table(result)
-    if json_out:
-        json_out.write_text(json.dumps(result, indent=2))
+    json_out.write_text(json.dumps(result, indent=2))
+    typer.echo(f"json: {json_out}")
 
 
 @bench_app.command("offline")
@@ -235,12 +249,15 @@ def bench_offline(
     load_format: LoadFormatOpt = "auto",
     max_num_seqs: int = 64,
     seed: int = 0,
+    kv_cache_memory_gb: float | None = None,
     json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
 ) -> None:
     """Offline engine throughput on the same synthetic workload as `bench serve`."""
     from .bench.offline import run_offline
 
-    result = run_offline(model, num_prompts, input_len, output_len, load_format, max_num_seqs, seed)
+    result = run_offline(
+        model, num_prompts, input_len, output_len, load_format, max_num_seqs, seed, kv_cache_memory_gb
+    )
     typer.echo(json.dumps(result, indent=2))
     if json_out:
         json_out.write_text(json.dumps(result, indent=2))

@@ -18,16 +18,24 @@ def run_offline(
     load_format: str,
     max_num_seqs: int,
     seed: int,
+    kv_cache_memory_gb: float | None = None,
 ) -> dict:
-    llm = LLM(str(model), load_format=load_format, max_num_seqs=max_num_seqs)
+    extra = {"kv_cache_memory_gb": kv_cache_memory_gb} if kv_cache_memory_gb else {}
+    llm = LLM(str(model), load_format=load_format, max_num_seqs=max_num_seqs, **extra)
     prompts = random_prompts(llm.runner.model.args.vocab_size, num_prompts, input_len, seed)
     params = SamplingParams(max_tokens=output_len, temperature=0, ignore_eos=True)
     llm.generate(prompts[:2], SamplingParams(max_tokens=4, temperature=0, ignore_eos=True))  # warm-up
-    start = time.perf_counter()
-    outs = llm.generate(prompts, params)
+    for p in prompts:
+        llm.add_request(p, params)
+    start, steps, tokens = time.perf_counter(), 0, 0
+    while llm.has_unfinished():
+        tokens += sum(len(o.delta_token_ids) for o in llm.step())
+        steps += 1
     elapsed = time.perf_counter() - start
-    tokens = sum(len(o.output_token_ids) for o in outs)
     return {
+        "max_num_seqs": max_num_seqs,
+        "steps": steps,
+        "mean_step_ms": round(elapsed / max(steps, 1) * 1000, 3),
         "num_prompts": num_prompts,
         "input_len": input_len,
         "output_len": output_len,

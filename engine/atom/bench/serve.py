@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import statistics
+import sys
 import time
 
 import httpx
@@ -45,21 +47,47 @@ async def _one(client: httpx.AsyncClient, url: str, model: str, prompt: list[int
     return {"start": start, "arrivals": arrivals, "end": end}
 
 
-async def _run(url, num_prompts, concurrency, input_len, output_len, model, seed):
-    async with httpx.AsyncClient(timeout=None) as client:
+async def _run(url, num_prompts, concurrency, request_rate, input_len, output_len, model, seed, progress):
+    # The connection pool is as large as the load asked for: httpx's default of 100 connections
+    # silently capped every --concurrency above it.
+    limits = httpx.Limits(max_connections=concurrency or None, max_keepalive_connections=concurrency or None)
+    async with httpx.AsyncClient(timeout=None, limits=limits) as client:
         models = (await client.get(f"{url}/v1/models")).json()["data"]
         model = model or models[0]["id"]
         prompts = random_prompts(32000, num_prompts, input_len, seed)
-        sem = asyncio.Semaphore(concurrency)
+        sem = asyncio.Semaphore(concurrency) if concurrency else None
+        done: list[dict] = []
 
         async def limited(p):
-            async with sem:
-                return await _one(client, url, model, p, output_len)
+            if sem is None:
+                result = await _one(client, url, model, p, output_len)
+            else:
+                async with sem:
+                    result = await _one(client, url, model, p, output_len)
+            done.append(result)
+            return result
 
-        await limited(prompts[0])  # warm-up
+        await _one(client, url, model, prompts[0], output_len)  # warm-up
         start = time.perf_counter()
-        results = await asyncio.gather(*(limited(p) for p in prompts))
+        reporter = asyncio.create_task(_progress(done, num_prompts, start)) if progress else None
+        tasks = []
+        arrivals = random.Random(seed)
+        for p in prompts:
+            tasks.append(asyncio.create_task(limited(p)))
+            if request_rate != float("inf"):  # Poisson arrivals: exponential gaps at the asked rate
+                await asyncio.sleep(arrivals.expovariate(request_rate))
+        results = await asyncio.gather(*tasks)
+        if reporter:
+            reporter.cancel()
         return results, time.perf_counter() - start
+
+
+async def _progress(done: list[dict], total: int, start: float) -> None:
+    while True:
+        await asyncio.sleep(2)
+        tokens = sum(len(r["arrivals"]) for r in done)
+        elapsed = time.perf_counter() - start
+        print(f"  {len(done)}/{total} requests, {tokens / elapsed:,.0f} output tok/s so far", file=sys.stderr)
 
 
 def run_bench(
@@ -72,8 +100,14 @@ def run_bench(
     slo_ttft_ms: float,
     slo_tpot_ms: float,
     seed: int,
+    request_rate: float = float("inf"),
+    progress: bool = True,
 ) -> dict:
-    results, duration = asyncio.run(_run(url, num_prompts, concurrency, input_len, output_len, model, seed))
+    """concurrency: the most requests in flight (0: no limit); request_rate: Poisson arrivals per second
+    (inf: all at once, so concurrency alone sets the load), as `vllm bench serve` offers both."""
+    results, duration = asyncio.run(
+        _run(url, num_prompts, concurrency, request_rate, input_len, output_len, model, seed, progress)
+    )
     ttft, tpot, itl, e2e, good, tokens = [], [], [], [], 0, 0
     for r in results:
         a = r["arrivals"]
@@ -88,6 +122,7 @@ def run_bench(
     return {
         "num_prompts": num_prompts,
         "concurrency": concurrency,
+        "request_rate": request_rate if request_rate != float("inf") else "inf",
         "input_len": input_len,
         "output_len": output_len,
         "duration_s": round(duration, 3),

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The engine-core/server boundary, measured (one device command): offline LLM.generate, then `atom serve`
+# driven by `atom bench serve`, on the same workload: gpt-oss-20b shape, random MXFP4 weights, NUM_PROMPTS
+# requests of INPUT_LEN + OUTPUT_LEN tokens, 256 at a time; then 64 requests 16 at a time, both ways.
+# Prints a table and writes $OUT/serve-scale.json (OUT defaults to ./bench-out).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench-out}
+mkdir -p "$OUT"
+source bench/gpu_env.sh typer pytest fastapi uvicorn httpx prometheus_client zmq msgspec
+N=${NUM_PROMPTS:-512}
+IN=${INPUT_LEN:-512}
+OL=${OUTPUT_LEN:-512}
+KV=${KV_GB:-60}
+PORT=${PORT:-8123}
+MODEL=$(python -c 'import pathlib, tempfile; from atom.bench.shapes import write_shape; print(write_shape("gpt-oss-20b", pathlib.Path(tempfile.mkdtemp()) / "gpt-oss-20b"))')
+common=(--input-len "$IN" --output-len "$OL")
+python -m atom.cli bench offline --model "$MODEL" --load-format dummy --num-prompts "$N" --max-num-seqs 256 \
+  --kv-cache-memory-gb "$KV" "${common[@]}" --json-out "$OUT/offline-256.json"
+python -m atom.cli bench offline --model "$MODEL" --load-format dummy --num-prompts 64 --max-num-seqs 16 \
+  --kv-cache-memory-gb "$KV" "${common[@]}" --json-out "$OUT/offline-16.json"
+
+serve() {  # $1: max-num-seqs
+  python -m atom.cli serve --model "$MODEL" --port "$PORT" --load-format dummy --max-num-seqs "$1" \
+    --kv-cache-memory-gb "$KV" --max-queued-requests 4096 > "$OUT/serve-$1.log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 900); do
+    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0
+    kill -0 $server 2>/dev/null || { tail -20 "$OUT/serve-$1.log"; exit 1; }
+    sleep 1
+  done
+  echo "server did not become healthy"; exit 1
+}
+stop() { kill "$server"; wait "$server" || true; }
+
+serve 256
+python -m atom.cli bench serve --url "http://127.0.0.1:$PORT" --concurrency 256 --num-prompts "$N" "${common[@]}" \
+  --json-out "$OUT/serve-256.json"
+stop
+serve 16
+python -m atom.cli bench serve --url "http://127.0.0.1:$PORT" --concurrency 16 --num-prompts 64 "${common[@]}" \
+  --json-out "$OUT/serve-16.json"
+stop
+
+python - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+rows = {}
+for c in (256, 16):
+    off = json.load(open(f"{out}/offline-{c}.json"))
+    srv = json.load(open(f"{out}/serve-{c}.json"))
+    rows[c] = {
+        "offline_tok_s": off["output_throughput_tok_s"], "offline_step_ms": off["mean_step_ms"],
+        "server_tok_s": srv["output_throughput_tok_s"],
+        "server_vs_offline": round(srv["output_throughput_tok_s"] / off["output_throughput_tok_s"], 3),
+        "ttft_ms_mean": round(srv["ttft_ms"]["mean"], 1), "ttft_ms_p99": round(srv["ttft_ms"]["p99"], 1),
+        "tpot_ms_mean": round(srv["tpot_ms"]["mean"], 2), "tpot_ms_p99": round(srv["tpot_ms"]["p99"], 2),
+    }
+print(f"{'concurrency':>11} {'offline tok/s':>14} {'step ms':>8} {'server tok/s':>13} {'ratio':>6} {'TTFT ms':>9} {'TPOT ms':>8}")
+for c, r in rows.items():
+    print(f"{c:>11} {r['offline_tok_s']:>14,.0f} {r['offline_step_ms']:>8.2f} {r['server_tok_s']:>13,.0f} "
+          f"{r['server_vs_offline']:>6.1%} {r['ttft_ms_mean']:>9.0f} {r['tpot_ms_mean']:>8.2f}")
+json.dump(rows, open(f"{out}/serve-scale.json", "w"), indent=2)
+PY
