@@ -8,7 +8,7 @@ set -euo pipefail
 OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
 # typer/pytest and the server's packages may be carried as wheels (bench/prepare_third_party.sh)
-source bench/gpu_env.sh typer pytest fastapi uvicorn httpx prometheus_client zmq msgspec
+source bench/gpu_env.sh typer pytest fastapi uvicorn httpx prometheus_client zmq msgspec httptools uvloop
 python - <<'PY' | tee "$OUT/versions.txt"
 import torch, triton, transformers
 print("gpu", torch.cuda.get_device_name(0), "torch", torch.__version__, "triton", triton.__version__,

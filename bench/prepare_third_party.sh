@@ -17,5 +17,5 @@ python3 -m pip download -q --no-deps -d third_party/wheels "typer==0.15.4" "clic
   markdown-it-py mdurl pygments pytest pluggy iniconfig packaging
 python3 -m pip download -q --only-binary=:all: --python-version "$PY" --platform manylinux_2_28_x86_64 \
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d third_party/wheels \
-  fastapi uvicorn httpx prometheus-client pyzmq msgspec
+  fastapi uvicorn httpx prometheus-client pyzmq msgspec httptools uvloop
 du -sh third_party

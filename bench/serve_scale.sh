@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
-source bench/gpu_env.sh typer pytest fastapi uvicorn httpx prometheus_client zmq msgspec
+source bench/gpu_env.sh typer pytest fastapi uvicorn httpx prometheus_client zmq msgspec httptools uvloop
 N=${NUM_PROMPTS:-512}
 IN=${INPUT_LEN:-512}
 OL=${OUTPUT_LEN:-512}
@@ -15,10 +15,12 @@ KV=${KV_GB:-60}
 PORT=${PORT:-8123}
 MODEL=$(python -c 'import pathlib, tempfile; from atom.bench.shapes import write_shape; print(write_shape("gpt-oss-20b", pathlib.Path(tempfile.mkdtemp()) / "gpt-oss-20b"))')
 common=(--input-len "$IN" --output-len "$OL")
+[ -n "${SKIP_OFFLINE:-}" ] || {
 python -m atom.cli bench offline --model "$MODEL" --load-format dummy --num-prompts "$N" --max-num-seqs 256 \
   --kv-cache-memory-gb "$KV" "${common[@]}" --json-out "$OUT/offline-256.json"
 python -m atom.cli bench offline --model "$MODEL" --load-format dummy --num-prompts 64 --max-num-seqs 16 \
   --kv-cache-memory-gb "$KV" "${common[@]}" --json-out "$OUT/offline-16.json"
+}
 
 serve() {  # $1: max-num-seqs
   python -m atom.cli serve --model "$MODEL" --port "$PORT" --load-format dummy --max-num-seqs "$1" \
@@ -34,6 +36,9 @@ serve() {  # $1: max-num-seqs
 stop() { kill "$server"; wait "$server" || true; }
 
 serve 256
+# who uses the CPU mid-run: the API process, the engine core, the benchmark client
+(sleep 25; ps -eo pid,ppid,pcpu,rss,args --sort=-pcpu | grep -E "atom|spawn_main" | grep -v grep | head -6 \
+  > "$OUT/cpu-256.txt") &
 python -m atom.cli bench serve --url "http://127.0.0.1:$PORT" --concurrency 256 --num-prompts "$N" "${common[@]}" \
   --json-out "$OUT/serve-256.json"
 stop
@@ -46,8 +51,10 @@ python - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
 rows = {}
+import os
 for c in (256, 16):
-    off = json.load(open(f"{out}/offline-{c}.json"))
+    path = f"{out}/offline-{c}.json"
+    off = json.load(open(path)) if os.path.exists(path) else {"output_throughput_tok_s": float("nan"), "mean_step_ms": float("nan")}
     srv = json.load(open(f"{out}/serve-{c}.json"))
     rows[c] = {
         "offline_tok_s": off["output_throughput_tok_s"], "offline_step_ms": off["mean_step_ms"],

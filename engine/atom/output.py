@@ -28,6 +28,13 @@ class RequestOutput:
     num_cached_tokens: int = 0
 
 
+def merge(earlier: RequestOutput, later: RequestOutput) -> RequestOutput:
+    """Two consecutive outputs of one request as one (a consumer that fell behind takes both at once)."""
+    later.delta_text = earlier.delta_text + later.delta_text
+    later.delta_token_ids = earlier.delta_token_ids + later.delta_token_ids
+    return later
+
+
 @dataclass
 class _Request:
     prompt_token_ids: list[int]

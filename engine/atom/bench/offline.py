@@ -24,7 +24,7 @@ def run_offline(
     llm = LLM(str(model), load_format=load_format, max_num_seqs=max_num_seqs, **extra)
     prompts = random_prompts(llm.runner.model.args.vocab_size, num_prompts, input_len, seed)
     params = SamplingParams(max_tokens=output_len, temperature=0, ignore_eos=True)
-    llm.generate(prompts[:2], SamplingParams(max_tokens=4, temperature=0, ignore_eos=True))  # warm-up
+    llm.warm_up()  # the same warm-up the server runs before it says healthy
     for p in prompts:
         llm.add_request(p, params)
     start, steps, tokens = time.perf_counter(), 0, 0

@@ -112,9 +112,20 @@ class EngineCore:
             prefix_hit_rate=bm.hit_rate(),
         )
 
-    def warm_up(self, num_seqs: int = 2, prompt_len: int = 16) -> None:
-        """A short batch before serving, so first-call costs (allocator growth, kernel compilation, lazy
-        imports) are not paid inside the first users' requests."""
+    def warm_up(self) -> None:
+        """Batches before serving, so first-call costs (allocator growth, kernel compilation, lazy
+        imports) are not paid inside the first users' requests. On a GPU it covers the shapes real
+        traffic brings first: a full prefill chunk, then a decode batch as wide as the scheduler allows
+        (Triton compiles per shape; a cold server paid seconds of it in its first requests)."""
+        self._warm(num_seqs=2, prompt_len=16)
+        if self.platform.kind != "cpu":
+            free_tokens = self.block_manager.num_free * self.config.block_size
+            chunk = min(self.config.max_num_batched_tokens, self.info.max_model_len - 5, free_tokens // 2)
+            self._warm(num_seqs=1, prompt_len=chunk)
+            width = min(self.config.max_num_seqs, max(1, free_tokens // 64))
+            self._warm(num_seqs=width, prompt_len=8)
+
+    def _warm(self, num_seqs: int, prompt_len: int) -> None:
         vocab = self.info.vocab_size
         prompt_len = max(1, min(prompt_len, self.info.max_model_len - 5))
         params = SamplingParams(max_tokens=4, temperature=0, ignore_eos=True)

@@ -65,8 +65,8 @@ class LLMEngine:
     def has_unfinished(self) -> bool:
         return self.core.has_unfinished()
 
-    def warm_up(self, num_seqs: int = 2, prompt_len: int = 16) -> None:
-        self.core.warm_up(num_seqs, prompt_len)
+    def warm_up(self) -> None:
+        self.core.warm_up()
 
     def step(self) -> list[RequestOutput]:
         outputs, stopped = self.output.process(self.core.step())

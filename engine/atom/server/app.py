@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,8 +19,8 @@ from ..config import EngineConfig
 from ..errors import InvalidRequestError
 from ..output import RequestOutput
 from . import responses
-from .engine_client import EngineClient, EngineUnavailable, QueueFullError, RequestFailed
-from .limits import BodyLimit, ServerLimits
+from .engine_client import EngineClient, EngineUnavailable, QueueFullError, RequestFailed, ShuttingDown
+from .limits import BearerAuth, BodyLimit, ServerLimits
 from .metrics import Metrics
 from .protocol import ChatCompletionRequest, CompletionRequest
 from .responses import error
@@ -32,12 +31,15 @@ class State:
         self.engine: EngineClient | None = None
         self.model_name = ""
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.stopping: asyncio.Event | None = None  # set at the shutdown deadline
 
     def shutdown_deadline_in(self, seconds: float) -> None:
         """Called from the signal handler: at the deadline, in-flight requests are answered 503."""
-        if self.loop and self.stopping:
-            self.loop.call_soon_threadsafe(self.loop.call_later, max(seconds, 0.0), self.stopping.set)
+        if self.loop:
+            self.loop.call_soon_threadsafe(self.loop.call_later, max(seconds, 0.0), self._deadline)
+
+    def _deadline(self) -> None:
+        if self.engine:
+            self.engine.fail_all(ShuttingDown("the server is shutting down; retry"))
 
 
 def route_of(request: Request) -> str | None:
@@ -64,7 +66,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state.loop, state.stopping = asyncio.get_running_loop(), asyncio.Event()
+        state.loop = asyncio.get_running_loop()
         # the core loads and warms up in its own process; /health stays 503 until it is ready
         state.engine = EngineClient(config, max_queued_requests, on_failure)
         starting = asyncio.create_task(state.engine.start())
@@ -110,18 +112,8 @@ def create_app(
         kind = {404: "not_found_error", 405: "invalid_request_error"}.get(exc.status_code, "server_error")
         return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", kind=kind)
 
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next):
-        if expected_auth and request.url.path.startswith("/v1/"):
-            sent = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(sent, expected_auth):  # constant time: no timing oracle
-                metrics.unauthorized.inc()  # one unlabelled counter: raw paths never make series
-                return error(
-                    401,
-                    "missing or wrong API key (send Authorization: Bearer <key>)",
-                    kind="authentication_error",
-                )
-        return await call_next(request)
+    if expected_auth:
+        app.add_middleware(BearerAuth, expected=expected_auth, on_refused=metrics.unauthorized.inc)
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -229,16 +221,11 @@ def create_app(
     async def respond(request: Request, rid, kind, streams, prompt_tokens: int, start: float):
         work = asyncio.ensure_future(asyncio.gather(*(collect(s, start) for s in streams)))
         gone = asyncio.ensure_future(client_gone(request))
-        deadline = asyncio.ensure_future(state.stopping.wait())
-        await asyncio.wait((work, gone, deadline), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
         gone.cancel()
-        deadline.cancel()
         if not work.done():  # cancelling closes each stream, which aborts its request
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)  # retrieved: no "never retrieved" log
-            if state.stopping.is_set():
-                count(request, 503)
-                return error(503, "the server is shutting down; retry", kind="service_unavailable")
             count(request, 499)
             return error(499, "the client disconnected", kind="client_closed_request")
         try:
@@ -246,6 +233,9 @@ def create_app(
         except InvalidRequestError as e:
             count(request, 400)
             return error(400, str(e))
+        except ShuttingDown as e:
+            count(request, 503)
+            return error(503, str(e), kind="service_unavailable")
         except EngineUnavailable:
             count(request, 503)
             return not_ready()
@@ -279,34 +269,8 @@ def create_app(
     async def sse(request, rid, kind, streams, prompt_len, include_usage, start) -> AsyncIterator[str]:
         chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else "text_completion"
         model = state.model_name
-        queue: asyncio.Queue = asyncio.Queue()
-
-        async def pump(i: int, stream) -> None:
-            first_at, n = None, 0
-            try:
-                async for out in stream:
-                    first_at = first_at or time.monotonic()
-                    n += 1
-                    await queue.put((i, out))
-            except Exception as e:
-                await queue.put((i, e))
-            finally:
-                observe(start, first_at, n)
-                await queue.put((i, None))
-
-        async def next_item():
-            """The next stream item, or None once the shutdown deadline has passed."""
-            get = asyncio.ensure_future(queue.get())
-            stop = asyncio.ensure_future(state.stopping.wait())
-            await asyncio.wait((get, stop), return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if get.done():
-                return get.result()
-            get.cancel()
-            return None
-
-        tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
-        completion_tokens, done, finished = 0, 0, False
+        items = one_stream(streams[0], start) if len(streams) == 1 else many_streams(streams, start)
+        completion_tokens, finished = 0, False
         try:
             if kind == "chat.completion":
                 for i in range(len(streams)):
@@ -314,20 +278,13 @@ def create_app(
                     yield responses.event(
                         rid, chunk_kind, model, [{"index": i, "delta": delta, "finish_reason": None}]
                     )
-            while done < len(streams):
-                item = await next_item()
-                if item is None:  # shutdown deadline: say so, then end the stream properly
-                    yield responses.error_event(
-                        "the server is shutting down; retry", "service_unavailable", 503
-                    )
+            async for i, out in items:
+                if isinstance(out, ShuttingDown):  # the deadline: say so, then end the stream properly
+                    yield responses.error_event(str(out), "service_unavailable", 503)
                     yield responses.DONE
                     count(request, 503)
                     finished = True
                     return
-                i, out = item
-                if out is None:
-                    done += 1
-                    continue
                 if isinstance(out, Exception):
                     yield responses.error_event(str(out))
                     continue
@@ -348,7 +305,42 @@ def create_app(
         finally:
             if not finished:
                 count(request, 499)  # the client went away mid-stream
+            await items.aclose()  # closes each generate() stream, which aborts its request
+
+    async def one_stream(stream, start: float) -> AsyncIterator[tuple[int, object]]:
+        """The common case (n = 1): read the stream only when the last event is written, so outputs
+        that arrive meanwhile are merged into one event (OutputStream), not queued."""
+        first_at, n = None, 0
+        try:
+            async for out in stream:
+                first_at = first_at or time.monotonic()
+                n += 1
+                yield 0, out
+        except Exception as e:
+            yield 0, e
+        finally:
+            observe(start, first_at, n)
+            await stream.aclose()
+
+    async def many_streams(streams, start: float) -> AsyncIterator[tuple[int, object]]:
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump(i: int, stream) -> None:
+            async for _, out in one_stream(stream, start):
+                await queue.put((i, out))
+            await queue.put((i, None))
+
+        tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+        try:
+            done = 0
+            while done < len(streams):
+                i, out = await queue.get()
+                if out is None:
+                    done += 1
+                else:
+                    yield i, out
+        finally:
             for t in tasks:  # pumps catch every error, so a cancelled one leaves nothing unretrieved
-                t.cancel()  # cancelling closes each generate() stream, which aborts its request
+                t.cancel()
 
     return app

@@ -37,7 +37,7 @@ def run_core(config: EngineConfig, inbox: str, outbox: str) -> None:
         push.send(ipc.encoder.encode(ipc.LoadFailed(f"{e.__class__.__name__}: {e}")))
         push.close(linger=2000)
         return
-    push.send(ipc.encoder.encode(ipc.Ready(core.info)))
+    push.send(ipc.encoder.encode(ipc.Ready(core.info, core.stats())))
     try:
         _loop(core, pull, push)
     finally:

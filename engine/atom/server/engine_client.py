@@ -22,7 +22,7 @@ from ..config import EngineConfig
 from ..engine.core import ModelInfo, check_prompt
 from ..engine.outputs import EngineStats
 from ..errors import AtomError, InvalidRequestError
-from ..output import OutputProcessor, RequestOutput
+from ..output import OutputProcessor, RequestOutput, merge
 from ..sampling_params import SamplingParams
 from ..tokenizer import load_tokenizer
 from . import ipc
@@ -37,8 +37,35 @@ class EngineUnavailable(AtomError):
     """The core is loading, failed to load, or died."""
 
 
+class ShuttingDown(EngineUnavailable):
+    """The server's shutdown deadline passed with the request still running."""
+
+
 class RequestFailed(AtomError):
     """The core could not run this request (its step failed)."""
+
+
+class OutputStream:
+    """What the core produced for one request and its reader has not taken yet, merged into one
+    output: a reader that falls behind (a slow client, a busy event loop) gets several tokens in one
+    event instead of a growing queue of events."""
+
+    def __init__(self) -> None:
+        self.pending: RequestOutput | Exception | None = None
+        self.ready = asyncio.Event()
+
+    def put(self, item: RequestOutput | Exception) -> None:
+        if isinstance(self.pending, RequestOutput) and isinstance(item, RequestOutput):
+            item = merge(self.pending, item)
+        if not isinstance(self.pending, Exception):  # an error is final
+            self.pending = item
+        self.ready.set()
+
+    async def get(self) -> RequestOutput | Exception:
+        await self.ready.wait()
+        self.ready.clear()
+        item, self.pending = self.pending, None
+        return item
 
 
 class EngineClient:
@@ -56,7 +83,7 @@ class EngineClient:
         self.info: ModelInfo | None = None
         self.error: str | None = None
         self.stats = EngineStats()
-        self.sinks: dict[str, asyncio.Queue] = {}
+        self.sinks: dict[str, OutputStream] = {}
         self.unstarted: set[str] = set()  # sent, no token yet: what counts against the queue limit
         self.process: multiprocessing.process.BaseProcess | None = None
         self._closing = False
@@ -95,7 +122,7 @@ class EngineClient:
         if isinstance(first, ipc.LoadFailed):
             self._fail(first.error)
             return
-        self.info = first.info
+        self.info, self.stats = first.info, first.stats
         self._tasks.append(asyncio.create_task(self._receive(), name="atom-core-outputs"))
 
     async def shutdown(self) -> None:
@@ -120,12 +147,17 @@ class EngineClient:
         if not self._closing:
             self._fail(f"the engine core process exited (exit code {self.process.exitcode})")
 
+    def fail_all(self, error: Exception) -> None:
+        """Every open request ends with this error (their streams say so; the core is told to stop)."""
+        for sink in self.sinks.values():
+            sink.put(error)
+
     def _fail(self, error: str) -> None:
         if self.error:
             return
         self.error = error
         for sink in self.sinks.values():
-            sink.put_nowait(EngineUnavailable(error))
+            sink.put(EngineUnavailable(error))
         self.sinks.clear()
         if self.on_failure:
             self.on_failure(error)
@@ -155,7 +187,7 @@ class EngineClient:
     ) -> AsyncIterator[RequestOutput]:
         if not self.ready:
             raise EngineUnavailable(self.error or "the model is still loading")
-        sink: asyncio.Queue = asyncio.Queue()
+        sink = OutputStream()
         self.sinks[request_id] = sink
         self.unstarted.add(request_id)
         self.output.add(request_id, prompt_token_ids, params)
@@ -165,7 +197,7 @@ class EngineClient:
             while True:
                 item = await sink.get()
                 if isinstance(item, Exception):
-                    finished = True  # the core has already let go of it
+                    finished = not isinstance(item, ShuttingDown)  # else the core still runs it
                     raise item
                 yield item
                 if item.finished:
@@ -207,4 +239,4 @@ class EngineClient:
         self.unstarted.discard(request_id)
         sink = self.sinks.get(request_id)
         if sink is not None:
-            sink.put_nowait(item)
+            sink.put(item)

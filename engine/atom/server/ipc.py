@@ -33,6 +33,7 @@ class Shutdown(msgspec.Struct, tag="shutdown"):
 # core -> API process
 class Ready(msgspec.Struct, tag="ready"):
     info: ModelInfo
+    stats: EngineStats  # the metrics are right from the first scrape
 
 
 class LoadFailed(msgspec.Struct, tag="load_failed"):

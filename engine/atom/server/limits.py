@@ -5,7 +5,9 @@ Every limit has a default and an `atom serve` flag; docs/security.md lists them.
 
 from __future__ import annotations
 
+import hmac
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_STOP_STRINGS = 16
@@ -63,17 +65,34 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "message": f"the request body is over {self.max_bytes} bytes (--max-request-body-bytes)",
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "request_too_large",
-                }
-            }
-        ).encode()
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        message = f"the request body is over {self.max_bytes} bytes (--max-request-body-bytes)"
+        await send_error(send, 413, message, "invalid_request_error", "request_too_large", close=True)
+
+
+class BearerAuth:
+    """ASGI middleware: /v1/ needs `Authorization: Bearer <key>`, compared in constant time.
+
+    Pure ASGI on purpose: Starlette's @app.middleware("http") wraps every streamed chunk in a memory
+    stream, which cost the most per token of anything on the SSE path."""
+
+    def __init__(self, app, expected: bytes, on_refused: Callable[[], None]) -> None:
+        self.app, self.expected, self.on_refused = app, expected, on_refused
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            sent = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(sent, self.expected):  # no timing oracle
+                self.on_refused()  # one unlabelled counter: raw paths never make series
+                message = "missing or wrong API key (send Authorization: Bearer <key>)"
+                return await send_error(send, 401, message, "authentication_error", 401)
+        await self.app(scope, receive, send)
+
+
+async def send_error(send, status: int, message: str, kind: str, code, close: bool = False) -> None:
+    """An OpenAI-style error body, sent from ASGI middleware (before any route runs)."""
+    body = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
