@@ -17,7 +17,7 @@ from .tokenizer import Detokenizer, IdsOnlyTokenizer, Tokenizer
 class RequestOutput:
     request_id: str
     prompt_token_ids: list[int]
-    output_token_ids: list[int]
+    output_token_ids: list[int]  # every token so far; it grows while the request runs
     text: str
     delta_text: str = ""
     delta_token_ids: list[int] = field(default_factory=list)
@@ -93,7 +93,7 @@ class OutputProcessor:
         return RequestOutput(
             out.request_id,
             state.prompt_token_ids,
-            list(state.output_token_ids),
+            state.output_token_ids,  # the request's own list, not a copy (a copy a step was quadratic)
             text,
             delta,
             list(out.new_token_ids),
