@@ -1,0 +1,200 @@
+"""The generation path both endpoints share: admit a request, start its engine streams, and answer with
+one JSON body or a server-sent-event stream. Routing lives in routes/, body shapes in responses.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from ..errors import InvalidRequestError
+from ..output import RequestOutput
+from . import responses
+from .engine_client import EngineUnavailable, QueueFullError, RequestFailed, ShuttingDown
+from .responses import error
+from .state import ServerState
+
+
+def encode_all(tokenizer, prompts: list) -> list[list[int]]:
+    return [tokenizer.encode(p) if isinstance(p, str) else p for p in prompts]
+
+
+async def serve(
+    state: ServerState,
+    request: Request,
+    body,
+    prompts: list,
+    kind: str,
+    logprobs: int | None,
+    max_tokens: int | None,
+):
+    """Validate, admit, start one engine stream per (prompt, choice); answer as JSON or SSE."""
+    count = state.count
+    engine = state.ready_engine()
+    if engine is None:
+        return state.not_ready()
+    rid = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
+    try:
+        params = [body.sampling_params(max_tokens, logprobs, i) for i in range(body.n)]
+        prompt_ids = await state.off_loop(encode_all, engine.tokenizer, prompts)
+        engine.admit(prompt_ids, params[0], len(params))
+    except InvalidRequestError as e:
+        count(request, 400)
+        return error(400, str(e))
+    except QueueFullError as e:
+        count(request, 429)
+        return error(429, str(e), kind="rate_limit_error", headers={"Retry-After": "1"})
+    except EngineUnavailable:
+        return state.not_ready()
+    streams = [
+        engine.generate(ids, p, f"{rid}-{k * len(params) + j}")
+        for k, ids in enumerate(prompt_ids)
+        for j, p in enumerate(params)
+    ]
+    prompt_tokens = sum(len(ids) for ids in prompt_ids)
+    start = time.monotonic()
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            sse(state, request, rid, kind, streams, prompt_tokens, include_usage, start),
+            media_type="text/event-stream",
+        )
+    return await respond(state, request, rid, kind, streams, prompt_tokens, start)
+
+
+async def respond(state: ServerState, request: Request, rid, kind, streams, prompt_tokens: int, start: float):
+    count = state.count
+    work = asyncio.ensure_future(asyncio.gather(*(collect(state, s, start) for s in streams)))
+    gone = asyncio.ensure_future(client_gone(request))
+    await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+    gone.cancel()
+    if not work.done():  # cancelling closes each stream, which aborts its request
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)  # retrieved: no "never retrieved" log
+        count(request, 499)
+        return error(499, "the client disconnected", kind="client_closed_request")
+    try:
+        finals = work.result()
+    except InvalidRequestError as e:
+        count(request, 400)
+        return error(400, str(e))
+    except ShuttingDown as e:
+        count(request, 503)
+        return error(503, str(e), kind="service_unavailable")
+    except EngineUnavailable:
+        count(request, 503)
+        return state.not_ready()
+    except RequestFailed as e:
+        count(request, 500)
+        return error(500, str(e), kind="server_error")
+    count(request, 200)
+    return responses.full_response(rid, kind, state.model_name, finals, prompt_tokens)
+
+
+async def client_gone(request: Request) -> None:
+    """Returns when the client disconnects: the body is read, so receive() has nothing else to say."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def collect(state: ServerState, stream: AsyncIterator[RequestOutput], start: float) -> RequestOutput:
+    last, first_at, n = None, None, 0
+    async for out in stream:
+        first_at = first_at or time.monotonic()
+        last, n = out, n + 1
+    observe(state, start, first_at, n)
+    return last
+
+
+def observe(state: ServerState, start: float, first_at: float | None, n: int) -> None:
+    metrics, now = state.metrics, time.monotonic()
+    if first_at:
+        metrics.ttft.observe(first_at - start)
+        if n > 1:
+            metrics.tpot.observe((now - first_at) / (n - 1))
+    metrics.e2e.observe(now - start)
+
+
+async def sse(
+    state: ServerState, request, rid, kind, streams, prompt_len, include_usage, start
+) -> AsyncIterator[str]:
+    count = state.count
+    chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else "text_completion"
+    model = state.model_name
+    items = one_stream(state, streams[0], start) if len(streams) == 1 else many_streams(state, streams, start)
+    completion_tokens, finished = 0, False
+    try:
+        if kind == "chat.completion":
+            for i in range(len(streams)):
+                delta = {"role": "assistant", "content": ""}
+                yield responses.event(
+                    rid, chunk_kind, model, [{"index": i, "delta": delta, "finish_reason": None}]
+                )
+        async for i, out in items:
+            if isinstance(out, ShuttingDown):  # the deadline: say so, then end the stream properly
+                yield responses.error_event(str(out), "service_unavailable", 503)
+                yield responses.DONE
+                count(request, 503)
+                finished = True
+                return
+            if isinstance(out, Exception):
+                yield responses.error_event(str(out))
+                continue
+            completion_tokens += len(out.delta_token_ids)
+            choice = {"index": i, "finish_reason": out.finish_reason}
+            if kind == "chat.completion":
+                choice["delta"] = {"content": out.delta_text} if out.delta_text else {}
+            else:
+                choice["text"] = out.delta_text
+            yield responses.event(rid, chunk_kind, model, [choice])
+        if include_usage:
+            yield responses.event(rid, chunk_kind, model, [], responses.usage(prompt_len, completion_tokens))
+        yield responses.DONE
+        count(request, 200)
+        finished = True
+    finally:
+        if not finished:
+            count(request, 499)  # the client went away mid-stream
+        await items.aclose()  # closes each generate() stream, which aborts its request
+
+
+async def one_stream(state: ServerState, stream, start: float) -> AsyncIterator[tuple[int, object]]:
+    """The common case (n = 1): read the stream only when the last event is written, so outputs
+    that arrive meanwhile are merged into one event (OutputStream), not queued."""
+    first_at, n = None, 0
+    try:
+        async for out in stream:
+            first_at = first_at or time.monotonic()
+            n += 1
+            yield 0, out
+    except Exception as e:
+        yield 0, e
+    finally:
+        observe(state, start, first_at, n)
+        await stream.aclose()
+
+
+async def many_streams(state: ServerState, streams, start: float) -> AsyncIterator[tuple[int, object]]:
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(i: int, stream) -> None:
+        async for _, out in one_stream(state, stream, start):
+            await queue.put((i, out))
+        await queue.put((i, None))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        done = 0
+        while done < len(streams):
+            i, out = await queue.get()
+            if out is None:
+                done += 1
+            else:
+                yield i, out
+    finally:
+        for t in tasks:  # pumps catch every error, so a cancelled one leaves nothing unretrieved
+            t.cancel()
