@@ -22,8 +22,8 @@ python -m atom.cli bench offline --model "$MODEL" --load-format dummy --num-prom
 [ -n "${SKIP_OFFLINE:-}" ] || {
 python -m atom.cli bench offline --model "$MODEL" --load-format dummy --num-prompts "$N" --max-num-seqs 256 \
   --kv-cache-memory-gb "$KV" "${common[@]}" --json-out "$OUT/offline-256.json"
-python -m atom.cli bench offline --model "$MODEL" --load-format dummy --num-prompts 64 --max-num-seqs 16 \
-  --kv-cache-memory-gb "$KV" "${common[@]}" --json-out "$OUT/offline-16.json"
+[ -n "${ONLY_256:-}" ] || python -m atom.cli bench offline --model "$MODEL" --load-format dummy --num-prompts 64 \
+  --max-num-seqs 16 --kv-cache-memory-gb "$KV" "${common[@]}" --json-out "$OUT/offline-16.json"
 }
 
 serve() {  # $1: max-num-seqs
@@ -46,10 +46,12 @@ serve 256
 python -m atom.cli bench serve --url "http://127.0.0.1:$PORT" --concurrency 256 --num-prompts "$N" "${common[@]}" \
   --json-out "$OUT/serve-256.json"
 stop
-serve 16
-python -m atom.cli bench serve --url "http://127.0.0.1:$PORT" --concurrency 16 --num-prompts 64 "${common[@]}" \
-  --json-out "$OUT/serve-16.json"
-stop
+if [ -z "${ONLY_256:-}" ]; then
+  serve 16
+  python -m atom.cli bench serve --url "http://127.0.0.1:$PORT" --concurrency 16 --num-prompts 64 "${common[@]}" \
+    --json-out "$OUT/serve-16.json"
+  stop
+fi
 
 python - "$OUT" <<'PY'
 import json, sys
@@ -59,6 +61,8 @@ import os
 for c in (256, 16):
     path = f"{out}/offline-{c}.json"
     off = json.load(open(path)) if os.path.exists(path) else {"output_throughput_tok_s": float("nan"), "mean_step_ms": float("nan")}
+    if not os.path.exists(f"{out}/serve-{c}.json"):
+        continue
     srv = json.load(open(f"{out}/serve-{c}.json"))
     rows[c] = {
         "offline_tok_s": off["output_throughput_tok_s"], "offline_step_ms": off["mean_step_ms"],

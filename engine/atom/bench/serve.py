@@ -34,17 +34,28 @@ async def _one(client: httpx.AsyncClient, url: str, model: str, prompt: list[int
         "temperature": 0,
         "ignore_eos": True,
         "stream": True,
+        "stream_options": {"include_usage": True},
     }
     start = time.perf_counter()
-    arrivals = []
+    arrivals, tokens = [], None
     async with client.stream("POST", f"{url}/v1/completions", json=body) as r:
         r.raise_for_status()
         async for line in r.aiter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
-                if json.loads(line[6:])["choices"]:
+                chunk = json.loads(line[6:])
+                if chunk["choices"]:
                     arrivals.append(time.perf_counter())
+                elif chunk.get("usage"):
+                    tokens = chunk["usage"]["completion_tokens"]
     end = time.perf_counter()
-    return {"start": start, "arrivals": arrivals, "end": end}
+    # an event may carry several tokens (a server merges what a slow reader has not taken): count tokens
+    # from the usage the server reports, not events
+    return {
+        "start": start,
+        "arrivals": arrivals,
+        "end": end,
+        "tokens": len(arrivals) if tokens is None else tokens,
+    }
 
 
 async def _run(url, num_prompts, concurrency, request_rate, input_len, output_len, model, seed, progress):
@@ -85,7 +96,7 @@ async def _run(url, num_prompts, concurrency, request_rate, input_len, output_le
 async def _progress(done: list[dict], total: int, start: float) -> None:
     while True:
         await asyncio.sleep(2)
-        tokens = sum(len(r["arrivals"]) for r in done)
+        tokens = sum(r["tokens"] for r in done)
         elapsed = time.perf_counter() - start
         print(f"  {len(done)}/{total} requests, {tokens / elapsed:,.0f} output tok/s so far", file=sys.stderr)
 
@@ -110,12 +121,12 @@ def run_bench(
     )
     ttft, tpot, itl, e2e, good, tokens = [], [], [], [], 0, 0
     for r in results:
-        a = r["arrivals"]
-        tokens += len(a)
+        a, n = r["arrivals"], r["tokens"]
+        tokens += n
         first = a[0] - r["start"] if a else r["end"] - r["start"]
         ttft.append(first)
         e2e.append(r["end"] - r["start"])
-        per_token = (a[-1] - a[0]) / (len(a) - 1) if len(a) > 1 else 0.0
+        per_token = (a[-1] - a[0]) / (n - 1) if n > 1 and a else 0.0  # TPOT as vllm bench serve defines it
         tpot.append(per_token)
         itl.extend(b - c for b, c in zip(a[1:], a[:-1], strict=False))
         good += first * 1000 <= slo_ttft_ms and per_token * 1000 <= slo_tpot_ms
