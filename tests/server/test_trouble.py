@@ -10,6 +10,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from .conftest import free_port, running_server
 
@@ -184,13 +185,22 @@ def test_schemathesis_fuzz_no_5xx(smollm2, tmp_path):
         assert httpx.get(f"{url}/health").status_code == 200
 
 
-def test_a_model_that_cannot_load_makes_atom_serve_exit_1_with_the_reason(smollm2, tmp_path):
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "config.json").write_bytes((smollm2 / "config.json").read_bytes())  # no tokenizer, no weights
+@pytest.mark.parametrize("broken", ["no tokenizer", "bad weights"])
+def test_a_model_that_cannot_load_makes_atom_serve_exit_1_with_the_reason(smollm2, tmp_path, broken):
+    """No tokenizer fails in the API process; unreadable weights fail in the engine core's process."""
+    model = tmp_path / "broken"
+    model.mkdir()
+    (model / "config.json").write_bytes((smollm2 / "config.json").read_bytes())
+    if broken == "bad weights":
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            (model / f).write_bytes((smollm2 / f).read_bytes())
+        (model / "model.safetensors").write_bytes(b"not safetensors")
+    start = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "atom.cli", "serve", "--model", str(broken), "--port", str(free_port())],
+        [sys.executable, "-m", "atom.cli", "serve", "--model", str(model), "--port", str(free_port())],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     assert "the engine failed" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert ("tokenizer.json" if broken == "no tokenizer" else "SafetensorError") in result.stderr
+    assert time.monotonic() - start < 60

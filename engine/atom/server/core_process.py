@@ -35,7 +35,9 @@ def run_core(config: EngineConfig, inbox: str, outbox: str) -> None:
         core.warm_up()
     except Exception as e:
         push.send(ipc.encoder.encode(ipc.LoadFailed(f"{e.__class__.__name__}: {e}")))
-        push.close(linger=2000)
+        pull.close(linger=0)
+        push.close(linger=2000)  # the message goes out before the process does
+        context.term()
         return
     push.send(ipc.encoder.encode(ipc.Ready(core.info, core.stats())))
     try:

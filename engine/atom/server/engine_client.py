@@ -10,6 +10,7 @@ exit (on_failure), so an orchestrator restarts it instead of a server hanging.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -108,8 +109,10 @@ class EngineClient:
         self.output = OutputProcessor(self.tokenizer)
         self._dir = tempfile.TemporaryDirectory(prefix="atom-ipc-")
         inbox, outbox = f"ipc://{self._dir.name}/inbox", f"ipc://{self._dir.name}/outbox"
-        self.context = zmq.asyncio.Context()
-        self.push, self.pull = self.context.socket(zmq.PUSH), self.context.socket(zmq.PULL)
+        # sending never waits (a plain socket, NOBLOCK); receiving is awaited on the event loop
+        self.send_context, self.context = zmq.Context(), zmq.asyncio.Context()
+        self.push, self.pull = self.send_context.socket(zmq.PUSH), self.context.socket(zmq.PULL)
+        self.push.setsockopt(zmq.SNDHWM, 0)  # never full: a send fails only when no core is connected
         self.push.bind(inbox)
         self.pull.bind(outbox)
         # spawn, not fork: the core gets a fresh interpreter (CUDA/ROCm cannot be forked into)
@@ -133,12 +136,14 @@ class EngineClient:
             return
         asyncio.get_running_loop().remove_reader(self.process.sentinel)
         if self.process.is_alive():
-            await self._send(ipc.Shutdown())
+            with contextlib.suppress(EngineUnavailable):
+                self._post(ipc.Shutdown())
             await asyncio.get_running_loop().run_in_executor(None, self.process.join, 10)
         if self.process.is_alive():
             self.process.kill()
         self.push.close(linger=0)
         self.pull.close(linger=0)
+        self.send_context.term()
         self.context.term()
         self._dir.cleanup()
 
@@ -193,7 +198,7 @@ class EngineClient:
         self.output.add(request_id, prompt_token_ids, params)
         finished = False
         try:
-            await self._send(ipc.AddRequest(request_id, prompt_token_ids, params))
+            self._post(ipc.AddRequest(request_id, prompt_token_ids, params))
             while True:
                 item = await sink.get()
                 if isinstance(item, Exception):
@@ -209,15 +214,16 @@ class EngineClient:
             if not finished:  # the client went away or the handler failed: free the KV blocks now
                 self.output.abort(request_id)
                 if self.ready:
-                    self._post(ipc.Abort([request_id]))
-
-    async def _send(self, message) -> None:
-        await self.push.send(ipc.encoder.encode(message))
+                    with contextlib.suppress(EngineUnavailable):  # a core that is gone holds no blocks
+                        self._post(ipc.Abort([request_id]))
 
     def _post(self, message) -> None:
-        """Send without awaiting: usable in a cancelled task's cleanup (a PUSH below its high-water mark
-        sends at once)."""
-        self.push.send(ipc.encoder.encode(message))
+        """Send without waiting (usable in a cancelled task's cleanup). A PUSH socket with no peer would
+        wait for one forever: with the core gone, this fails at once instead."""
+        try:
+            self.push.send(ipc.encoder.encode(message), flags=zmq.NOBLOCK)
+        except zmq.Again as e:
+            raise EngineUnavailable(self.error or "the engine core is not connected") from e
 
     async def _receive(self) -> None:
         while True:
@@ -233,7 +239,8 @@ class EngineClient:
             for result in results:
                 self._deliver(result.request_id, result)
             if stopped:  # stop strings ended these: the core stops computing them
-                self._post(ipc.Abort(stopped))
+                with contextlib.suppress(EngineUnavailable):
+                    self._post(ipc.Abort(stopped))
 
     def _deliver(self, request_id: str, item) -> None:
         self.unstarted.discard(request_id)
