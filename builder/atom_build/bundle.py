@@ -13,6 +13,7 @@ import stat
 from collections import Counter
 from pathlib import Path
 
+from . import provenance
 from .errors import AtomBuildError
 
 MANIFEST, LOCK = "manifest.json", "requirements.lock"
@@ -79,9 +80,7 @@ def verify(directory: Path) -> dict:
         problems += _check_entries(directory, wheels)
         problems += _check_lock(directory, wheels)
         if not problems:
-            from .provenance import check as check_provenance  # it imports the plan; bundle stays light
-
-            problems += check_provenance(directory, manifest)
+            problems += provenance.check(directory, manifest)
     if problems:
         raise BundleError(_report(directory, problems))
     return manifest

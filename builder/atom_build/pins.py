@@ -22,6 +22,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from .bundle import sha256_file
+from .plan import canonical_name
 from .recipe import Recipe
 
 PYPI = "https://pypi.org/simple"
@@ -133,15 +134,11 @@ def check_git(pin: Pin, timeout: float = TIMEOUT_S) -> PinResult:
 
 
 # ---- wheels ---------------------------------------------------------------------------------------
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def file_version(filename: str, name: str) -> str | None:
     """The version in a wheel or sdist file name of distribution `name`, else None."""
     stem = re.sub(r"(\.tar\.gz|\.zip|\.whl)$", "", filename)
     parts = stem.split("-")
-    if len(parts) < 2 or canonical(parts[0]) != canonical(name):
+    if len(parts) < 2 or canonical_name(parts[0]) != canonical_name(name):
         return None
     return parts[1]
 
@@ -201,7 +198,7 @@ class _Anchors(HTMLParser):
 
 def index_files(index: str, name: str, timeout: float = TIMEOUT_S) -> dict[str, str] | None:
     """file name -> sha256 from a simple index page (JSON or HTML); None if the project does not exist."""
-    url = f"{index.rstrip('/')}/{canonical(name)}/"
+    url = f"{index.rstrip('/')}/{canonical_name(name)}/"
     accept = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
     request = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": "atom-build pins check"})
     try:

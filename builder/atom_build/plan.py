@@ -13,6 +13,11 @@ VENV = "/opt/atom"
 PLACEHOLDER_VALUES = {"archs": "${GPU_ARCHS}", "enable_ck": "${ENABLE_CK}", "max_jobs": "$jobs"}
 
 
+def canonical_name(name: str) -> str:
+    """A distribution's normalized name (PEP 503): what wheel files, indexes and locks agree on."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 @dataclass(frozen=True)
 class ComponentStep:
     """One builder stage: how a component becomes wheels in /wheels."""
@@ -88,7 +93,9 @@ class BuildPlan:
     @property
     def extras(self) -> tuple[str, ...]:
         """`name:extra,extra` for each component built with extras (bundle.py collect --extra)."""
-        return tuple(f"{_canonical(c.dist_name)}:{','.join(c.extras)}" for c in self.components if c.extras)
+        return tuple(
+            f"{canonical_name(c.dist_name)}:{','.join(c.extras)}" for c in self.components if c.extras
+        )
 
     @property
     def stages(self) -> list[str]:
@@ -105,10 +112,6 @@ class BuildPlan:
             "MAX_JOBS": "",
             "PIP_INDEX_URL": self.index_url,
         }
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def resolve(

@@ -15,7 +15,9 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
+from .bundle import load_manifest
 from .errors import AtomBuildError
+from .plan import canonical_name
 
 FILE = "sbom.cdx.json"
 IN_IMAGE = "/etc/atom/sbom.cdx.json"
@@ -55,16 +57,16 @@ def os_packages(client, image: str) -> list[tuple[str, str, str]]:
 
 def venv_packages(client, image: str, venv: str) -> dict[str, str]:
     text = run_in_image(client, image, f"{venv}/bin/python", "-m", "pip", "list", "--format", "json")
-    return {_canonical(p["name"]): p["version"] for p in json.loads(text)}
+    return {canonical_name(p["name"]): p["version"] for p in json.loads(text)}
 
 
 def assemble(python: dict, manifest: dict, os_pkgs: list[tuple[str, str, str]], venv: dict[str, str],
              image: str, distro: str) -> dict:  # fmt: skip
     """The generator's Python SBOM, plus provenance properties, venv-seeded packages and OS packages."""
     doc = json.loads(json.dumps(python))
-    by_name = {_canonical(w["name"]): w for w in manifest["wheels"]}
+    by_name = {canonical_name(w["name"]): w for w in manifest["wheels"]}
     for component in doc.get("components", []):
-        wheel = by_name.get(_canonical(component["name"]))
+        wheel = by_name.get(canonical_name(component["name"]))
         if wheel:
             component["properties"] = [
                 {"name": "atom:wheel", "value": wheel["file"]},
@@ -99,12 +101,6 @@ def _library(name: str, version: str, purl: str, origin: str) -> dict:
     }
 
 
-def _canonical(name: str) -> str:
-    import re
-
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def validate(doc: dict) -> list[str]:
     """Problems against the CycloneDX 1.6 JSON schema (the schema ships with cyclonedx-python-lib)."""
     from cyclonedx.schema import SchemaVersion
@@ -122,7 +118,7 @@ def distro_of(client, image: str) -> str:
 
 def make(client, image: str, bundle: Path, venv: str) -> dict:
     """The SBOM of a built clean image whose Python environment came from `bundle`."""
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = load_manifest(bundle)
     doc = assemble(
         python_part(bundle / "requirements.lock"),
         manifest,

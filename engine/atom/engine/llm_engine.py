@@ -10,7 +10,7 @@ from ..config import EngineConfig
 from ..output import OutputProcessor, RequestOutput
 from ..sampling_params import SamplingParams
 from ..tokenizer import load_tokenizer
-from .core import EngineCore, check_prompt
+from .core import EngineCore
 from .sequence import Sequence
 
 __all__ = ["LLM", "LLMEngine", "RequestOutput"]
@@ -54,9 +54,6 @@ class LLMEngine:
         seq = self.core.add(request_id, ids, params)
         self.output.add(request_id, ids, params)
         return seq
-
-    def check_prompt(self, ids: list[int], params: SamplingParams) -> None:
-        check_prompt(ids, params, self.core.info)
 
     def abort(self, request_id: str) -> None:
         self.core.abort(request_id)

@@ -15,6 +15,8 @@ import time
 import zmq
 
 from ..config import EngineConfig
+from ..engine.core import EngineCore
+from ..engine.outputs import CoreOutput
 from . import ipc
 
 IDLE_POLL_MS = 100
@@ -29,8 +31,6 @@ def run_core(config: EngineConfig, inbox: str, outbox: str) -> None:
     pull.connect(inbox)
     push.connect(outbox)
     try:
-        from ..engine.core import EngineCore  # imported here: torch loads in this process only
-
         core = EngineCore(config)
         core.warm_up()
     except Exception as e:
@@ -48,7 +48,7 @@ def run_core(config: EngineConfig, inbox: str, outbox: str) -> None:
         context.term()
 
 
-def _loop(core, pull: zmq.Socket, push: zmq.Socket) -> None:
+def _loop(core: EngineCore, pull: zmq.Socket, push: zmq.Socket) -> None:
     parent, last_stats = os.getppid(), 0.0
     while True:
         timeout = 0 if core.has_unfinished() else IDLE_POLL_MS
@@ -68,10 +68,8 @@ def _loop(core, pull: zmq.Socket, push: zmq.Socket) -> None:
             last_stats = time.monotonic()
 
 
-def _step(core) -> list:
+def _step(core: EngineCore) -> list[CoreOutput]:
     """A failed step fails the requests in it, never the core."""
-    from ..engine.outputs import CoreOutput
-
     try:
         return core.step()
     except Exception as e:
@@ -84,9 +82,7 @@ def _step(core) -> list:
         return failed
 
 
-def _apply(core, message, push: zmq.Socket) -> None:
-    from ..engine.outputs import CoreOutput
-
+def _apply(core: EngineCore, message, push: zmq.Socket) -> None:
     if isinstance(message, ipc.AddRequest):
         try:
             core.add(message.request_id, message.prompt_token_ids, message.params)

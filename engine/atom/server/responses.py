@@ -17,8 +17,12 @@ def error(
     param: str | None = None,
     headers: dict | None = None,
 ) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(message, kind, status, param), status_code=status, headers=headers)
+
+
+def error_body(message: str, kind: str, code: int | str | None, param: str | None = None) -> dict:
+    """The OpenAI error shape, for every error the server sends (JSON bodies, SSE events, middleware)."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:
@@ -81,9 +85,7 @@ def event(rid: str, kind: str, model: str, choices: list, usage_: dict | None = 
 
 
 def error_event(message: str, kind: str = "server_error", code: int | str | None = None) -> str:
-    return (
-        f"data: {json.dumps({'error': {'message': message, 'type': kind, 'param': None, 'code': code}})}\n\n"
-    )
+    return f"data: {json.dumps(error_body(message, kind, code))}\n\n"
 
 
 DONE = "data: [DONE]\n\n"
