@@ -43,8 +43,11 @@ serve 256
 # who uses the CPU mid-run: the API process, the engine core, the benchmark client
 (sleep 25; ps -eo pid,ppid,pcpu,rss,args --sort=-pcpu | grep -E "atom|spawn_main" | grep -v grep | head -6 \
   > "$OUT/cpu-256.txt") &
+# several client processes: one Python process parsing 256 streams delays the closed loop's next request
 python -m atom.cli bench serve --url "http://127.0.0.1:$PORT" --concurrency 256 --num-prompts "$N" "${common[@]}" \
-  --json-out "$OUT/serve-256.json"
+  --workers "${WORKERS:-4}" --json-out "$OUT/serve-256.json"
+[ -z "${ONE_CLIENT_TOO:-}" ] || python -m atom.cli bench serve --url "http://127.0.0.1:$PORT" --concurrency 256 \
+  --num-prompts "$N" "${common[@]}" --seed 1 --json-out "$OUT/serve-256-one-client.json"
 stop
 if [ -z "${ONLY_256:-}" ]; then
   serve 16
@@ -54,26 +57,38 @@ if [ -z "${ONLY_256:-}" ]; then
 fi
 
 python - "$OUT" <<'PY'
-import json, sys
+import json, os, sys
 out = sys.argv[1]
+nan = float("nan")
+def load(path):
+    return json.load(open(path)) if os.path.exists(path) else None
 rows = {}
-import os
-for c in (256, 16):
-    path = f"{out}/offline-{c}.json"
-    off = json.load(open(path)) if os.path.exists(path) else {"output_throughput_tok_s": float("nan"), "mean_step_ms": float("nan")}
-    if not os.path.exists(f"{out}/serve-{c}.json"):
+for name, off_name in (("256", "256"), ("256-one-client", "256"), ("16", "16")):
+    srv, off = load(f"{out}/serve-{name}.json"), load(f"{out}/offline-{off_name}.json") or {}
+    if srv is None:
         continue
-    srv = json.load(open(f"{out}/serve-{c}.json"))
-    rows[c] = {
-        "offline_tok_s": off["output_throughput_tok_s"], "offline_step_ms": off["mean_step_ms"],
-        "server_tok_s": srv["output_throughput_tok_s"],
-        "server_vs_offline": round(srv["output_throughput_tok_s"] / off["output_throughput_tok_s"], 3),
+    oe, se = off.get("engine") or {}, srv.get("engine") or {}
+    off_tok = off.get("output_throughput_tok_s", nan)
+    rows[name] = {
+        "offline_tok_s": off_tok, "offline_step_ms": off.get("mean_step_ms", nan),
+        "offline_ttft_ms_mean": (off.get("ttft_ms") or {}).get("mean", nan),
+        "offline_tpot_ms_mean": (off.get("tpot_ms") or {}).get("mean", nan),
+        "offline_mean_batch": oe.get("mean_batch_sequences", nan),
+        "offline_core_step_ms": oe.get("mean_step_ms", nan),
+        "server_tok_s": srv["output_throughput_tok_s"], "workers": srv.get("workers", 1),
+        "server_vs_offline": round(srv["output_throughput_tok_s"] / off_tok, 3),
         "ttft_ms_mean": round(srv["ttft_ms"]["mean"], 1), "ttft_ms_p99": round(srv["ttft_ms"]["p99"], 1),
         "tpot_ms_mean": round(srv["tpot_ms"]["mean"], 2), "tpot_ms_p99": round(srv["tpot_ms"]["p99"], 2),
+        "server_mean_batch": se.get("mean_batch_sequences", nan),
+        "server_core_step_ms": se.get("mean_step_ms", nan),
+        "server_ipc_ms_per_step": se.get("mean_ipc_ms_per_step", nan),
     }
-print(f"{'concurrency':>11} {'offline tok/s':>14} {'step ms':>8} {'server tok/s':>13} {'ratio':>6} {'TTFT ms':>9} {'TPOT ms':>8}")
+print(f"{'run':>15} {'offline tok/s':>13} {'server tok/s':>12} {'ratio':>6} {'TTFT off/srv ms':>16} "
+      f"{'TPOT off/srv ms':>16} {'batch off/srv':>14} {'core step off/srv':>18} {'ipc ms':>7}")
 for c, r in rows.items():
-    print(f"{c:>11} {r['offline_tok_s']:>14,.0f} {r['offline_step_ms']:>8.2f} {r['server_tok_s']:>13,.0f} "
-          f"{r['server_vs_offline']:>6.1%} {r['ttft_ms_mean']:>9.0f} {r['tpot_ms_mean']:>8.2f}")
+    print(f"{c:>15} {r['offline_tok_s']:>13,.0f} {r['server_tok_s']:>12,.0f} {r['server_vs_offline']:>6.1%} "
+          f"{r['offline_ttft_ms_mean']:>7.0f}/{r['ttft_ms_mean']:<8.0f} {r['offline_tpot_ms_mean']:>7.2f}/{r['tpot_ms_mean']:<8.2f} "
+          f"{r['offline_mean_batch']:>6.1f}/{r['server_mean_batch']:<7.1f} "
+          f"{r['offline_core_step_ms']:>8.2f}/{r['server_core_step_ms']:<9.2f} {r['server_ipc_ms_per_step']:>7.3f}")
 json.dump(rows, open(f"{out}/serve-scale.json", "w"), indent=2)
 PY

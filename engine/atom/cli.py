@@ -213,6 +213,13 @@ def bench_serve(
     input_len: int = 128,
     output_len: int = 64,
     model: str | None = None,
+    endpoint: Annotated[
+        str,
+        typer.Option(help="completions (token-id prompts) or chat (text prompts of about input-len tokens)."),
+    ] = "completions",
+    workers: Annotated[
+        int, typer.Option(help="Client processes sharing the load (one process tops out near 10k events/s).")
+    ] = 1,
     slo_ttft_ms: float = 2000.0,
     slo_tpot_ms: float = 200.0,
     json_out: Annotated[Path, typer.Option("--json-out", help="Where the JSON goes.")] = Path(
@@ -221,20 +228,17 @@ def bench_serve(
     seed: int = 0,
 ) -> None:
     """Load an OpenAI server with streaming requests; report TTFT, TPOT, ITL, E2E, throughput, goodput."""
-    from .bench.serve import print_table, run_bench
+    from .bench.serve import Load, print_table, run_bench
 
-    result = run_bench(
-        url,
-        num_prompts,
-        concurrency,
-        input_len,
-        output_len,
-        model,
-        slo_ttft_ms,
-        slo_tpot_ms,
-        seed,
-        request_rate,
+    if endpoint not in ("completions", "chat"):
+        raise typer.BadParameter(f"--endpoint must be completions or chat, not {endpoint!r}")
+    load = Load(
+        url, num_prompts, concurrency, request_rate, input_len, output_len, model, endpoint, seed, workers
     )
+    try:
+        result = run_bench(load, slo_ttft_ms, slo_tpot_ms)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
     print_table(result)
     json_out.write_text(json.dumps(result, indent=2))
     typer.echo(f"json: {json_out}")

@@ -6,7 +6,9 @@ import time
 from pathlib import Path
 
 from ..engine.llm_engine import LLM
+from ..engine.outputs import EngineStats
 from ..sampling_params import SamplingParams
+from .serve import engine_summary, stats_ms
 from .workload import random_prompts
 
 
@@ -28,10 +30,18 @@ def run_offline(
     for p in prompts:
         llm.add_request(p, params)
     start, steps, tokens = time.perf_counter(), 0, 0
+    first: dict[str, float] = {}
+    tpot: list[float] = []
     while llm.has_unfinished():
-        tokens += sum(len(o.delta_token_ids) for o in llm.step())
+        outputs, now = llm.step(), time.perf_counter()
+        for o in outputs:
+            tokens += len(o.delta_token_ids)
+            first.setdefault(o.request_id, now)
+            if o.finished and len(o.token_ids) > 1:
+                tpot.append((now - first[o.request_id]) / (len(o.token_ids) - 1))
         steps += 1
     elapsed = time.perf_counter() - start
+    ttft = [t - start for t in first.values()]  # every request was submitted at start
     return {
         "max_num_seqs": max_num_seqs,
         "steps": steps,
@@ -43,4 +53,7 @@ def run_offline(
         "output_tokens": tokens,
         "output_throughput_tok_s": round(tokens / elapsed, 2),
         "request_throughput_req_s": round(num_prompts / elapsed, 3),
+        "ttft_ms": stats_ms(ttft),
+        "tpot_ms": stats_ms(tpot),
+        "engine": engine_summary(EngineStats(), llm.core.stats()),
     }

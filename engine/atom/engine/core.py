@@ -69,6 +69,7 @@ class EngineCore:
         )
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
         self.requests: dict[str, Sequence] = {}
+        self.counters = EngineStats()  # only its counter fields are kept here
 
     def add(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> Sequence:
         check_prompt(prompt_token_ids, params, self.info)
@@ -89,9 +90,20 @@ class EngineCore:
         return self.scheduler.has_unfinished()
 
     def step(self) -> list[CoreOutput]:
+        start = time.perf_counter()
+        try:
+            return self._step()
+        finally:
+            self.counters.step_seconds += time.perf_counter() - start
+
+    def _step(self) -> list[CoreOutput]:
         batch = self.scheduler.schedule()
         if not batch:
             return []
+        c = self.counters
+        c.steps += 1
+        c.batch_sequences += len(batch.seqs)
+        c.batch_tokens += batch.total_tokens
         logits = self.runner.run(batch)
         ready = self.scheduler.complete_step(batch)
         if not ready:
@@ -103,13 +115,18 @@ class EngineCore:
         ]
 
     def stats(self) -> EngineStats:
-        bm = self.block_manager
+        bm, c = self.block_manager, self.counters
         return EngineStats(
             running=len(self.scheduler.running),
             waiting=len(self.scheduler.waiting),
             kv_usage=bm.usage(),
             free_blocks=bm.num_free,
             prefix_hit_rate=bm.hit_rate(),
+            steps=c.steps,
+            step_seconds=c.step_seconds,
+            batch_sequences=c.batch_sequences,
+            batch_tokens=c.batch_tokens,
+            ipc_seconds=c.ipc_seconds,
         )
 
     def warm_up(self) -> None:
@@ -124,6 +141,7 @@ class EngineCore:
             self._warm(num_seqs=1, prompt_len=chunk)
             width = min(self.config.max_num_seqs, max(1, free_tokens // 64))
             self._warm(num_seqs=width, prompt_len=8)
+        self.counters = EngineStats()  # the counters describe the traffic served, not the warm-up
 
     def _warm(self, num_seqs: int, prompt_len: int) -> None:
         vocab = self.info.vocab_size

@@ -32,8 +32,15 @@ class CoreOutput:
 
 @dataclass
 class EngineStats:
+    """The core's state now (gauges) and since it started (counters: where the host's time goes)."""
+
     running: int = 0
     waiting: int = 0
     kv_usage: float = 0.0
     free_blocks: int = 0
     prefix_hit_rate: float = 0.0
+    steps: int = 0
+    step_seconds: float = 0.0  # inside EngineCore.step: schedule, run the model, sample, update
+    batch_sequences: int = 0  # summed over steps: / steps is the mean batch width
+    batch_tokens: int = 0
+    ipc_seconds: float = 0.0  # the core process's own loop: receiving requests, sending outputs

@@ -51,7 +51,9 @@ def run_core(config: EngineConfig, inbox: str, outbox: str) -> None:
 def _loop(core: EngineCore, pull: zmq.Socket, push: zmq.Socket) -> None:
     parent, last_stats = os.getppid(), 0.0
     while True:
-        timeout = 0 if core.has_unfinished() else IDLE_POLL_MS
+        busy = core.has_unfinished()
+        start = time.perf_counter()
+        timeout = 0 if busy else IDLE_POLL_MS
         while pull.poll(timeout):
             message = ipc.to_core.decode(pull.recv())
             if isinstance(message, ipc.Shutdown):
@@ -59,7 +61,12 @@ def _loop(core: EngineCore, pull: zmq.Socket, push: zmq.Socket) -> None:
             _apply(core, message, push)
             timeout = 0
         if core.has_unfinished():
-            push.send(ipc.encoder.encode(ipc.StepOutputs(_step(core), core.stats())))
+            received = time.perf_counter()
+            outputs = _step(core)
+            stepped = time.perf_counter()
+            push.send(ipc.encoder.encode(ipc.StepOutputs(outputs, core.stats())))
+            # the loop's own cost while busy (an idle wait for requests is not a cost)
+            core.counters.ipc_seconds += time.perf_counter() - stepped + (received - start if busy else 0)
             last_stats = time.monotonic()
         elif time.monotonic() - last_stats > STATS_EVERY_S:
             if os.getppid() != parent:

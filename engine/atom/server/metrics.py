@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+
+from ..engine.outputs import EngineStats
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -37,6 +40,8 @@ class Metrics:
         self.kv_usage = Gauge("atom_kv_cache_usage_ratio", "Fraction of KV blocks in use", registry=r)
         self.prefix_hit = Gauge("atom_prefix_cache_hit_rate", "Prefix-cache block hit rate", registry=r)
         self.free_blocks = Gauge("atom_kv_cache_free_blocks", "Free KV blocks", registry=r)
+        self.core_counters = CoreCounters()
+        r.register(self.core_counters)
 
     def observe_stats(self, stats) -> None:
         """From the EngineStats the core sends with every step (never from the scheduler itself)."""
@@ -45,3 +50,24 @@ class Metrics:
         self.kv_usage.set(stats.kv_usage)
         self.prefix_hit.set(stats.prefix_hit_rate)
         self.free_blocks.set(stats.free_blocks)
+        self.core_counters.stats = stats
+
+
+class CoreCounters:
+    """The core's cumulative counters as Prometheus counters: the core counts, this only reports the
+    latest values it sent (a Counter object cannot be set)."""
+
+    FIELDS = (
+        ("steps", "atom_engine_steps", "Engine steps run"),
+        ("step_seconds", "atom_engine_step_seconds", "Time inside engine steps"),
+        ("batch_sequences", "atom_engine_batch_sequences", "Sequences scheduled, summed over steps"),
+        ("batch_tokens", "atom_engine_batch_tokens", "Tokens computed, summed over steps"),
+        ("ipc_seconds", "atom_engine_ipc_seconds", "Engine-core loop time outside steps while busy"),
+    )
+
+    def __init__(self) -> None:
+        self.stats = EngineStats()
+
+    def collect(self):
+        for field, name, doc in self.FIELDS:
+            yield CounterMetricFamily(name, doc, value=getattr(self.stats, field))
