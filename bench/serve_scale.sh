@@ -15,10 +15,15 @@ KV=${KV_GB:-60}
 PORT=${PORT:-8123}
 MODEL=$(python -c 'import pathlib, tempfile; from atom.bench.shapes import write_shape; print(write_shape("gpt-oss-20b", pathlib.Path(tempfile.mkdtemp()) / "gpt-oss-20b"))')
 common=(--input-len "$IN" --output-len "$OL")
+# a Triton cache of its own: the result does not depend on what earlier runs on this machine compiled
+export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$(mktemp -d)}
 # A fresh machine compiles Triton kernels for each shape the workload brings (prefill chunks, mixed
 # batches): one untimed pass first, so neither side of the comparison pays for compiling.
 python -m atom.cli bench offline --model "$MODEL" --load-format dummy --num-prompts "$N" --max-num-seqs 256 \
   --kv-cache-memory-gb "$KV" "${common[@]}" --json-out "$OUT/compile-pass.json" > /dev/null
+# which Triton kernels the server still compiles after that pass (shapes the offline loop never made)
+cache=$TRITON_CACHE_DIR
+ls "$cache" 2>/dev/null | sort > "$OUT/triton-cache-before.txt" || true
 [ -n "${SKIP_OFFLINE:-}" ] || {
 python -m atom.cli bench offline --model "$MODEL" --load-format dummy --num-prompts "$N" --max-num-seqs 256 \
   --kv-cache-memory-gb "$KV" "${common[@]}" --json-out "$OUT/offline-256.json"
@@ -46,6 +51,11 @@ serve 256
 # several client processes: one Python process parsing 256 streams delays the closed loop's next request
 python -m atom.cli bench serve --url "http://127.0.0.1:$PORT" --concurrency 256 --num-prompts "$N" "${common[@]}" \
   --workers "${WORKERS:-4}" --json-out "$OUT/serve-256.json"
+ls "$cache" 2>/dev/null | sort | comm -13 "$OUT/triton-cache-before.txt" - | while read -r d; do
+  ls "$cache/$d" | grep -v '^__grp__' | head -1
+done | sort | uniq -c > "$OUT/compiled-during-serve-256.txt" || true
+[ -z "${REPEAT_256:-}" ] || python -m atom.cli bench serve --url "http://127.0.0.1:$PORT" --concurrency 256 \
+  --num-prompts "$N" "${common[@]}" --seed 1 --workers "${WORKERS:-4}" --json-out "$OUT/serve-256-again.json"
 [ -z "${ONE_CLIENT_TOO:-}" ] || python -m atom.cli bench serve --url "http://127.0.0.1:$PORT" --concurrency 256 \
   --num-prompts "$N" "${common[@]}" --seed 1 --json-out "$OUT/serve-256-one-client.json"
 stop
@@ -63,7 +73,7 @@ nan = float("nan")
 def load(path):
     return json.load(open(path)) if os.path.exists(path) else None
 rows = {}
-for name, off_name in (("256", "256"), ("256-one-client", "256"), ("16", "16")):
+for name, off_name in (("256", "256"), ("256-again", "256"), ("256-one-client", "256"), ("16", "16")):
     srv, off = load(f"{out}/serve-{name}.json"), load(f"{out}/offline-{off_name}.json") or {}
     if srv is None:
         continue

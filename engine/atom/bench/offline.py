@@ -37,8 +37,8 @@ def run_offline(
         for o in outputs:
             tokens += len(o.delta_token_ids)
             first.setdefault(o.request_id, now)
-            if o.finished and len(o.token_ids) > 1:
-                tpot.append((now - first[o.request_id]) / (len(o.token_ids) - 1))
+            if o.finished and len(o.output_token_ids) > 1:
+                tpot.append((now - first[o.request_id]) / (len(o.output_token_ids) - 1))
         steps += 1
     elapsed = time.perf_counter() - start
     ttft = [t - start for t in first.values()]  # every request was submitted at start

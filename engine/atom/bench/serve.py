@@ -62,11 +62,10 @@ def _body(load: Load, model: str, prompt: list[int] | str) -> dict:
 
 
 def _content(chunk: dict) -> bool:
-    """Whether a streamed chunk carries generated content (the usage-only chunk does not)."""
-    for choice in chunk.get("choices") or ():
-        if choice.get("text") or (choice.get("delta") or {}).get("content") or choice.get("finish_reason"):
-            return True
-    return False
+    """Whether a streamed chunk carries generated tokens: any choice except chat's opening role chunk
+    (the usage-only chunk has no choices). Its text may be empty: tokens that decode to nothing yet
+    (part of a character, random weights) are still tokens."""
+    return any("role" not in (c.get("delta") or {}) for c in chunk.get("choices") or ())
 
 
 async def _one(client: httpx.AsyncClient, load: Load, model: str, prompt) -> dict:

@@ -24,6 +24,9 @@ from .sampler import sample
 from .scheduler import Scheduler
 from .sequence import Sequence
 
+# prefill sizes the GPU warm-up runs besides a full chunk (see EngineCore.warm_up)
+WARM_UP_TOKEN_COUNTS = (1, 3, 17, 33, 100, 255, 513, 1000, 1500)
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -133,7 +136,10 @@ class EngineCore:
         """Batches before serving, so first-call costs (allocator growth, kernel compilation, lazy
         imports) are not paid inside the first users' requests. On a GPU it covers the shapes real
         traffic brings first: a full prefill chunk, then a decode batch as wide as the scheduler allows
-        (Triton compiles per shape; a cold server paid seconds of it in its first requests)."""
+        (Triton compiles per shape; a cold server paid seconds of it in its first requests), and
+        prefills of token counts that land in each specialization Triton and the MoE kernels make
+        (1, not a multiple of 16, a multiple of 16, and the block-size buckets): a server's mixed
+        batches bring arbitrary counts, which compiled kernels mid-traffic before."""
         self._warm(num_seqs=2, prompt_len=16)
         if self.platform.kind != "cpu":
             free_tokens = self.block_manager.num_free * self.config.block_size
@@ -141,14 +147,19 @@ class EngineCore:
             self._warm(num_seqs=1, prompt_len=chunk)
             width = min(self.config.max_num_seqs, max(1, free_tokens // 64))
             self._warm(num_seqs=width, prompt_len=8)
+            for n, tokens in enumerate(WARM_UP_TOKEN_COUNTS):
+                if tokens < chunk:
+                    self._warm(num_seqs=1, prompt_len=tokens, salt=n + 1)
         self.counters = EngineStats()  # the counters describe the traffic served, not the warm-up
 
-    def _warm(self, num_seqs: int, prompt_len: int) -> None:
+    def _warm(self, num_seqs: int, prompt_len: int, salt: int = 0) -> None:
+        """salt: a different prompt, so the prefix cache does not shorten the prefill."""
         vocab = self.info.vocab_size
         prompt_len = max(1, min(prompt_len, self.info.max_model_len - 5))
         params = SamplingParams(max_tokens=4, temperature=0, ignore_eos=True)
         for i in range(num_seqs):
-            self.add(f"warm-up-{i}", [(3 + 7 * i + j) % vocab for j in range(prompt_len)], params)
+            first = 3 + 7 * i + 1009 * salt
+            self.add(f"warm-up-{i}", [(first + j) % vocab for j in range(prompt_len)], params)
         while self.has_unfinished():
             self.step()
 
