@@ -226,6 +226,9 @@ def bench_serve(
         "bench-serve.json"
     ),
     seed: int = 0,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="OPENAI_API_KEY", help="Sent as a bearer token.")
+    ] = None,
 ) -> None:
     """Load an OpenAI server with streaming requests; report TTFT, TPOT, ITL, E2E, throughput, goodput."""
     from .bench.serve import Load, print_table, run_bench

@@ -45,6 +45,7 @@ class Load:
     endpoint: str = "completions"  # or "chat" (prompts as text: input_len is approximate there)
     seed: int = 0
     workers: int = 1
+    api_key: str | None = None
 
 
 def _body(load: Load, model: str, prompt: list[int] | str) -> dict:
@@ -104,9 +105,14 @@ async def _drive(load: Load, prompts: list, start_together, progress) -> list[di
     # silently capped every --concurrency above it.
     size = load.concurrency or None
     limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-    async with httpx.AsyncClient(timeout=None, limits=limits) as client:
-        models = (await client.get(f"{load.url}/v1/models")).json()["data"]
-        model = load.model or models[0]["id"]
+    headers = {"Authorization": f"Bearer {load.api_key}"} if load.api_key else None
+    async with httpx.AsyncClient(timeout=None, limits=limits, headers=headers) as client:
+        if load.model:
+            model = load.model
+        else:
+            listing = await client.get(f"{load.url}/v1/models")
+            listing.raise_for_status()  # a wrong key or URL says so, not KeyError
+            model = listing.json()["data"][0]["id"]
         await _one(client, load, model, prompts[0])  # warm-up: connections open, server paths warm
         await asyncio.get_running_loop().run_in_executor(None, start_together)
         sem = asyncio.Semaphore(load.concurrency) if load.concurrency else None
