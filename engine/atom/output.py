@@ -26,12 +26,14 @@ class RequestOutput:
     # per generated token: {"token_id", "token", "logprob", "top": [{"token_id", "token", "logprob"}]}
     logprobs: list[dict] = field(default_factory=list)
     num_cached_tokens: int = 0
+    delta_logprobs: list[dict] = field(default_factory=list)  # the entries of delta_token_ids
 
 
 def merge(earlier: RequestOutput, later: RequestOutput) -> RequestOutput:
     """Two consecutive outputs of one request as one (a consumer that fell behind takes both at once)."""
     later.delta_text = earlier.delta_text + later.delta_text
     later.delta_token_ids = earlier.delta_token_ids + later.delta_token_ids
+    later.delta_logprobs = earlier.delta_logprobs + later.delta_logprobs
     return later
 
 
@@ -74,12 +76,13 @@ class OutputProcessor:
 
     def _update(self, out: CoreOutput, state: _Request) -> RequestOutput:
         state.output_token_ids += out.new_token_ids
-        state.logprobs += [self._logprob_text(lp) for lp in out.logprobs or ()]
+        delta_logprobs = [self._logprob_text(lp) for lp in out.logprobs or ()]
+        state.logprobs += delta_logprobs
         detok = state.detokenizer
         new = detok.update(state.output_token_ids)
         text, reason = detok.text, out.finish_reason
         stops = state.params.stop
-        if reason is None:
+        if reason is None and len(state.output_token_ids) >= state.params.min_tokens:
             for stop in stops:
                 cut = text.find(stop, max(0, len(text) - len(new) - len(stop) + 1))
                 if cut >= 0:
@@ -101,6 +104,7 @@ class OutputProcessor:
             reason,
             state.logprobs,
             out.num_cached_tokens,
+            delta_logprobs,
         )
 
     def _logprob_text(self, lp: TokenLogprob) -> dict:

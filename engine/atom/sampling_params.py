@@ -27,6 +27,10 @@ class SamplingParams:
     ignore_eos: bool = False
     logprobs: int | None = None  # number of top logprobs per token; 0 = only the sampled token
     n: int = 1
+    min_tokens: int = (
+        0  # end-of-sequence and stop tokens cannot be sampled (stop strings do not end it) before
+    )
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -62,6 +66,15 @@ class SamplingParams:
                 f"seed must be in [{SEED_MIN}, {SEED_MAX}], got {self.seed}",
             ),
             (self.n >= 1, f"n must be >= 1, got {self.n}"),
+            (self.min_tokens >= 0, f"min_tokens must be >= 0, got {self.min_tokens}"),
+            (
+                self.max_tokens is None or self.min_tokens <= self.max_tokens,
+                f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({self.max_tokens})",
+            ),
+            (
+                all(0 <= t <= TOKEN_ID_MAX and -100 <= b <= 100 for t, b in self.logit_bias.items()),
+                "logit_bias maps token ids to values in [-100, 100]",
+            ),
             (all(s for s in self.stop), "stop strings must be non-empty"),
         ]
         for ok, message in checks:

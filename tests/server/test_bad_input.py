@@ -19,7 +19,13 @@ def post(server, path, **kw):
         ({"prompt": "hi", "temperature": -1}, "temperature"),
         ({"prompt": "hi", "top_p": 1.5}, "top_p"),
         ({"prompt": "hi", "n": 0}, "n"),
-        ({"prompt": "hi", "logit_bias": {"1": 2}}, "logit_bias"),  # unsupported: rejected, never ignored
+        ({"prompt": "hi", "logit_bias": {"one": 2}}, "logit_bias"),  # keys are token ids
+        ({"prompt": "hi", "logit_bias": {"1": 200}}, "logit_bias.1"),  # values in [-100, 100]
+        ({"prompt": "hi", "logit_bias": {"999999": 1}}, "past the vocabulary"),
+        ({"prompt": "hi", "tools": [{"type": "function"}]}, "tools"),  # unsupported: says so
+        ({"prompt": "hi", "min_tokens": -1}, "min_tokens"),
+        ({"prompt": "hi", "min_tokens": 5, "max_tokens": 2}, "min_tokens"),
+        ({"prompt": "hi", "surprise": 1}, "surprise"),  # unknown: named
         ({"prompt": "hi", "echo": True}, "echo"),
         ({"max_tokens": 3}, "prompt"),
     ],

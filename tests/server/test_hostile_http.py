@@ -212,5 +212,5 @@ def test_at_the_shutdown_deadline_requests_get_503_and_streams_end_cleanly(smoll
     assert_openai_error(results["plain"], 503, "shutting down")
     events = results["events"]
     assert events[-1] == "data: [DONE]"
-    assert json.loads(events[-2].removeprefix("data: "))["error"]["code"] == 503
+    assert json.loads(events[-2].removeprefix("data: "))["error"]["type"] == "service_unavailable"
     assert "Traceback" not in log and "never retrieved" not in log, log[-3000:]

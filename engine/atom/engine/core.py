@@ -6,8 +6,11 @@ The offline LLM drives it in-process; the server runs it in a process of its own
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ..config import EngineConfig
@@ -34,6 +37,29 @@ class ModelInfo:
 
     max_model_len: int
     vocab_size: int
+    fingerprint: str = ""  # which build and kernels answer (OpenAI's system_fingerprint)
+
+
+def _installed(name: str) -> bool:
+    try:
+        version(name)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def build_fingerprint(platform, backends: dict[str, str]) -> str:
+    """Changes when the image (its build manifest: recipe and every wheel's hash), the engine version,
+    the device architecture or a chosen backend changes; equal for replicas of one deployment."""
+    build = platform.build or {}
+    what = {
+        "engine": version("atom-engine") if _installed("atom-engine") else "source",
+        "recipe_sha256": build.get("recipe_sha256"),
+        "wheels": sorted(str(w.get("sha256", w)) for w in build.get("wheels", ())),
+        "arch": platform.arch,
+        "backends": sorted(backends.items()),
+    }
+    return "fp_" + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def check_prompt(ids: list[int], params: SamplingParams, info: ModelInfo) -> None:
@@ -53,6 +79,11 @@ def check_prompt(ids: list[int], params: SamplingParams, info: ModelInfo) -> Non
     bad = [t for t in ids if not 0 <= t < info.vocab_size]
     if bad:
         raise InvalidRequestError(f"token ids out of the vocabulary: {bad[:5]}")
+    biased = sorted(t for t in params.logit_bias if t >= info.vocab_size)
+    if biased:
+        raise InvalidRequestError(
+            f"logit_bias names token ids past the vocabulary ({info.vocab_size} tokens): {biased[:5]}"
+        )
 
 
 class EngineCore:
@@ -66,7 +97,10 @@ class EngineCore:
         model_len = read_config(folder).get("max_position_embeddings", 4096)
         max_model_len = min(config.max_model_len or model_len, model_len)
         self.runner = ModelRunner(config, self.platform, max_model_len)
-        self.info = ModelInfo(max_model_len, self.runner.model.args.vocab_size)
+        backends = {layer: sel.name for layer, sel in self.runner.selections.items()}
+        self.info = ModelInfo(
+            max_model_len, self.runner.model.args.vocab_size, build_fingerprint(self.platform, backends)
+        )
         self.block_manager = BlockManager(
             self.runner.num_blocks, config.block_size, config.enable_prefix_caching
         )
@@ -111,7 +145,7 @@ class EngineCore:
         ready = self.scheduler.complete_step(batch)
         if not ready:
             return []
-        sampled = sample(logits, ready)
+        sampled = sample(logits, ready, self._suppressed(ready))
         return [
             self._append(seq, token, logprob)
             for seq, token, logprob in zip(ready, sampled.tokens, sampled.logprobs, strict=True)
@@ -174,6 +208,17 @@ class EngineCore:
         return CoreOutput(
             seq.request_id, [token], [logprob] if logprob else None, reason, seq.num_cached_tokens
         )
+
+    def _suppressed(self, seqs: list[Sequence]) -> list[list[int]] | None:
+        """Per sequence, the tokens it may not sample yet: the ones that would end it before min_tokens."""
+        if not any(s.params.min_tokens for s in seqs):
+            return None
+        return [
+            [*([] if s.params.ignore_eos else self.eos_token_ids), *s.params.stop_token_ids]
+            if s.num_output_tokens < s.params.min_tokens
+            else []
+            for s in seqs
+        ]
 
     def _stop_reason(self, seq: Sequence, token: int) -> FinishReason | None:
         p = seq.params

@@ -60,14 +60,43 @@ def filter_logits(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
     return torch.empty_like(logits).scatter_(1, order, sorted_logits)
 
 
-def sample(logits: torch.Tensor, seqs: list[Sequence]) -> SamplerOutput:
+def apply_bias(
+    logits: torch.Tensor, seqs: list[Sequence], suppressed: list[list[int]] | None
+) -> torch.Tensor:
+    """logit_bias added and suppressed tokens set to -inf, for the whole batch in two scatters (the
+    host builds the sparse (row, token, value) lists; no loop over the vocabulary)."""
+    rows, cols, values = [], [], []
+    for row, seq in enumerate(seqs):
+        for token, bias in seq.params.logit_bias.items():
+            rows.append(row)
+            cols.append(token)
+            values.append(bias)
+    if rows:
+        index = (torch.tensor(rows, device=logits.device), torch.tensor(cols, device=logits.device))
+        logits.index_put_(
+            index, torch.tensor(values, device=logits.device, dtype=logits.dtype), accumulate=True
+        )
+    banned = [(row, token) for row, tokens in enumerate(suppressed or ()) for token in tokens]
+    if banned:
+        index = torch.tensor(banned, device=logits.device).T
+        logits[index[0], index[1]] = float("-inf")
+    return logits
+
+
+def sample(
+    logits: torch.Tensor, seqs: list[Sequence], suppressed: list[list[int]] | None = None
+) -> SamplerOutput:
     """logits: [len(seqs), vocab] float32, left unchanged. One token id (and logprobs) per sequence.
+    suppressed: per sequence, tokens it may not sample now (min_tokens). Logprobs are the model's own
+    (before penalties, biases and suppression).
 
     Which rows are greedy or penalised is known on the host, so the only device-to-host sync is the
     final token read; greedy rows skip the copy, the filters and the noise entirely."""
     raw = logits
+    if any(s.params.logit_bias for s in seqs) or any(suppressed or ()):
+        logits = apply_bias(logits.clone(), seqs, suppressed)
     if any(s.params.penalised for s in seqs):
-        logits = apply_penalties(logits.clone(), seqs)
+        logits = apply_penalties(logits if logits is not raw else logits.clone(), seqs)
     tokens = logits.argmax(dim=-1)
     drawn = [i for i, s in enumerate(seqs) if not s.params.greedy]
     if drawn:

@@ -64,7 +64,9 @@ def _add_error_handlers(app: FastAPI, state: ServerState) -> None:
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        message = first.get("msg", "invalid request")
+        message = first.get("msg", "invalid request").removeprefix("Value error, ")
+        if first.get("type") == "extra_forbidden":
+            message = "unknown field: this server does not take it (docs/server.md lists every field)"
         if first.get("type") == "json_invalid":
             message = f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'decode error')})"
         state.count(request, 400)

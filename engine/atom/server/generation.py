@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -17,6 +18,31 @@ from . import responses
 from .engine_client import EngineUnavailable, QueueFullError, RequestFailed, ShuttingDown
 from .responses import error
 from .state import ServerState
+
+
+@dataclass
+class Reply:
+    """What every body or event of one answer carries."""
+
+    rid: str
+    kind: str  # chat.completion | text_completion
+    model: str
+    fingerprint: str
+    prompt_tokens: int
+    start: float
+    include_usage: bool = False
+    continuous_usage: bool = False  # usage in every chunk (vLLM's stream_options extension)
+
+    @property
+    def chat(self) -> bool:
+        return self.kind == "chat.completion"
+
+    @property
+    def chunk_kind(self) -> str:
+        return "chat.completion.chunk" if self.chat else "text_completion"
+
+    def event(self, choices: list, usage: dict | None = None) -> str:
+        return responses.event(self.rid, self.chunk_kind, self.model, self.fingerprint, choices, usage)
 
 
 def encode_all(tokenizer, prompts: list) -> list[list[int]]:
@@ -55,20 +81,25 @@ async def serve(
         for k, ids in enumerate(prompt_ids)
         for j, p in enumerate(params)
     ]
-    prompt_tokens = sum(len(ids) for ids in prompt_ids)
-    start = time.monotonic()
+    options = body.stream_options
+    reply = Reply(
+        rid,
+        kind,
+        state.model_name,
+        engine.info.fingerprint,
+        sum(len(ids) for ids in prompt_ids),
+        time.monotonic(),
+        include_usage=bool(options and options.include_usage),
+        continuous_usage=bool(options and options.continuous_usage_stats),
+    )
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
-            sse(state, request, rid, kind, streams, prompt_tokens, include_usage, start),
-            media_type="text/event-stream",
-        )
-    return await respond(state, request, rid, kind, streams, prompt_tokens, start)
+        return StreamingResponse(sse(state, request, reply, streams), media_type="text/event-stream")
+    return await respond(state, request, reply, streams)
 
 
-async def respond(state: ServerState, request: Request, rid, kind, streams, prompt_tokens: int, start: float):
+async def respond(state: ServerState, request: Request, reply: Reply, streams):
     count = state.count
-    work = asyncio.ensure_future(asyncio.gather(*(collect(state, s, start) for s in streams)))
+    work = asyncio.ensure_future(asyncio.gather(*(collect(state, s, reply.start) for s in streams)))
     gone = asyncio.ensure_future(client_gone(request))
     await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
     gone.cancel()
@@ -92,7 +123,9 @@ async def respond(state: ServerState, request: Request, rid, kind, streams, prom
         count(request, 500)
         return error(500, str(e), kind="server_error")
     count(request, 200)
-    return responses.full_response(rid, kind, state.model_name, finals, prompt_tokens)
+    return responses.full_response(
+        reply.rid, reply.kind, reply.model, finals, reply.prompt_tokens, reply.fingerprint
+    )
 
 
 async def client_gone(request: Request) -> None:
@@ -119,24 +152,28 @@ def observe(state: ServerState, start: float, first_at: float | None, n: int) ->
     metrics.e2e.observe(now - start)
 
 
-async def sse(
-    state: ServerState, request, rid, kind, streams, prompt_len, include_usage, start
-) -> AsyncIterator[str]:
+async def sse(state: ServerState, request, reply: Reply, streams) -> AsyncIterator[str]:
     count = state.count
-    chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else "text_completion"
-    model = state.model_name
-    items = one_stream(state, streams[0], start) if len(streams) == 1 else many_streams(state, streams, start)
+    items = (
+        one_stream(state, streams[0], reply.start)
+        if len(streams) == 1
+        else many_streams(state, streams, reply.start)
+    )
     completion_tokens, finished = 0, False
+    offsets = [0] * len(streams)  # completions' text_offset: characters each choice has streamed
+
+    def usage() -> dict:
+        return responses.usage(reply.prompt_tokens, completion_tokens)
+
     try:
-        if kind == "chat.completion":
+        if reply.chat:
             for i in range(len(streams)):
                 delta = {"role": "assistant", "content": ""}
-                yield responses.event(
-                    rid, chunk_kind, model, [{"index": i, "delta": delta, "finish_reason": None}]
-                )
+                choices = [{"index": i, "delta": delta, "logprobs": None, "finish_reason": None}]
+                yield reply.event(choices, usage() if reply.continuous_usage else None)
         async for i, out in items:
             if isinstance(out, ShuttingDown):  # the deadline: say so, then end the stream properly
-                yield responses.error_event(str(out), "service_unavailable", 503)
+                yield responses.error_event(str(out), "service_unavailable")
                 yield responses.DONE
                 count(request, 503)
                 finished = True
@@ -145,14 +182,9 @@ async def sse(
                 yield responses.error_event(str(out))
                 continue
             completion_tokens += len(out.delta_token_ids)
-            choice = {"index": i, "finish_reason": out.finish_reason}
-            if kind == "chat.completion":
-                choice["delta"] = {"content": out.delta_text} if out.delta_text else {}
-            else:
-                choice["text"] = out.delta_text
-            yield responses.event(rid, chunk_kind, model, [choice])
-        if include_usage:
-            yield responses.event(rid, chunk_kind, model, [], responses.usage(prompt_len, completion_tokens))
+            yield reply.event([_choice(reply, i, out, offsets)], usage() if reply.continuous_usage else None)
+        if reply.include_usage:
+            yield reply.event([], usage())
         yield responses.DONE
         count(request, 200)
         finished = True
@@ -160,6 +192,20 @@ async def sse(
         if not finished:
             count(request, 499)  # the client went away mid-stream
         await items.aclose()  # closes each generate() stream, which aborts its request
+
+
+def _choice(reply: Reply, i: int, out: RequestOutput, offsets: list[int]) -> dict:
+    """One streamed choice: the new text, and the logprobs of the tokens that made it when asked for."""
+    choice = {"index": i, "finish_reason": out.finish_reason}
+    entries = out.delta_logprobs
+    if reply.chat:
+        choice["delta"] = {"content": out.delta_text} if out.delta_text else {}
+        choice["logprobs"] = responses.chat_logprobs(entries) if entries else None
+    else:
+        choice["text"] = out.delta_text
+        choice["logprobs"] = responses.completion_logprobs(entries, offsets[i]) if entries else None
+        offsets[i] += sum(len(e["token"]) for e in entries)
+    return choice
 
 
 async def one_stream(state: ServerState, stream, start: float) -> AsyncIterator[tuple[int, object]]:

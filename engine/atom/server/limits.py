@@ -86,7 +86,7 @@ class BearerAuth:
             if not hmac.compare_digest(sent, self.expected):  # no timing oracle
                 self.on_refused()  # one unlabelled counter: raw paths never make series
                 message = "missing or wrong API key (send Authorization: Bearer <key>)"
-                return await send_error(send, 401, message, "authentication_error", 401)
+                return await send_error(send, 401, message, "authentication_error", "invalid_api_key")
         await self.app(scope, receive, send)
 
 

@@ -1,12 +1,22 @@
-"""OpenAI request bodies. Unknown fields are rejected (extra="forbid"), never silently ignored; types are
-strict (a string is never read as a number, a boolean never as a token id); text must be valid Unicode
-(a lone surrogate is a 400, not a tokenizer crash); fields that only make sense together are checked."""
+"""OpenAI request bodies. Unknown fields are rejected (extra="forbid"), never silently ignored, and OpenAI
+fields this server does not implement are a 400 that names them and says why; types are strict (a
+string is never read as a number, a boolean never as a token id); `null` means the default, as OpenAI
+reads it; text must be valid Unicode (a lone surrogate is a 400, not a tokenizer crash); fields that
+only make sense together are checked."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..sampling_params import SamplingParams
 from .limits import MAX_MESSAGES, MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_STOP_TOKEN_IDS
@@ -24,15 +34,55 @@ def _valid_unicode(text: str) -> str:
 
 Text = Annotated[str, AfterValidator(_valid_unicode)]
 StopString = Annotated[Text, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+MetadataKey = Annotated[Text, Field(max_length=64)]
+MetadataValue = Annotated[Text, Field(max_length=512)]
+
+# OpenAI fields this server does not implement, and why: a 400 that says so (a client that sends them
+# must not get an answer that silently ignored them).
+UNSUPPORTED = {
+    "tools": "tool calling is not supported yet",
+    "tool_choice": "tool calling is not supported yet",
+    "functions": "function calling is not supported (and deprecated by OpenAI for tools)",
+    "function_call": "function calling is not supported (and deprecated by OpenAI for tools)",
+    "audio": "audio output is not supported by a text model",
+    "modalities": "only text output is supported",
+    "prediction": "predicted outputs are not supported",
+    "web_search_options": "web search is not supported",
+    "suffix": "suffix (insertion) is not supported",
+    "best_of": "best_of is not supported; use n",
+    "reasoning_effort": "reasoning_effort is not supported for this model yet",
+}
+# Values of otherwise unsupported fields that ask for nothing beyond the default: accepted.
+HARMLESS = {
+    "tool_choice": ("none",),
+    "response_format": ({"type": "text"},),
+    "store": (False,),
+}
 
 
-class StreamOptions(BaseModel):
+class OpenAIModel(BaseModel):
+    """Strict, closed, and `null` for a field with a default means that default (as OpenAI reads it:
+    clients forward optional arguments as null)."""
+
     model_config = STRICT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            k: v for k, v in data.items() if not (v is None and k in fields and fields[k].default is not None)
+        }
+
+
+class StreamOptions(OpenAIModel):
     include_usage: bool = False
+    continuous_usage_stats: bool = False  # vLLM's: usage in every chunk (guidellm and aiperf ask for it)
 
 
-class SamplingFields(BaseModel):
-    model_config = STRICT
+class SamplingFields(OpenAIModel):
     model: Text | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0, le=2)
@@ -51,6 +101,52 @@ class SamplingFields(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: Text | None = None
+    min_tokens: int = Field(default=0, ge=0)  # vLLM's: no end-of-sequence or stop before this many
+    # token id (as a string, OpenAI's shape) -> added to its logit before sampling
+    logit_bias: (
+        Annotated[dict[str, Annotated[float, Field(ge=-100, le=100)]], Field(max_length=1024)] | None
+    ) = None
+    # accepted and not stored (this server keeps no record of requests)
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
+    # accepted; there is one tier here
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    # meaningful with tools only, which are refused on their own; accepted so clients that always send it work
+    parallel_tool_calls: bool | None = None
+    response_format: Any = None
+    store: Any = None
+
+    # declared so that a request naming them gets a 400 saying why (UNSUPPORTED), not "extra input"
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    audio: Any = None
+    modalities: Any = None
+    prediction: Any = None
+    web_search_options: Any = None
+    suffix: Any = None
+    best_of: Any = None
+    reasoning_effort: Any = None
+
+    @field_validator(*UNSUPPORTED, "response_format", "store", mode="before")
+    @classmethod
+    def _unsupported(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name
+        if value is None or value == [] or value in HARMLESS.get(name, ()):
+            return None if name in UNSUPPORTED else value
+        if name == "response_format":
+            raise ValueError("only {'type': 'text'} is supported (structured outputs are not, yet)")
+        if name == "store":
+            raise ValueError("store = true is not supported: this server keeps no record of requests")
+        raise ValueError(f"not supported: {UNSUPPORTED[name]}")
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_id_keys(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        for key in bias or ():
+            if not key.isascii() or not key.isdigit() or int(key) > 2**31 - 1:
+                raise ValueError(f'keys are token ids as strings ("1234"), not {key[:40]!r}')
+        return bias
 
     @model_validator(mode="after")
     def _stream_options_need_stream(self):
@@ -75,6 +171,8 @@ class SamplingFields(BaseModel):
             stop_token_ids=list(self.stop_token_ids or []),
             ignore_eos=self.ignore_eos,
             logprobs=logprobs,
+            min_tokens=self.min_tokens,
+            logit_bias={int(k): v for k, v in (self.logit_bias or {}).items()},
         )
 
 
@@ -90,19 +188,24 @@ class CompletionRequest(SamplingFields):
         return list(self.prompt)
 
 
-class TextPart(BaseModel):
+class TextPart(OpenAIModel):
     """One part of a message's content list; the only kind a text model can take (images are a 400)."""
 
-    model_config = STRICT
     type: Literal["text"]
     text: Text
 
 
-class ChatMessage(BaseModel):
-    model_config = STRICT
+class ChatMessage(OpenAIModel):
     role: Literal["system", "user", "assistant", "developer"]
     content: Text | list[TextPart]
     name: Text | None = None
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _known_roles(cls, role: object) -> object:
+        if role in ("tool", "function"):
+            raise ValueError(f"{role!r} messages carry tool results; tool calling is not supported yet")
+        return role
 
     @field_validator("content", mode="before")
     @classmethod

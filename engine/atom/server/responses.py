@@ -9,6 +9,9 @@ from fastapi.responses import JSONResponse
 
 from ..output import RequestOutput
 
+# OpenAI's error `code` is a string naming the case, or null; these are the cases it names that we have
+CODES = {401: "invalid_api_key", 404: "not_found", 413: "request_too_large", 429: "rate_limit_exceeded"}
+
 
 def error(
     status: int,
@@ -17,10 +20,12 @@ def error(
     param: str | None = None,
     headers: dict | None = None,
 ) -> JSONResponse:
-    return JSONResponse(error_body(message, kind, status, param), status_code=status, headers=headers)
+    return JSONResponse(
+        error_body(message, kind, CODES.get(status), param), status_code=status, headers=headers
+    )
 
 
-def error_body(message: str, kind: str, code: int | str | None, param: str | None = None) -> dict:
+def error_body(message: str, kind: str, code: str | None = None, param: str | None = None) -> dict:
     """The OpenAI error shape, for every error the server sends (JSON bodies, SSE events, middleware)."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
@@ -47,15 +52,23 @@ def chat_logprobs(entries: list[dict]) -> dict:
     }
 
 
-def completion_logprobs(entries: list[dict]) -> dict:
+def completion_logprobs(entries: list[dict], offset: int = 0) -> dict:
+    """offset: characters of completion text before the first entry (a stream's earlier chunks)."""
+    starts = []
+    for e in entries:
+        starts.append(offset)
+        offset += len(e["token"])
     return {
         "tokens": [e["token"] for e in entries],
         "token_logprobs": [e["logprob"] for e in entries],
         "top_logprobs": [{t["token"]: t["logprob"] for t in e["top"]} for e in entries],
+        "text_offset": starts,
     }
 
 
-def full_response(rid: str, kind: str, model: str, finals: list[RequestOutput], prompt_tokens: int) -> dict:
+def full_response(
+    rid: str, kind: str, model: str, finals: list[RequestOutput], prompt_tokens: int, fingerprint: str
+) -> dict:
     choices = []
     for i, out in enumerate(finals):
         choice = {"index": i, "finish_reason": out.finish_reason}
@@ -72,19 +85,29 @@ def full_response(rid: str, kind: str, model: str, finals: list[RequestOutput], 
         "object": kind,
         "created": int(time.time()),
         "model": model,
+        "system_fingerprint": fingerprint,
         "choices": choices,
         "usage": usage(prompt_tokens, completion_tokens),
     }
 
 
-def event(rid: str, kind: str, model: str, choices: list, usage_: dict | None = None) -> str:
-    body = {"id": rid, "object": kind, "created": int(time.time()), "model": model, "choices": choices}
+def event(
+    rid: str, kind: str, model: str, fingerprint: str, choices: list, usage_: dict | None = None
+) -> str:
+    body = {
+        "id": rid,
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": fingerprint,
+        "choices": choices,
+    }
     if usage_ is not None:
         body["usage"] = usage_
     return f"data: {json.dumps(body)}\n\n"
 
 
-def error_event(message: str, kind: str = "server_error", code: int | str | None = None) -> str:
+def error_event(message: str, kind: str = "server_error", code: str | None = None) -> str:
     return f"data: {json.dumps(error_body(message, kind, code))}\n\n"
 
 

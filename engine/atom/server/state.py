@@ -4,6 +4,7 @@ threads. One per app (app.state.atom); handlers reach it through `server_state(r
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import Request
@@ -17,6 +18,7 @@ from .responses import error
 class ServerState:
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
+        self.created = int(time.time())  # the model objects' `created`: when this server started
         self.engine: EngineClient | None = None
         self.metrics = Metrics()
         # tokenization and chat templating run here, never on the event loop

@@ -15,6 +15,7 @@ def model_card(state: ServerState) -> dict:
     return {
         "id": state.model_name,
         "object": "model",
+        "created": state.created,
         "owned_by": "atom",
         "max_model_len": engine.info.max_model_len if engine else None,
     }
