@@ -6,7 +6,7 @@ Definitions (the same as vLLM's `bench serve`, aiperf and guidellm use, per requ
 - TPOT: (last content - first content) / (output tokens - 1); output tokens from the server's `usage`.
 - ITL: the gaps between streamed content events. A server may put several tokens in one event (ours
   merges what a slow reader has not taken yet), so ITL can exceed TPOT; aiperf reports the same gaps as
-  "inter chunk latency", guidellm divides by tokens when it knows them (as our TPOT does).
+  "inter chunk latency"; aiperf's "inter token latency" and guidellm's are our TPOT (docs/server.md).
 - E2E: request sent -> stream closed.
 Token counts come from `usage` (`stream_options.include_usage`); where a server sends none, content
 events are counted instead and the JSON says so (`token_count_source: "chunks"`).
