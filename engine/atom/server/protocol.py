@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from ..sampling_params import SamplingParams
 from .limits import MAX_MESSAGES, MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_STOP_TOKEN_IDS
@@ -34,6 +35,7 @@ def _valid_unicode(text: str) -> str:
 
 Text = Annotated[str, AfterValidator(_valid_unicode)]
 StopString = Annotated[Text, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+Refused = SkipJsonSchema[Any]  # an OpenAI field taken only to refuse it by name (or its default value)
 MetadataKey = Annotated[Text, Field(max_length=64)]
 MetadataValue = Annotated[Text, Field(max_length=512)]
 
@@ -112,21 +114,22 @@ class SamplingFields(OpenAIModel):
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     # meaningful with tools only, which are refused on their own; accepted so clients that always send it work
     parallel_tool_calls: bool | None = None
-    response_format: Any = None
-    store: Any = None
+    response_format: Refused = None  # {"type": "text"} only
+    store: Refused = None  # false only
 
-    # declared so that a request naming them gets a 400 saying why (UNSUPPORTED), not "extra input"
-    tools: Any = None
-    tool_choice: Any = None
-    functions: Any = None
-    function_call: Any = None
-    audio: Any = None
-    modalities: Any = None
-    prediction: Any = None
-    web_search_options: Any = None
-    suffix: Any = None
-    best_of: Any = None
-    reasoning_effort: Any = None
+    # declared so that a request naming them gets a 400 saying why (UNSUPPORTED), not "extra input";
+    # left out of the OpenAPI schema, which lists what the server does
+    tools: Refused = None
+    tool_choice: Refused = None
+    functions: Refused = None
+    function_call: Refused = None
+    audio: Refused = None
+    modalities: Refused = None
+    prediction: Refused = None
+    web_search_options: Refused = None
+    suffix: Refused = None
+    best_of: Refused = None
+    reasoning_effort: Refused = None
 
     @field_validator(*UNSUPPORTED, "response_format", "store", mode="before")
     @classmethod
