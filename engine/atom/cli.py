@@ -200,6 +200,17 @@ def backends(
         typer.echo(f"\n{layer['kind']} {layer['spec']}\n  chosen: {layer['chosen']}")
         for name, why in layer["rejected"].items():
             typer.echo(f"  not {name}: {why}")
+    if "compiled" in report:
+        compiled = report["compiled"]
+        typer.echo(
+            f"\nTriton kernels compiled for this arch ({compiled['table']}, triton {compiled['triton']}):"
+        )
+        for row in compiled["kernels"]:
+            use = row.get("error") or (
+                f"LDS {row['lds_bytes']} B, {row['vgprs']} VGPR + {row['agprs']} AGPR, spills {row['spills']}, "
+                f"{row['waves_per_simd']} waves/SIMD {' '.join(row['mfma'])}"
+            )
+            typer.echo(f"  {row['kernel']} [{row['variant']}]: {use}")
 
 
 @bench_app.command("serve")

@@ -46,4 +46,20 @@ def backend_report(
             except BackendError as e:
                 chosen, rejected = f"ERROR: {e}", {}
             layers.append({"kind": kind, "spec": str(spec), "chosen": chosen, "rejected": rejected})
-    return {"platform": f"{platform.vendor} {platform.arch} features={platform.features}", "layers": layers}
+    report = {"platform": f"{platform.vendor} {platform.arch} features={platform.features}", "layers": layers}
+    compiled = compiled_kernels(platform.arch)
+    if compiled is not None:
+        report["compiled"] = compiled
+    return report
+
+
+def compiled_kernels(arch: str) -> dict | None:
+    """What our Triton kernels use on an AMD arch, from the table CI compiles (amd_compile.py), or None
+    for an arch it does not cover."""
+    import json
+
+    from .amd_compile import TABLE
+
+    table = json.loads(TABLE.read_text())
+    rows = [row for row in table["rows"] if row["arch"] == arch]
+    return {"triton": table["triton"], "table": TABLE.name, "kernels": rows} if rows else None

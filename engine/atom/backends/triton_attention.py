@@ -113,9 +113,10 @@ def _paged_attention_kernel(
     )
 
 
-# Keys per iteration and pipeline stages per arch. One stage holds a K and a V tile of BLOCK_N x head_dim:
-# gfx942's 64 KiB LDS takes fewer; sm90 is what ran on the H100; the gfx entries have never run here.
-KEY_TILES = {"gfx942": (32, 2), "gfx950": (64, 2), "sm90": (64, 3), "default": (64, 2)}
+# Keys per iteration, pipeline stages and warps per arch. sm90 is what ran on the H100/H200. The gfx entries
+# have never run (no AMD GPU here) but are compiled for their arch in CI (amd_compile.py): with 4 warps,
+# 32 or 64 keys spilled 38-332 registers at head_dim 64 and 128; 16 keys with 8 warps spill none.
+KEY_TILES = {"gfx942": (16, 2, 8), "gfx950": (16, 2, 8), "sm90": (64, 3, 4), "default": (64, 2, 4)}
 
 
 def _tiles(max_query_len: int, group: int) -> tuple[int, int]:
@@ -140,7 +141,7 @@ def paged_attention(
     out = torch.zeros_like(q) if out is None else out  # rows of padded graph batches stay finite
     group = spec.num_heads // spec.num_kv_heads
     block_q, block_m = _tiles(meta.max_query_len, group)
-    block_n, stages = KEY_TILES.get(device_arch(q.device), KEY_TILES["default"])
+    block_n, stages, warps = KEY_TILES.get(device_arch(q.device), KEY_TILES["default"])
     num_seqs = meta.block_tables.shape[0]
     grid = (num_seqs, triton.cdiv(meta.max_query_len, block_q), spec.num_kv_heads)
     _paged_attention_kernel[grid](
@@ -172,6 +173,7 @@ def paged_attention(
         HAS_SINKS=sinks is not None,
         IEEE=q.dtype == torch.float32,
         num_stages=stages,
+        num_warps=warps,
     )
     return out
 
