@@ -25,7 +25,9 @@ ModelOpt = Annotated[Path, typer.Option("--model", help="HF-format model folder.
 MoeBackendOpt = Annotated[
     str | None,
     typer.Option(
-        metavar="NAME", help="MoE kernels: aiter, triton_kernels, triton or torch (default: best that fits)."
+        metavar="NAME",
+        help="MoE kernels: aiter, triton_kernels, triton or torch (default: best that fits); triton_a8w4 "
+        "(MXFP8 activations, opt-in: changes the math).",
     ),
 ]
 AttentionBackendOpt = Annotated[

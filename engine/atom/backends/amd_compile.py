@@ -34,6 +34,7 @@ from triton.runtime.jit import JITFunction
 from . import triton_attention, triton_moe, triton_pointwise
 from .routing import TOPK_SOFTMAX
 from .spec import AttentionSpec, MoESpec
+from .triton_moe_a8w4_support import SUPPORT as A8W4_SUPPORT
 
 # LDS a workgroup may use (the CU's LDS): CDNA3 64 KiB, CDNA4 160 KiB
 LDS_BYTES = {"gfx942": 64 * 1024, "gfx950": 160 * 1024}
@@ -137,6 +138,8 @@ def launches_for(arch: str) -> list[Launch]:
                 _attention(attention, query_len)
             for _, tile in triton_moe.TILES[arch]:
                 _moe(moe, tile)
+                if moe.quant == "mxfp4" and arch in A8W4_SUPPORT.archs and tile.block_m > 1:
+                    _moe(moe, tile, activation_quant="mxfp8")  # the opt-in A8W4 variant
     return list(dict.fromkeys(launches))  # distinct, in first-seen order
 
 
@@ -175,12 +178,12 @@ def _attention(spec: AttentionSpec, query_len: int) -> None:
     triton_attention.paged_attention(q, cache, cache, meta, spec, sinks, spec.head_dim**-0.5)
 
 
-def _moe(spec: MoESpec, tile) -> None:
+def _moe(spec: MoESpec, tile, activation_quant: str | None = None) -> None:
     tokens = 8
     x = torch.empty(tokens, spec.hidden_size, dtype=torch.bfloat16)
     ids = torch.arange(tokens * spec.top_k, dtype=torch.int64).remainder(spec.num_experts).view(tokens, -1)
     weights = torch.empty(tokens, spec.top_k, dtype=torch.float32)
-    triton_moe.fused_moe(x, weights, ids, _experts(spec), spec, tile=tile)
+    triton_moe.fused_moe(x, weights, ids, _experts(spec), spec, tile=tile, activation_quant=activation_quant)
 
 
 def _experts(spec: MoESpec) -> dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ MODULES = {
     "moe": {
         "aiter": "aiter_moe",
         "triton": "triton_moe",
+        "triton_a8w4": "triton_moe_a8w4",
         "triton_kernels": "triton_kernels_moe",
         "torch": "torch_moe",
     },
@@ -29,6 +30,11 @@ PREFERENCE = {
     # (docs/performance.md); ours stays the exact-match path wherever the real triton_kernels is missing.
     "moe": ("aiter", "triton_kernels", "triton", "torch"),
 }
+
+
+# Backends that change the math (not exact to the model's own): never chosen unless named; `atom backends`
+# says so next to the others.
+OPT_IN = {"moe": {"triton_a8w4": "opt-in (--moe-backend triton_a8w4): activations quantized to MXFP8"}}
 
 
 def preference(kind: str, platform: Platform) -> tuple[str, ...]:

@@ -43,6 +43,10 @@ def backend_report(
                             registry.why_not(registry.support_of(kind, name), spec, platform)
                             or f"supported, but {chosen} is preferred"
                         )
+                for name, why in registry.OPT_IN.get(kind, {}).items():
+                    if name != chosen:
+                        reason = registry.why_not(registry.support_of(kind, name), spec, platform)
+                        rejected[name] = f"{why}" + (f"; and here: {reason}" if reason else "")
             except BackendError as e:
                 chosen, rejected = f"ERROR: {e}", {}
             layers.append({"kind": kind, "spec": str(spec), "chosen": chosen, "rejected": rejected})

@@ -11,6 +11,10 @@ MXFP4 weights reach the GEMMs one of two ways (WEIGHTS below), the same math eit
               scales, so Triton picks the arch's MX path (native on CDNA4/Blackwell, its own upcast elsewhere);
   UPCAST      everything else, fp32 included (dot_scaled has no fp32 format): nibbles decoded in registers,
               then a plain dot (IEEE for fp32).
+A third way changes the math and is only taken when asked for (the triton_a8w4 backend):
+  A8W4        activations quantized per row and per 32 values to MXFP8 (e4m3, e8m0 scales) as each tile
+              is loaded, then tl.dot_scaled on both scaled operands: CDNA4's native MXFP4 MFMA
+              (v_mfma_scale_f32_*_f8f6f4) on gfx950. Its error bound is in docs/backends.md.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from .triton_moe_gemv import gate_up_down
 from .triton_moe_grouping import group_by_expert
 from .triton_moe_support import SUPPORT  # noqa: F401  (what this backend declares)
 
-DENSE, UPCAST, SCALED_DOT = 0, 1, 2  # how the weights reach the dot (see the module docstring)
+DENSE, UPCAST, SCALED_DOT, A8W4 = 0, 1, 2, 3  # how the weights reach the dot (see the module docstring)
+E4M3_MAX = 448.0
 X_FORMATS = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
@@ -110,7 +115,27 @@ def _load_rows(x_ptr, rows, row_ok, k0, K, stride, WEIGHTS: tl.constexpr, BLOCK_
             x_ptr + rows[:, None] * stride + k[None, :], mask=row_ok[:, None] & (k < K)[None, :], other=0.0
         )
         odd = even
+        if WEIGHTS == 3:  # A8W4: (e4m3 values, e8m0 scales), quantized once for every dot of this k block
+            even, odd = _mxfp8(even, BLOCK_K)
     return even, odd
+
+
+@triton.jit
+def _mxfp8(x, BLOCK_K: tl.constexpr):
+    """[rows, BLOCK_K] -> e4m3 values and one e8m0 exponent per 32: the smallest power of two that keeps
+    the group's largest magnitude within e4m3 (448), so nothing saturates."""
+    x = x.to(tl.float32)
+    rows_n: tl.constexpr = x.shape[0]
+    amax = tl.max(tl.reshape(tl.abs(x), [rows_n, BLOCK_K // 32, 32]), axis=2)
+    exponent = tl.clamp(tl.ceil(tl.log2(amax / 448.0)), -127.0, 127.0)
+    scale = tl.reshape(
+        tl.broadcast_to(tl.exp2(exponent)[:, :, None], [rows_n, BLOCK_K // 32, 32]), [rows_n, BLOCK_K]
+    )
+    # Rounded to e4m3's 3 mantissa bits here (to nearest, ties to even, on the fp32 bits), so the cast
+    # below is exact: Triton's interpreter casts 125.5 to 64 (a rounding carry into the exponent lost).
+    bits = (x / scale).to(tl.int32, bitcast=True)
+    bits = (bits + 0x7FFFF + ((bits >> 20) & 1)) & -0x100000
+    return bits.to(tl.float32, bitcast=True).to(tl.float8e4nv), (exponent + 127.0).to(tl.uint8)
 
 
 @triton.jit
@@ -138,6 +163,8 @@ def _weight_dot(
         )
         if WEIGHTS == 2:  # SCALED_DOT: dot_scaled takes exactly this layout (scales [N, K/32])
             acc = tl.dot_scaled(x_even, None, X_FORMAT, tl.trans(packed), exponent, "e2m1", acc)
+        elif WEIGHTS == 3:  # A8W4: x_even, x_odd are the MXFP8 values and their scales
+            acc = tl.dot_scaled(x_even, x_odd, "e4m3", tl.trans(packed), exponent, "e2m1", acc)
         else:  # UPCAST: decode in registers, then a plain dot
             factor = byte_scales(exponent, BLOCK_K)
             low = (e2m1_as_half(packed & 0xF).to(tl.float32) * factor).to(x_even.dtype)
@@ -276,16 +303,23 @@ def _down_kernel(
     )
 
 
-def pick_tile(num_pairs: int, num_experts: int, device: torch.device) -> Tile:
-    """The arch's tile for this many pairs per expert: small blocks for decode, larger for prefill."""
+def pick_tile(num_pairs: int, num_experts: int, device: torch.device, gemm_only: bool = False) -> Tile:
+    """The arch's tile for this many pairs per expert: small blocks for decode, larger for prefill.
+    gemm_only: never the per-pair GEMV (A8W4 quantizes activations in the GEMM tiles only)."""
     per_expert = num_pairs / num_experts
     table = TILES.get(device_arch(device), TILES["default"])
-    return next(tile for bound, tile in table if bound is None or per_expert <= bound)
+    return next(
+        tile
+        for bound, tile in table
+        if (bound is None or per_expert <= bound) and not (gemm_only and tile.block_m == 1)
+    )
 
 
-def weights_mode(spec: MoESpec, dtype: torch.dtype, tile: Tile) -> int:
+def weights_mode(spec: MoESpec, dtype: torch.dtype, tile: Tile, activation_quant: str | None = None) -> int:
     if spec.quant != "mxfp4":
         return DENSE
+    if activation_quant == "mxfp8":
+        return A8W4
     return SCALED_DOT if tile.scaled_dot and dtype in X_FORMATS else UPCAST
 
 
@@ -324,16 +358,22 @@ def fused_moe(
     spec: MoESpec,
     alloc: Callable[..., torch.Tensor] = torch.empty,
     tile: Tile | None = None,
+    activation_quant: str | None = None,
 ) -> torch.Tensor:
     """x [T, H], routing weights/ids [T, k] -> [T, H]. `alloc` makes the workspaces (tests poison them);
-    `tile` overrides the arch's table (the tile sweep)."""
+    `tile` overrides the arch's table (the tile sweep); activation_quant "mxfp8": the A8W4 math (MXFP4
+    experts only, GEMM tiles only)."""
     t, hidden = x.shape
-    tile = tile or pick_tile(t * spec.top_k, spec.num_experts, x.device)
+    if activation_quant not in (None, "mxfp8") or (activation_quant and spec.quant != "mxfp4"):
+        raise ValueError(
+            f"activation_quant {activation_quant!r} needs MXFP4 experts (these are {spec.quant})"
+        )
+    tile = tile or pick_tile(t * spec.top_k, spec.num_experts, x.device, gemm_only=bool(activation_quant))
     experts = Experts.of(w, spec, placeholder=x)
     if tile.block_m == 1:
         out = gate_up_down(x, weights, ids, experts, spec, tile, alloc)
     else:
-        out = _grouped_gate_up_down(x, weights, ids, experts, spec, tile, alloc)
+        out = _grouped_gate_up_down(x, weights, ids, experts, spec, tile, alloc, activation_quant)
     return out.view(t, spec.top_k, hidden).sum(dim=1).to(x.dtype)
 
 
@@ -345,6 +385,7 @@ def _grouped_gate_up_down(
     spec: MoESpec,
     tile: Tile,
     alloc: Callable[..., torch.Tensor],
+    activation_quant: str | None = None,
 ) -> torch.Tensor:
     """Pairs sorted into one-expert blocks, then the two GEMM kernels -> [pairs, H] fp32, each pair's
     output times its routing weight (the caller sums the k slots)."""
@@ -352,7 +393,7 @@ def _grouped_gate_up_down(
     num_pairs = ids.numel()
     sorted_pairs, block_expert = group_by_expert(ids, spec.num_experts, tile.block_m)
     common = {
-        "WEIGHTS": weights_mode(spec, x.dtype, tile), "X_FORMAT": X_FORMATS.get(x.dtype, "fp32"),
+        "WEIGHTS": weights_mode(spec, x.dtype, tile, activation_quant), "X_FORMAT": X_FORMATS.get(x.dtype, "fp32"),
         "HAS_BIAS": spec.has_bias, "IEEE": x.dtype == torch.float32, "BLOCK_M": tile.block_m,
         "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k, "num_warps": tile.num_warps,
         "num_stages": tile.num_stages,
