@@ -72,3 +72,17 @@ print("\\n".join(amd_compile.problems({"rows": rows})))
     message = done.stdout.strip()
     assert "_gate_up_kernel [" in message and "BLOCK_M=128 BLOCK_N=256 BLOCK_K=256" in message
     assert "on gfx942" in message and ("spills" in message or "LDS" in message)
+
+
+def test_the_a8w4_moe_runs_on_gfx950s_scaled_mfma():
+    """The opt-in A8W4 variant's 32- and 64-row tiles compile to CDNA4's native MXFP4 instruction (the
+    16-row tile upcasts to a bf16 MFMA: the scaled one needs 32 rows); the plain path never does."""
+    rows = json.loads(TABLE.read_text())["rows"]
+    a8w4 = [r for r in rows if r["arch"] == "gfx950" and "WEIGHTS=3" in r["variant"]]
+    assert {r["kernel"] for r in a8w4} == {"_gate_up_kernel", "_down_kernel"}
+    for row in a8w4:
+        scaled = [m for m in row["mfma"] if m.startswith("v_mfma_scale_f32_") and m.endswith("_f8f6f4")]
+        assert bool(scaled) == ("BLOCK_M=16 " not in row["variant"]), row
+    plain = [r for r in rows if "WEIGHTS=1" in r["variant"]]
+    assert plain and not any(m.startswith("v_mfma_scale") for r in plain for m in r["mfma"])
+    assert not any("WEIGHTS=3" in r["variant"] for r in rows if r["arch"] == "gfx942")
