@@ -86,3 +86,19 @@ def test_the_a8w4_moe_runs_on_gfx950s_scaled_mfma():
     plain = [r for r in rows if "WEIGHTS=1" in r["variant"]]
     assert plain and not any(m.startswith("v_mfma_scale") for r in plain for m in r["mfma"])
     assert not any("WEIGHTS=3" in r["variant"] for r in rows if r["arch"] == "gfx942")
+
+
+def test_every_rocm_recipe_arch_has_its_kernels_compiled():
+    """An image built for gfx942;gfx950 ships Triton kernels that compile for both: the recipes' archs and
+    the compiled table agree (a new arch in a recipe fails here until the tier covers it)."""
+    from atom_build.recipe import available_recipes, load_recipe
+
+    compiled = {row["arch"] for row in json.loads(TABLE.read_text())["rows"]}
+    recipes = [load_recipe(name) for name in available_recipes()]
+    rocm = [r for r in recipes if r.flavour == "rocm"]
+    assert rocm, "no ROCm recipe"
+    for recipe in rocm:
+        missing = set(recipe.archs) - compiled
+        assert not missing, (
+            f"recipe {recipe.name} builds for {sorted(missing)}, which the compile tier does not cover"
+        )
