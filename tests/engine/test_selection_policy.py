@@ -137,5 +137,6 @@ def test_cuda_graph_capture_is_declared_by_backends_free_of_host_syncs():
     assert {key for key, ok in declared.items() if ok} == {
         ("attention", "triton"),
         ("moe", "triton"),
+        ("moe", "triton_a8w4"),  # the same kernels (and graphs) with MXFP8 activations
         ("moe", "triton_kernels"),
     }

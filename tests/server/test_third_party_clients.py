@@ -96,8 +96,8 @@ def test_aiperf_completes_every_request(server, venv, smollm2, tmp_path, per_chu
     summary = json.loads((tmp_path / "profile_export_aiperf.json").read_text())
     assert summary["request_count"]["avg"] == 4 and not summary.get("error_summary")
     # with --use-server-token-count aiperf counts the server's usage; by default it re-tokenizes the text
-    # it got, which can merge a token pair (so a little under 8 then)
-    expected = (8, 8) if per_chunk_usage else (6, 8)
+    # it got, which can merge or split tokens (7.75 and 8.25 seen for 8)
+    expected = (8, 8) if per_chunk_usage else (6, 10)
     assert expected[0] <= summary["output_sequence_length"]["avg"] <= expected[1]
     assert 0 < summary["time_to_first_token"]["avg"] < summary["request_latency"]["avg"]
     records = [json.loads(line) for line in (tmp_path / "profile_export.jsonl").read_text().splitlines()]
