@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 
@@ -20,6 +21,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_log(proc: subprocess.Popen, timeout: float = 30) -> str:
+    """Everything the server printed (waits for the output to end: call it once the server has exited)."""
+    proc.reader.join(timeout)
+    return "".join(proc.log_lines)
+
+
 @contextmanager
 def running_server(model, *args: str, timeout: float = 120):
     port = free_port()
@@ -31,11 +38,16 @@ def running_server(model, *args: str, timeout: float = 120):
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    # Read the server's output as it comes: a pipe nobody drains fills at 64 KiB (about 800 access-log
+    # lines) and then blocks the server's event loop on its next log write.
+    proc.log_lines = []
+    proc.reader = threading.Thread(target=lambda: proc.log_lines.extend(proc.stdout), daemon=True)
+    proc.reader.start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     try:
         while True:
-            assert proc.poll() is None, f"server exited: {proc.stdout.read()}"
+            assert proc.poll() is None, f"server exited: {server_log(proc)}"
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import running_server
+from .conftest import running_server, server_log
 
 
 def core_pid(server_pid: int) -> int:
@@ -44,7 +44,7 @@ def test_a_dead_core_turns_health_failed_requests_503_and_the_server_exits_1(smo
         os.kill(core_pid(proc.pid), signal.SIGKILL)
         thread.join(timeout=30)
         assert proc.wait(timeout=30) == 1, "the server must exit non-zero when its engine core dies"
-        log = proc.stdout.read()
+        log = server_log(proc)
     assert "the engine core process exited" in log
     lines = streaming["lines"]
     assert lines[-1] == "data: [DONE]" and '"error"' in lines[-2], lines[-3:]

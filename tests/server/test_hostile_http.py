@@ -14,7 +14,7 @@ import httpx
 import pytest
 from openai import BadRequestError, OpenAI
 
-from .conftest import running_server
+from .conftest import running_server, server_log
 
 KEY = "sk-hostile"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -208,7 +208,7 @@ def test_at_the_shutdown_deadline_requests_get_503_and_streams_end_cleanly(smoll
         for t in threads:
             t.join(timeout=60)
         assert proc.wait(timeout=30) == 0
-        log = proc.stdout.read()
+        log = server_log(proc)
     assert_openai_error(results["plain"], 503, "shutting down")
     events = results["events"]
     assert events[-1] == "data: [DONE]"

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from .conftest import free_port, running_server
+from .conftest import free_port, running_server, server_log
 
 
 def metric(url: str, name: str) -> float:
@@ -73,7 +73,7 @@ def test_disconnects_abort_and_free_kv_blocks(smollm2):
         assert httpx.get(f"{url}/health").status_code == 200
         counted = 'atom_requests_total{endpoint="/v1/completions",status="499"} 50.0'
         assert counted in httpx.get(f"{url}/metrics").text, "each hang-up is counted as 499"
-    log = proc.stdout.read()
+    log = server_log(proc)
     assert "Traceback" not in log and "never retrieved" not in log, log[-3000:]
 
 
@@ -95,7 +95,7 @@ def test_a_non_streaming_client_that_gives_up_is_aborted(smollm2):
             'atom_requests_total{endpoint="/v1/completions",status="499"} 1.0'
             in httpx.get(f"{url}/metrics").text
         )
-    log = proc.stdout.read()
+    log = server_log(proc)
     assert "Traceback" not in log and "never retrieved" not in log, log[-3000:]
 
 
