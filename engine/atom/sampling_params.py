@@ -27,9 +27,8 @@ class SamplingParams:
     ignore_eos: bool = False
     logprobs: int | None = None  # number of top logprobs per token; 0 = only the sampled token
     n: int = 1
-    min_tokens: int = (
-        0  # end-of-sequence and stop tokens cannot be sampled (stop strings do not end it) before
-    )
+    # end-of-sequence and stop tokens cannot be sampled (and stop strings do not end it) before this many
+    min_tokens: int = 0
     logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
 
     def __post_init__(self) -> None:

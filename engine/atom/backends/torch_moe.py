@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -38,14 +40,26 @@ def forward(
     x: torch.Tensor, router_logits: torch.Tensor, w: dict[str, torch.Tensor], spec: MoESpec
 ) -> torch.Tensor:
     """x [T, H]; w holds w13 [E, 2I, H] / w2 [E, H, I] (or *_blocks/*_scales for mxfp4) and optional biases."""
+
+    def expert(e: int, rows: torch.Tensor) -> torch.Tensor:
+        h = F.linear(rows, expert_weights(w, e, "w13", x.dtype), w["w13_bias"][e] if spec.has_bias else None)
+        h = activation(h, spec)
+        return F.linear(h, expert_weights(w, e, "w2", x.dtype), w["w2_bias"][e] if spec.has_bias else None)
+
+    return combine(x, router_logits, spec, expert)
+
+
+def combine(
+    x: torch.Tensor,
+    router_logits: torch.Tensor,
+    spec: MoESpec,
+    expert: Callable[[int, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Route, run expert(e, its tokens' rows) for each expert that got tokens, and sum the outputs times
+    their routing weights in fp32."""
     weights, ids = route(router_logits, spec.top_k, spec.routing)
     out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     for e in ids.unique().tolist():
         token, slot = (ids == e).nonzero(as_tuple=True)
-        h = F.linear(
-            x[token], expert_weights(w, e, "w13", x.dtype), w["w13_bias"][e] if spec.has_bias else None
-        )
-        h = activation(h, spec)
-        h = F.linear(h, expert_weights(w, e, "w2", x.dtype), w["w2_bias"][e] if spec.has_bias else None)
-        out.index_add_(0, token, h.float() * weights[token, slot, None])
+        out.index_add_(0, token, expert(e, x[token]).float() * weights[token, slot, None])
     return out.to(x.dtype)

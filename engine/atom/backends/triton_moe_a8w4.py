@@ -39,17 +39,15 @@ def reference_forward(
     x: torch.Tensor, router_logits: torch.Tensor, w: dict[str, torch.Tensor], spec: MoESpec
 ) -> torch.Tensor:
     """The A8W4 math in plain torch: the reference MoE with each GEMM's activations through MXFP8."""
-    weights, ids = route(router_logits, spec.top_k, spec.routing)
-    out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-    for e in ids.unique().tolist():
-        token, slot = (ids == e).nonzero(as_tuple=True)
-        w13 = torch_moe.expert_weights(w, e, "w13", torch.float32)
-        h = mxfp8_roundtrip(x[token]).float() @ w13.T
+
+    def expert(e: int, rows: torch.Tensor) -> torch.Tensor:
+        h = mxfp8_roundtrip(rows).float() @ torch_moe.expert_weights(w, e, "w13", torch.float32).T
         if spec.has_bias:
             h += w["w13_bias"][e].float()
         h = torch_moe.activation(h, spec).to(x.dtype)
         h = mxfp8_roundtrip(h).float() @ torch_moe.expert_weights(w, e, "w2", torch.float32).T
         if spec.has_bias:
             h += w["w2_bias"][e].float()
-        out.index_add_(0, token, h * weights[token, slot, None])
-    return out.to(x.dtype)
+        return h
+
+    return torch_moe.combine(x, router_logits, spec, expert)

@@ -40,12 +40,11 @@ class ModelInfo:
     fingerprint: str = ""  # which build and kernels answer (OpenAI's system_fingerprint)
 
 
-def _installed(name: str) -> bool:
+def _engine_version() -> str:
     try:
-        version(name)
-    except PackageNotFoundError:
-        return False
-    return True
+        return version("atom-engine")
+    except PackageNotFoundError:  # run from a source tree
+        return "source"
 
 
 def build_fingerprint(platform, backends: dict[str, str]) -> str:
@@ -53,7 +52,7 @@ def build_fingerprint(platform, backends: dict[str, str]) -> str:
     the device architecture or a chosen backend changes; equal for replicas of one deployment."""
     build = platform.build or {}
     what = {
-        "engine": version("atom-engine") if _installed("atom-engine") else "source",
+        "engine": _engine_version(),
         "recipe_sha256": build.get("recipe_sha256"),
         "wheels": sorted(str(w.get("sha256", w)) for w in build.get("wheels", ())),
         "arch": platform.arch,

@@ -66,6 +66,21 @@ def completion_logprobs(entries: list[dict], offset: int = 0) -> dict:
     }
 
 
+def body(rid: str, kind: str, model: str, fingerprint: str, choices: list, usage_: dict | None) -> dict:
+    """What every response and every chunk carries; usage only where there is one."""
+    out = {
+        "id": rid,
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": fingerprint,
+        "choices": choices,
+    }
+    if usage_ is not None:
+        out["usage"] = usage_
+    return out
+
+
 def full_response(
     rid: str, kind: str, model: str, finals: list[RequestOutput], prompt_tokens: int, fingerprint: str
 ) -> dict:
@@ -80,31 +95,13 @@ def full_response(
             choice["logprobs"] = completion_logprobs(out.logprobs) if out.logprobs else None
         choices.append(choice)
     completion_tokens = sum(len(o.output_token_ids) for o in finals)
-    return {
-        "id": rid,
-        "object": kind,
-        "created": int(time.time()),
-        "model": model,
-        "system_fingerprint": fingerprint,
-        "choices": choices,
-        "usage": usage(prompt_tokens, completion_tokens),
-    }
+    return body(rid, kind, model, fingerprint, choices, usage(prompt_tokens, completion_tokens))
 
 
 def event(
     rid: str, kind: str, model: str, fingerprint: str, choices: list, usage_: dict | None = None
 ) -> str:
-    body = {
-        "id": rid,
-        "object": kind,
-        "created": int(time.time()),
-        "model": model,
-        "system_fingerprint": fingerprint,
-        "choices": choices,
-    }
-    if usage_ is not None:
-        body["usage"] = usage_
-    return f"data: {json.dumps(body)}\n\n"
+    return f"data: {json.dumps(body(rid, kind, model, fingerprint, choices, usage_))}\n\n"
 
 
 def error_event(message: str, kind: str = "server_error", code: str | None = None) -> str:
