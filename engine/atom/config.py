@@ -1,16 +1,56 @@
-"""Engine configuration (one plain data class)."""
+"""Engine configuration (plain data classes)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
-@dataclass
+@dataclass(frozen=True)
 class ParallelConfig:
-    """Tensor parallelism: layers shard their weights by (tp_size, rank); tp_size 1 is a no-op."""
+    """Tensor parallelism: tp_size ranks, one process (and one GPU) each, spread over nnodes machines
+    with tp_size // nnodes ranks on each. Layers shard their weights by (tp_size, rank); tp_size 1 is a
+    no-op. Rank 0 lives with the engine core; the other ranks are workers that run what it schedules.
+
+    master_addr/master_port: where rank 0 listens (torch.distributed's rendezvous on the port, the step
+    channel on the port after it). One node: a free port is picked when none is given."""
 
     tp_size: int = 1
     rank: int = 0
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int | None = None
+    timeout_s: float = 300.0  # a collective (or a step's inputs) longer than this ends the engine
+
+    def __post_init__(self) -> None:
+        if self.tp_size < 1:
+            raise ValueError(f"tensor_parallel_size must be at least 1, got {self.tp_size}")
+        if self.nnodes < 1 or self.tp_size % self.nnodes:
+            raise ValueError(
+                f"tensor_parallel_size {self.tp_size} must be a multiple of nnodes {self.nnodes} "
+                "(every node runs the same number of ranks)"
+            )
+        if not 0 <= self.node_rank < self.nnodes:
+            raise ValueError(f"node_rank must be in [0, {self.nnodes}), got {self.node_rank}")
+        if self.nnodes > 1 and self.master_port is None:
+            raise ValueError("several nodes need --master-addr and --master-port (rank 0's host and port)")
+
+    @property
+    def ranks_per_node(self) -> int:
+        return self.tp_size // self.nnodes
+
+    @property
+    def local_rank(self) -> int:
+        return self.rank % self.ranks_per_node
+
+    @property
+    def node_ranks(self) -> range:
+        """The global ranks this node runs."""
+        first = self.node_rank * self.ranks_per_node
+        return range(first, first + self.ranks_per_node)
+
+    def for_rank(self, rank: int) -> ParallelConfig:
+        return replace(self, rank=rank)
 
 
 @dataclass
@@ -30,7 +70,8 @@ class EngineConfig:
     attention_backend: str | None = None
     seed: int = 0
     enforce_eager: bool = False  # no CUDA graphs for decode
-    parallel: ParallelConfig | None = None
+    tensor_parallel_size: int = 1
+    parallel: ParallelConfig | None = None  # the full set (nodes, rendezvous); overrides the size above
 
     def __post_init__(self) -> None:
         if self.block_size < 1 or self.block_size & (self.block_size - 1):
@@ -39,4 +80,5 @@ class EngineConfig:
             raise ValueError("max_num_seqs and max_num_batched_tokens must be positive")
         if self.load_format not in ("auto", "dummy"):
             raise ValueError(f"load_format must be 'auto' or 'dummy', got {self.load_format!r}")
-        self.parallel = self.parallel or ParallelConfig()
+        self.parallel = self.parallel or ParallelConfig(tp_size=self.tensor_parallel_size)
+        self.tensor_parallel_size = self.parallel.tp_size

@@ -15,3 +15,8 @@ class InvalidRequestError(AtomError, ValueError):
 
 class BackendError(AtomError):
     """No kernel backend can run a layer exactly as the model defines it."""
+
+
+class EngineDeadError(AtomError):
+    """The engine cannot go on (a tensor-parallel worker died or a collective failed): fatal, never
+    retried inside the process; the server reports it and exits."""

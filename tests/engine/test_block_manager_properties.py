@@ -103,10 +103,8 @@ def test_preemption_recomputes_when_blocks_run_out():
 
 @given(st.lists(st.lists(st.integers(0, 10_000), max_size=9), min_size=1, max_size=12))
 def test_padded_block_tables_match_naive_padding(tables):
-    from types import SimpleNamespace
-
     from atom.engine.block_manager import padded_block_tables
 
     width = max(map(len, tables))
     expected = [t + [0] * (width - len(t)) for t in tables]
-    assert padded_block_tables([SimpleNamespace(block_table=t) for t in tables]).tolist() == expected
+    assert padded_block_tables(tables).tolist() == expected

@@ -130,17 +130,15 @@ class BlockManager:
         return block_id
 
 
-def padded_block_tables(seqs: list[Sequence], width: int | None = None) -> np.ndarray:
-    """[len(seqs), width] int64 block ids, zero-padded; one vectorised scatter, no per-sequence Python work."""
-    lengths = np.fromiter((len(s.block_table) for s in seqs), dtype=np.int64, count=len(seqs))
-    flat = np.fromiter(
-        chain.from_iterable(s.block_table for s in seqs), dtype=np.int64, count=int(lengths.sum())
-    )
-    tables = np.zeros((len(seqs), width or int(lengths.max(initial=0))), dtype=np.int64)
-    rows = np.repeat(np.arange(len(seqs)), lengths)
+def padded_block_tables(tables: list[list[int]], width: int | None = None) -> np.ndarray:
+    """[len(tables), width] int64 block ids, zero-padded; one vectorised scatter, no per-row Python work."""
+    lengths = np.fromiter((len(t) for t in tables), dtype=np.int64, count=len(tables))
+    flat = np.fromiter(chain.from_iterable(tables), dtype=np.int64, count=int(lengths.sum()))
+    padded = np.zeros((len(tables), width or int(lengths.max(initial=0))), dtype=np.int64)
+    rows = np.repeat(np.arange(len(tables)), lengths)
     cols = np.arange(flat.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    tables[rows, cols] = flat
-    return tables
+    padded[rows, cols] = flat
+    return padded
 
 
 def cache_slots(tables: Tensorlike, rows: Tensorlike, positions: Tensorlike, block_size: int) -> Tensorlike:

@@ -61,6 +61,12 @@ def build_fingerprint(platform, backends: dict[str, str]) -> str:
     return "fp_" + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def resolve_max_model_len(config: EngineConfig) -> int:
+    """The context length served: the model's, or less when the config asks for less."""
+    model_len = read_config(Path(config.model)).get("max_position_embeddings", 4096)
+    return min(config.max_model_len or model_len, model_len)
+
+
 def check_prompt(ids: list[int], params: SamplingParams, info: ModelInfo) -> None:
     """The checks a request must pass; the API process runs them too, before anything is queued."""
     if not ids:
@@ -93,8 +99,7 @@ class EngineCore:
         check_build_arch(self.platform)
         # only the end-of-sequence ids are needed here: text never enters the core
         self.eos_token_ids = load_tokenizer(folder, config.load_format).eos_token_ids
-        model_len = read_config(folder).get("max_position_embeddings", 4096)
-        max_model_len = min(config.max_model_len or model_len, model_len)
+        max_model_len = resolve_max_model_len(config)
         self.runner = ModelRunner(config, self.platform, max_model_len)
         backends = {layer: sel.name for layer, sel in self.runner.selections.items()}
         self.info = ModelInfo(
@@ -124,6 +129,10 @@ class EngineCore:
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
+
+    def close(self) -> None:
+        """Stops the tensor-parallel workers (if any); the core cannot step afterwards."""
+        self.runner.close()
 
     def step(self) -> list[CoreOutput]:
         start = time.perf_counter()

@@ -13,7 +13,7 @@ import torch
 
 from ..layers.context import AttentionMetadata, set_metadata
 from .block_manager import cache_slots, padded_block_tables
-from .scheduler import ScheduledBatch
+from .step import StepInput
 
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 
@@ -70,26 +70,25 @@ class DecodeGraphs:
             self.pool = graph.pool()
             self.graphs[b] = graph
 
-    def can_run(self, batch: ScheduledBatch) -> bool:
-        return len(batch.seqs) <= self.buckets[-1] and all(n == 1 for n in batch.num_tokens)
+    def can_run(self, step: StepInput) -> bool:
+        return len(step.query_lens) <= self.buckets[-1] and step.is_decode
 
     @torch.inference_mode()
-    def run(self, batch: ScheduledBatch) -> torch.Tensor:
-        n = len(batch.seqs)
+    def run(self, step: StepInput) -> torch.Tensor:
+        n = len(step.query_lens)
         b = next(size for size in self.buckets if size >= n)
-        positions = [seq.num_tokens - 1 for seq in batch.seqs]
         # Only the columns this batch uses: the kernels read a row's blocks up to its length, so stale
         # entries past them are never read (a full-width copy is megabytes a step at large batches).
-        tables = padded_block_tables(batch.seqs)
-        pos = np.array(positions + [0] * (b - n), dtype=np.int64)
+        tables = padded_block_tables(step.block_tables)
+        pos = np.array(step.starts + [0] * (b - n), dtype=np.int64)
         slots = np.full(b, self.scratch_slot, dtype=np.int64)
         slots[:n] = cache_slots(tables, np.arange(n), pos[:n], self.block_size)
-        self.input_ids[:b].copy_(torch.tensor([s.token_ids[-1] for s in batch.seqs] + [0] * (b - n)))
+        self.input_ids[:b].copy_(torch.tensor(step.token_ids + [0] * (b - n)))
         self.positions[:b].copy_(torch.from_numpy(pos))
         self.slots[:b].copy_(torch.from_numpy(slots))
         self.block_tables[:n, : tables.shape[1]].copy_(torch.from_numpy(tables))
         self.query_start_loc[: b + 1].copy_(torch.tensor(list(range(n + 1)) + [n] * (b - n)))
         self.query_lens[:b].copy_(torch.tensor([1] * n + [0] * (b - n)))
-        self.seq_lens[:b].copy_(torch.tensor([p + 1 for p in positions] + [0] * (b - n)))
+        self.seq_lens[:b].copy_(torch.from_numpy((pos + 1) * (np.arange(b) < n)))  # padding rows: 0
         self.graphs[b].replay()
         return self.logits[b][:n]

@@ -65,6 +65,15 @@ class LLMEngine:
     def warm_up(self) -> None:
         self.core.warm_up()
 
+    def close(self) -> None:
+        self.core.close()
+
+    def __enter__(self) -> LLMEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def step(self) -> list[RequestOutput]:
         outputs, stopped = self.output.process(self.core.step())
         for request_id in stopped:  # a stop string ended it: the core stops computing it now

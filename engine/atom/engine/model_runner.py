@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..backends import registry
 from ..config import EngineConfig
+from ..errors import EngineDeadError
 from ..layers.context import AttentionMetadata, set_metadata
 from ..models.loader import load_model
+from ..parallel import comm
+from ..parallel.workers import WorkerPool, pick_port
 from ..platform import Platform
 from .block_manager import cache_slots, padded_block_tables
 from .cuda_graphs import DecodeGraphs
 from .scheduler import ScheduledBatch
+from .step import StepInput
 
 DTYPES = {
     "bf16": torch.bfloat16,
@@ -26,7 +33,20 @@ DTYPES = {
 
 
 def resolve_device(config: EngineConfig, platform: Platform) -> tuple[torch.device, torch.dtype]:
+    """This rank's device (GPU i for local rank i) and the compute dtype."""
     device = torch.device(platform.device if config.device == "auto" else config.device)
+    parallel = config.parallel
+    if device.type == "cuda" and parallel.tp_size > 1:
+        found = torch.cuda.device_count()
+        if found < parallel.ranks_per_node:
+            raise EngineDeadError(
+                f"tensor parallelism {parallel.tp_size} over {parallel.nnodes} node(s) needs "
+                f"{parallel.ranks_per_node} GPUs on each; this node has {found}"
+            )
+        device = torch.device("cuda", parallel.local_rank)
+        torch.cuda.set_device(device)
+    elif device.type == "cpu" and parallel.tp_size > 1:  # the ranks share the cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // parallel.ranks_per_node))
     if config.dtype == "auto":
         dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     else:
@@ -35,17 +55,33 @@ def resolve_device(config: EngineConfig, platform: Platform) -> tuple[torch.devi
 
 
 class ModelRunner:
+    """One per rank. Rank 0's also starts the other ranks (tensor parallelism) and sends them each step."""
+
     def __init__(self, config: EngineConfig, platform: Platform, max_model_len: int) -> None:
         self.config = config
+        self.workers: WorkerPool | None = None
+        parallel = config.parallel
         self.device, self.dtype = resolve_device(config, platform)
+        if parallel.tp_size > 1:
+            if parallel.rank == 0:
+                self.config = config = replace(config, parallel=pick_port(parallel))
+                self.workers = WorkerPool(config, max_model_len)
+            comm.init(config.parallel, self.device)
         self.model = load_model(
             Path(config.model), self.dtype, self.device, config.parallel, config.load_format, config.seed
         )
         self.selections = self._select_backends(platform)
         self.block_size = config.block_size
         self.num_blocks = config.num_kv_blocks or self._blocks_for_memory(config.kv_cache_memory_gb)
+        if parallel.tp_size > 1:  # every rank holds the same blocks (free memory may differ)
+            self.num_blocks = comm.min_over_ranks(self.num_blocks, self.device)
         self._allocate_kv_cache()
         self.graphs = self._capture_graphs(max_model_len) if self._graphs_usable() else None
+
+    def close(self) -> None:
+        if self.workers is not None:
+            self.workers.close()
+        comm.close()
 
     def _select_backends(self, platform: Platform) -> dict[str, registry.Selection]:
         chosen: dict[str, registry.Selection] = {}
@@ -92,48 +128,53 @@ class ModelRunner:
             layer.k_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
             layer.v_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
 
-    def prepare(self, batch: ScheduledBatch) -> tuple[torch.Tensor, AttentionMetadata, torch.Tensor]:
-        """Flatten the batch. Returns input ids, attention metadata, and the rows to take logits from."""
-        ids, starts, query_lens, seq_lens, last_rows = [], [], [], [], []
-        row = 0
-        for seq, n in zip(batch.seqs, batch.num_tokens, strict=True):
-            start = seq.num_computed_tokens
-            ids.extend(seq.token_ids[start : start + n])
-            starts.append(start)
-            query_lens.append(n)
-            seq_lens.append(start + n)
-            row += n
-            if start + n == seq.num_tokens:
-                last_rows.append(row - 1)
+    def prepare(self, step: StepInput) -> tuple[torch.Tensor, AttentionMetadata, torch.Tensor]:
+        """Flatten the step. Returns input ids, attention metadata, and the rows to take logits from."""
         dev = self.device
-        query_lens_t = torch.tensor(query_lens, device=dev)
-        seq_lens_t = torch.tensor(seq_lens, device=dev)
-        qsl = torch.zeros(len(query_lens) + 1, dtype=torch.long, device=dev)
-        qsl[1:] = query_lens_t.cumsum(0)
-        seq_idx = torch.repeat_interleave(torch.arange(len(query_lens), device=dev), query_lens_t)
-        positions = torch.arange(row, device=dev) - qsl[seq_idx] + torch.tensor(starts, device=dev)[seq_idx]
-        tables = torch.from_numpy(padded_block_tables(batch.seqs)).to(dev)
+        query_lens = torch.tensor(step.query_lens, device=dev)
+        qsl = torch.zeros(len(step.query_lens) + 1, dtype=torch.long, device=dev)
+        qsl[1:] = query_lens.cumsum(0)
+        seq_idx = torch.repeat_interleave(torch.arange(len(step.query_lens), device=dev), query_lens)
+        rows = len(step.token_ids)
+        positions = (
+            torch.arange(rows, device=dev) - qsl[seq_idx] + torch.tensor(step.starts, device=dev)[seq_idx]
+        )
+        tables = torch.from_numpy(padded_block_tables(step.block_tables)).to(dev)
         slots = cache_slots(tables, seq_idx, positions, self.block_size)
+        seq_lens = [s + n for s, n in zip(step.starts, step.query_lens, strict=True)]
         meta = AttentionMetadata(
             positions,
             slots,
             seq_idx,
             qsl,
-            query_lens_t,
-            seq_lens_t,
+            query_lens,
+            torch.tensor(seq_lens, device=dev),
             tables,
-            max(query_lens),
+            max(step.query_lens),
             max(seq_lens),
             self.block_size,
         )
-        return torch.tensor(ids, device=dev), meta, torch.tensor(last_rows, dtype=torch.long, device=dev)
+        ends = np.cumsum(step.query_lens) - 1
+        last_rows = torch.tensor(ends[np.array(step.wants_logits)], dtype=torch.long, device=dev)
+        return torch.tensor(step.token_ids, device=dev), meta, last_rows
+
+    def run(self, batch: ScheduledBatch) -> torch.Tensor:
+        """Logits [num sequences that finished their tokens this step, vocab] in float32 (rank 0)."""
+        step = StepInput.from_batch(batch)
+        if self.workers is None:
+            return self.execute(step)
+        self.workers.send(step)
+        try:
+            return self.execute(step)
+        except Exception as e:  # the ranks may now disagree on where they are: nothing can be retried
+            raise EngineDeadError(f"a tensor-parallel step failed: {e.__class__.__name__}: {e}") from e
 
     @torch.inference_mode()
-    def run(self, batch: ScheduledBatch) -> torch.Tensor:
-        """Logits [num sequences that finished their tokens this step, vocab] in float32."""
-        if self.graphs is not None and self.graphs.can_run(batch):
-            return self.graphs.run(batch)
-        input_ids, meta, last_rows = self.prepare(batch)
+    def execute(self, step: StepInput) -> torch.Tensor:
+        """One forward pass; every rank runs it with the same step (the collectives pair up inside)."""
+        if self.graphs is not None and self.graphs.can_run(step):
+            return self.graphs.run(step)
+        input_ids, meta, last_rows = self.prepare(step)
         set_metadata(meta)
         try:
             hidden = self.model(input_ids, meta.positions)

@@ -1,4 +1,5 @@
-"""Linear layers that know how they shard under tensor parallelism (tp_size 1: plain linear)."""
+"""Linear layers, the embedding and the LM head, each knowing how it shards under tensor parallelism
+(tp_size 1: the plain layer, no collective)."""
 
 from __future__ import annotations
 
@@ -7,45 +8,82 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ParallelConfig
+from ..parallel import comm
+from ..parallel.shard import Shard, split, vocab_rows
 
 
 class Linear(nn.Module):
-    """split: None (replicated), 'column' (output rows sharded) or 'row' (input columns sharded)."""
+    """y = x W^T + b over this rank's shard of W (checkpoint layout [out, in]).
+
+    shard None: replicated. Shard on dim 0 (column-parallel): each rank computes its slice of y.
+    Shard on dim 1 (row-parallel, reduce=True): each rank computes a partial y over its slice of x, one
+    all-reduce sums them; the bias is loaded on rank 0 only (zeros elsewhere) so it is added once."""
 
     def __init__(
         self,
         in_features: int,
         out_features: int,
         bias: bool,
-        parallel: ParallelConfig,
-        split: str | None = None,
+        shard: Shard | None = None,
+        parallel: ParallelConfig | None = None,
     ) -> None:
         super().__init__()
-        self.parallel, self.split = parallel, split
-        tp = parallel.tp_size if split else 1
-        out_local = out_features // tp if split == "column" else out_features
-        in_local = in_features // tp if split == "row" else in_features
+        self.shard = shard
+        self.parallel = parallel or ParallelConfig()
+        self.reduce = shard is not None and shard.dim == 1 and self.parallel.tp_size > 1
+        out_local = shard.size if shard is not None and shard.dim == 0 else out_features
+        in_local = shard.size if shard is not None and shard.dim == 1 else in_features
         self.weight = nn.Parameter(torch.empty(out_local, in_local), requires_grad=False)
         self.bias = nn.Parameter(torch.empty(out_local), requires_grad=False) if bias else None
-        self.weight.weight_loader = self._load  # type: ignore[attr-defined]
+        self.weight.weight_loader = self._load_weight  # type: ignore[attr-defined]
         if self.bias is not None:
-            self.bias.weight_loader = self._load  # type: ignore[attr-defined]
+            self.bias.weight_loader = self._load_bias  # type: ignore[attr-defined]
 
-    def _load(self, param: nn.Parameter, loaded: torch.Tensor) -> None:
-        tp, rank = self.parallel.tp_size, self.parallel.rank
-        dim = {"column": 0, "row": 1}.get(self.split or "")
-        if dim is not None and tp > 1 and not (self.split == "row" and loaded.dim() == 1):
-            loaded = loaded.chunk(tp, dim=dim)[rank]
-        if param.shape != loaded.shape:
-            raise ValueError(f"shape {tuple(loaded.shape)} does not match the layer's {tuple(param.shape)}")
-        param.data.copy_(loaded)
+    @classmethod
+    def column(
+        cls,
+        in_features: int,
+        out_features: int,
+        bias: bool,
+        parallel: ParallelConfig,
+        unit: int = 1,
+        what: str = "output size",
+    ) -> Linear:
+        start, size = split(out_features, parallel.tp_size, parallel.rank, unit, what)
+        return cls(in_features, out_features, bias, Shard(0, start, size), parallel)
+
+    @classmethod
+    def row(
+        cls,
+        in_features: int,
+        out_features: int,
+        bias: bool,
+        parallel: ParallelConfig,
+        unit: int = 1,
+        what: str = "input size",
+    ) -> Linear:
+        start, size = split(in_features, parallel.tp_size, parallel.rank, unit, what)
+        return cls(in_features, out_features, bias, Shard(1, start, size), parallel)
+
+    def _load_weight(self, param: nn.Parameter, full: torch.Tensor) -> None:
+        _copy(param, self.shard.take(full) if self.shard is not None else full)
+
+    def _load_bias(self, param: nn.Parameter, full: torch.Tensor) -> None:
+        if self.shard is not None and self.shard.dim == 0:
+            full = self.shard.take(full)
+        elif self.reduce and self.parallel.rank != 0:
+            full = torch.zeros_like(full)
+        _copy(param, full)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = self.bias if (self.split != "row" or self.parallel.rank == 0) else None
-        y = F.linear(x, self.weight, bias)
-        if self.split == "row" and self.parallel.tp_size > 1:
-            torch.distributed.all_reduce(y)
-        return y
+        y = F.linear(x, self.weight, self.bias)
+        return comm.all_reduce(y) if self.reduce else y
+
+
+def _copy(param: nn.Parameter, loaded: torch.Tensor) -> None:
+    if param.shape != loaded.shape:
+        raise ValueError(f"shape {tuple(loaded.shape)} does not match the layer's {tuple(param.shape)}")
+    param.data.copy_(loaded)
 
 
 class RMSNorm(nn.Module):
@@ -76,10 +114,39 @@ class RMSNorm(nn.Module):
         return (self.weight.float() * x).to(dtype)
 
 
-class Embedding(nn.Module):
-    def __init__(self, vocab: int, dim: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(vocab, dim), requires_grad=False)
+class VocabRows(nn.Module):
+    """A [vocab, dim] table split by rows over the ranks (the vocabulary padded to a multiple of
+    tp_size; padding rows are zeros). Base of the embedding and the LM head, which may share it."""
 
+    def __init__(self, vocab: int, dim: int, parallel: ParallelConfig) -> None:
+        super().__init__()
+        self.vocab, self.parallel = vocab, parallel
+        self.first, self.rows = vocab_rows(vocab, parallel)
+        self.weight = nn.Parameter(torch.empty(self.rows, dim), requires_grad=False)
+        self.weight.weight_loader = self._load  # type: ignore[attr-defined]
+
+    def _load(self, param: nn.Parameter, full: torch.Tensor) -> None:
+        if full.shape[0] != self.vocab:
+            raise ValueError(f"{full.shape[0]} rows where the config says vocab_size {self.vocab}")
+        mine = full[self.first : self.first + self.rows]
+        param.data.zero_()
+        param.data[: mine.shape[0]].copy_(mine)
+
+
+class Embedding(VocabRows):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return F.embedding(ids, self.weight)
+        if self.parallel.tp_size == 1:
+            return F.embedding(ids, self.weight)
+        local = ids - self.first
+        outside = (local < 0) | (local >= self.rows)
+        x = F.embedding(local.masked_fill(outside, 0), self.weight).masked_fill(outside[:, None], 0)
+        return comm.all_reduce(x)
+
+
+class LMHead(VocabRows):
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits [rows, vocab] on every rank (gathered from the ranks' slices)."""
+        logits = F.linear(hidden, self.weight)
+        if self.parallel.tp_size == 1:
+            return logits
+        return comm.gather_columns(logits, self.parallel.tp_size)[:, : self.vocab]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -11,8 +12,10 @@ from torch import nn
 from ..backends.spec import AttentionSpec, MoESpec
 from ..config import ParallelConfig
 from ..layers.context import get_metadata
-from ..layers.linear import Embedding, Linear, RMSNorm
+from ..layers.linear import Embedding, Linear, LMHead, RMSNorm
 from ..layers.rotary import RotaryEmbedding
+from ..parallel import comm
+from ..parallel.shard import Shard, attention_heads, split
 
 
 @dataclass
@@ -63,15 +66,19 @@ class Attention(nn.Module):
         sinks: bool = False,
     ) -> None:
         super().__init__()
-        tp = parallel.tp_size
-        self.num_heads, self.num_kv_heads = args.num_heads // tp, max(1, args.num_kv_heads // tp)
-        self.head_dim = args.head_dim
+        (q_first, q_heads), (kv_first, kv_heads) = attention_heads(
+            args.num_heads, args.num_kv_heads, parallel
+        )
+        self.num_heads, self.num_kv_heads, self.head_dim = q_heads, kv_heads, args.head_dim
         h, d = args.hidden_size, args.head_dim
-        self.q_proj = Linear(h, args.num_heads * d, bias, parallel, "column")
-        self.k_proj = Linear(h, args.num_kv_heads * d, bias, parallel, "column")
-        self.v_proj = Linear(h, args.num_kv_heads * d, bias, parallel, "column")
-        self.o_proj = Linear(args.num_heads * d, h, bias, parallel, "row")
-        self.sinks = nn.Parameter(torch.empty(self.num_heads), requires_grad=False) if sinks else None
+        self.q_proj = Linear(h, args.num_heads * d, bias, Shard(0, q_first * d, q_heads * d), parallel)
+        self.k_proj = Linear(h, args.num_kv_heads * d, bias, Shard(0, kv_first * d, kv_heads * d), parallel)
+        self.v_proj = Linear(h, args.num_kv_heads * d, bias, Shard(0, kv_first * d, kv_heads * d), parallel)
+        self.o_proj = Linear(args.num_heads * d, h, bias, Shard(1, q_first * d, q_heads * d), parallel)
+        self.sinks = None
+        if sinks:  # one per query head: split with them
+            self.sinks = nn.Parameter(torch.empty(q_heads), requires_grad=False)
+            self.sinks.weight_loader = lambda p, full: p.data.copy_(Shard(0, q_first, q_heads).take(full))
         self.rotary = RotaryEmbedding(d, args.max_position_embeddings, args.rope_theta, args.rope_scaling)
         self.spec = AttentionSpec(self.num_heads, self.num_kv_heads, d, sliding_window, sinks)
         self.scale = d**-0.5
@@ -116,21 +123,31 @@ class Attention(nn.Module):
 class DenseMLP(nn.Module):
     def __init__(self, args: ModelArgs, parallel: ParallelConfig) -> None:
         super().__init__()
-        self.gate_proj = Linear(args.hidden_size, args.intermediate_size, False, parallel, "column")
-        self.up_proj = Linear(args.hidden_size, args.intermediate_size, False, parallel, "column")
-        self.down_proj = Linear(args.intermediate_size, args.hidden_size, False, parallel, "row")
+        h, i, what = args.hidden_size, args.intermediate_size, "MLP intermediate size"
+        self.gate_proj = Linear.column(h, i, False, parallel, what=what)
+        self.up_proj = Linear.column(h, i, False, parallel, what=what)
+        self.down_proj = Linear.row(i, h, False, parallel, what=what)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class FusedMoE(nn.Module):
-    """Experts as stacked tensors: w13 [E, 2I, H] (gate/up), w2 [E, H, I]; mxfp4 as *_blocks/*_scales."""
+    """Experts as stacked tensors: w13 [E, 2I, H] (gate/up), w2 [E, H, I]; mxfp4 as *_blocks/*_scales.
 
-    def __init__(self, spec: MoESpec) -> None:
+    Tensor parallelism splits every expert on the intermediate dimension I (MXFP4 on its 32-value
+    scale blocks): each rank computes a partial output for all experts, one all-reduce sums them, the
+    w2 bias is loaded on rank 0 only. `spec` describes this rank's slice (what the backend runs)."""
+
+    def __init__(self, spec: MoESpec, parallel: ParallelConfig) -> None:
         super().__init__()
-        self.spec = spec
-        e, h, i = spec.num_experts, spec.hidden_size, spec.intermediate_size
+        unit = 32 if spec.quant == "mxfp4" else 1
+        what = "MoE intermediate size"
+        self.parallel = parallel
+        self.first, size = split(spec.intermediate_size, parallel.tp_size, parallel.rank, unit, what)
+        self.full_intermediate = spec.intermediate_size
+        self.spec = spec = replace(spec, intermediate_size=size)
+        e, h, i = spec.num_experts, spec.hidden_size, size
         if spec.quant == "mxfp4":
             shapes = {
                 "w13_blocks": (e, 2 * i, h // 32, 16),
@@ -148,8 +165,39 @@ class FusedMoE(nn.Module):
         if spec.has_bias:
             self.w13_bias = nn.Parameter(torch.empty(e, 2 * i), requires_grad=False)
             self.w2_bias = nn.Parameter(torch.empty(e, h), requires_grad=False)
+        for name, param in self.named_parameters():
+            param.weight_loader = partial(self._load, name)  # type: ignore[attr-defined]
         self.backend = None
         self._weights: dict[str, torch.Tensor] | None = None
+
+    def local(self, name: str, full: torch.Tensor) -> torch.Tensor:
+        """This rank's slice of a full stacked tensor (our layout, all of I)."""
+        first, size = self.first, self.spec.intermediate_size
+        if name.startswith("w13"):  # rows 2I: gate/up interleaved (swiglu_oai) or gate rows then up rows
+            if self.spec.activation == "swiglu_oai":
+                return full.narrow(1, 2 * first, 2 * size)
+            half = self.full_intermediate
+            return torch.cat([full.narrow(1, first, size), full.narrow(1, half + first, size)], dim=1)
+        if name == "w2_bias":
+            return full if self.parallel.rank == 0 else torch.zeros_like(full)
+        unit = 32 if name in ("w2_blocks", "w2_scales") else 1
+        return full.narrow(2, first // unit, size // unit)
+
+    def _load(self, name: str, param: nn.Parameter, full: torch.Tensor) -> None:
+        mine = self.local(name, full)
+        if param.shape != mine.shape:
+            raise ValueError(f"shape {tuple(full.shape)} does not match the layer's (all ranks) {name}")
+        param.data.copy_(mine)
+
+    def load_expert(self, expert: int, which: str, full: torch.Tensor) -> None:
+        """One expert's own matrix (checkpoints that store them apart): w1 (gate) / w3 (up) [I, H],
+        w2 [H, I]."""
+        first, size = self.first, self.spec.intermediate_size
+        if which == "w2":
+            self.w2.data[expert].copy_(full.narrow(1, first, size))
+        else:
+            rows = slice(0, size) if which == "w1" else slice(size, 2 * size)
+            self.w13.data[expert, rows].copy_(full.narrow(0, first, size))
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Built once: parameters are filled in place by the loader, so the dict stays valid."""
@@ -158,19 +206,19 @@ class FusedMoE(nn.Module):
         return self._weights
 
     def forward(self, x: torch.Tensor, router_logits: torch.Tensor) -> torch.Tensor:
-        return self.backend.forward(x, router_logits, self.weights(), self.spec)
+        out = self.backend.forward(x, router_logits, self.weights(), self.spec)
+        return comm.all_reduce(out) if self.parallel.tp_size > 1 else out
 
 
 class MoEBlock(nn.Module):
-    """Router + experts; the router's checkpoint name differs per family (gate / router)."""
+    """Router (replicated: every rank routes every token) + experts; the router's checkpoint name
+    differs per family (gate / router)."""
 
-    def __init__(self, spec: MoESpec, router_name: str, router_bias: bool) -> None:
+    def __init__(self, spec: MoESpec, router_name: str, router_bias: bool, parallel: ParallelConfig) -> None:
         super().__init__()
         self.router_name = router_name
-        self.add_module(
-            router_name, Linear(spec.hidden_size, spec.num_experts, router_bias, ParallelConfig())
-        )
-        self.experts = FusedMoE(spec)
+        self.add_module(router_name, Linear(spec.hidden_size, spec.num_experts, router_bias))
+        self.experts = FusedMoE(spec, parallel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.experts(x, getattr(self, self.router_name)(x))
@@ -202,14 +250,14 @@ class DecoderLayer(nn.Module):
 class CausalLM(nn.Module):
     """embed -> decoder layers -> norm -> lm_head, named like HF checkpoints (model.layers.N...)."""
 
-    def __init__(self, args: ModelArgs, layers: list[DecoderLayer]) -> None:
+    def __init__(self, args: ModelArgs, layers: list[DecoderLayer], parallel: ParallelConfig) -> None:
         super().__init__()
-        self.args = args
+        self.args, self.parallel = args, parallel
         self.model = nn.Module()
-        self.model.embed_tokens = Embedding(args.vocab_size, args.hidden_size)
+        self.model.embed_tokens = Embedding(args.vocab_size, args.hidden_size, parallel)
         self.model.layers = nn.ModuleList(layers)
         self.model.norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
-        self.lm_head = Linear(args.hidden_size, args.vocab_size, False, ParallelConfig())
+        self.lm_head = LMHead(args.vocab_size, args.hidden_size, parallel)
         if args.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 

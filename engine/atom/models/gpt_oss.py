@@ -21,7 +21,7 @@ class GptOss(CausalLM):
         prefix, which, suffix = m.group(1), m.group(2), m.group(3) or ""
         target = f"{prefix}.{'w13' if which == 'gate_up_proj' else 'w2'}{suffix}"
         if suffix == "":  # unquantized checkpoints store [E, in, out]
-            return [(target, lambda p, t: p.data.copy_(t.transpose(1, 2)))]
+            return [(target, lambda p, t: p.weight_loader(p, t.transpose(1, 2)))]
         return [(target, None)]
 
 
@@ -54,8 +54,8 @@ def build(config: dict, parallel: ParallelConfig) -> CausalLM:
                 sinks=True,
                 sliding_window=window if types[i] == "sliding_attention" else None,
             ),
-            MoEBlock(spec, "router", router_bias=True),
+            MoEBlock(spec, "router", router_bias=True, parallel=parallel),
         )
         for i in range(args.num_layers)
     ]
-    return GptOss(args, layers)
+    return GptOss(args, layers, parallel)

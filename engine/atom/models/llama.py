@@ -13,4 +13,4 @@ def build(config: dict, parallel: ParallelConfig) -> CausalLM:
         DecoderLayer(args, Attention(args, parallel, bias=bias), DenseMLP(args, parallel))
         for _ in range(args.num_layers)
     ]
-    return CausalLM(args, layers)
+    return CausalLM(args, layers, parallel)

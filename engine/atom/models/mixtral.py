@@ -19,11 +19,9 @@ class Mixtral(CausalLM):
         if not m:
             return [(name, None)]
         prefix, e, which = m.group(1), int(m.group(2)), m.group(3)
-        inter = self.args.intermediate_size
-        if which == "w2":
-            return [(f"{prefix}.experts.w2", lambda p, t: p.data[e].copy_(t))]
-        rows = slice(0, inter) if which == "w1" else slice(inter, 2 * inter)  # w1 = gate, w3 = up
-        return [(f"{prefix}.experts.w13", lambda p, t: p.data[e, rows].copy_(t))]
+        experts = self.get_submodule(f"{prefix}.experts")
+        target = f"{prefix}.experts.{'w2' if which == 'w2' else 'w13'}"  # w1 = gate, w3 = up
+        return [(target, lambda p, t: experts.load_expert(e, which, t))]
 
     def pieces(self, target: str) -> set[str]:
         m = STACKED.match(target)
@@ -51,9 +49,9 @@ def build(config: dict, parallel: ParallelConfig) -> CausalLM:
         DecoderLayer(
             args,
             Attention(args, parallel, sliding_window=window),
-            MoEBlock(spec, "gate", router_bias=False),
+            MoEBlock(spec, "gate", router_bias=False, parallel=parallel),
             "block_sparse_moe",
         )
         for _ in range(args.num_layers)
     ]
-    return Mixtral(args, layers)
+    return Mixtral(args, layers, parallel)

@@ -1,0 +1,38 @@
+"""StepInput: what every rank needs to run one step of the model, as plain data.
+
+Rank 0 builds it from the scheduler's batch; under tensor parallelism it is also what the workers
+receive (they hold no Sequence, no scheduler, no block manager)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from .scheduler import ScheduledBatch
+
+
+class StepInput(msgspec.Struct, array_like=True):
+    token_ids: list[int]  # the tokens each sequence computes this step, concatenated
+    starts: list[int]  # per sequence: tokens already in its KV cache
+    query_lens: list[int]  # per sequence: tokens it computes this step
+    wants_logits: list[bool]  # per sequence: this step reaches its last token (it samples)
+    block_tables: list[list[int]]
+
+    @classmethod
+    def from_batch(cls, batch: ScheduledBatch) -> StepInput:
+        token_ids: list[int] = []
+        starts, wants = [], []
+        for seq, n in zip(batch.seqs, batch.num_tokens, strict=True):
+            start = seq.num_computed_tokens
+            token_ids.extend(seq.token_ids[start : start + n])
+            starts.append(start)
+            wants.append(start + n == seq.num_tokens)
+        return cls(token_ids, starts, list(batch.num_tokens), wants, [s.block_table for s in batch.seqs])
+
+    @property
+    def is_decode(self) -> bool:
+        """One token per sequence, each of which samples (what the CUDA graphs replay)."""
+        return all(n == 1 for n in self.query_lens) and all(self.wants_logits)
+
+
+step_encoder = msgspec.msgpack.Encoder()
+step_decoder = msgspec.msgpack.Decoder(StepInput | None)

@@ -1,0 +1,58 @@
+"""The collectives the layers call, over the one tensor-parallel group (every rank of the engine).
+
+NCCL on NVIDIA GPUs and RCCL on ROCm (torch names both "nccl"), gloo on the CPU. At tp_size 1 nothing
+is initialised and the layers never call here."""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+
+from ..config import ParallelConfig
+
+
+def init(parallel: ParallelConfig, device: torch.device) -> None:
+    """Join the group (blocks until every rank has joined or the timeout passes)."""
+    if dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")  # a timed-out collective ends the process
+    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # no NVLink multicast (see docs/tensor-parallel.md)
+    dist.init_process_group(
+        backend,
+        init_method=f"tcp://{parallel.master_addr}:{parallel.master_port}",
+        world_size=parallel.tp_size,
+        rank=parallel.rank,
+        timeout=datetime.timedelta(seconds=parallel.timeout_s),
+        device_id=device if device.type == "cuda" else None,  # eager communicator: capturable at once
+    )
+
+
+def close() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce(x: torch.Tensor) -> torch.Tensor:
+    dist.all_reduce(x)
+    return x
+
+
+def gather_columns(x: torch.Tensor, tp_size: int) -> torch.Tensor:
+    """[rows, cols] on each rank -> [rows, tp_size * cols] on every rank, rank-major along the columns."""
+    rows, cols = x.shape
+    out = torch.empty((tp_size * rows, cols), dtype=x.dtype, device=x.device)
+    _all_gather(out, x.contiguous())
+    return out.view(tp_size, rows, cols).permute(1, 0, 2).reshape(rows, tp_size * cols)
+
+
+_all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # renamed in 2.13
+
+
+def min_over_ranks(value: int, device: torch.device) -> int:
+    t = torch.tensor([value], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())

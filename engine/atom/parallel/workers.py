@@ -1,0 +1,200 @@
+"""The ranks besides 0: worker processes that run every step rank 0 sends them.
+
+Rank 0 (in the engine core's process) starts its node's workers, binds the step channel (ZeroMQ ROUTER,
+one DEALER per worker; steps as MessagePack, the same libraries as the API <-> core channel), waits for
+every rank's hello, then sends each step to all of them before running it itself. The collectives inside
+the forward pass pair the ranks up. A worker holds no scheduler and no block manager: only its shard of
+the model and of the KV cache.
+
+Failure: a worker that exits is seen at once through its process sentinel (local ranks) or by the next
+collective (remote ranks: gloo reports the closed connection, NCCL's watchdog the timeout); either ends
+the engine with EngineDeadError. A hung rank ends it at the collective timeout. Workers leave when rank 0
+says so, when their parent is gone, or when rank 0's rendezvous store stops answering.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+
+import zmq
+
+from ..config import EngineConfig, ParallelConfig
+from ..engine.step import StepInput, step_decoder, step_encoder
+from ..errors import EngineDeadError
+
+IDLE_CHECK_S = 2.0  # a waiting worker checks that rank 0 is still there this often
+DEAD_RANK_GRACE_S = 10.0  # after a local worker dies, rank 0 gets this long to fail by itself
+
+
+def step_channel(parallel: ParallelConfig, bind: bool) -> str:
+    host = ("127.0.0.1" if parallel.nnodes == 1 else "*") if bind else parallel.master_addr
+    return f"tcp://{host}:{parallel.master_port + 1}"
+
+
+def pick_port(parallel: ParallelConfig) -> ParallelConfig:
+    """One node and no port given: a free one (and the next one, for the step channel)."""
+    if parallel.master_port is not None:
+        return parallel
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return replace(parallel, master_port=port)
+    raise EngineDeadError("no two consecutive free ports on 127.0.0.1 for the tensor-parallel group")
+
+
+class WorkerPool:
+    """Rank 0's handle on the other ranks."""
+
+    def __init__(self, config: EngineConfig, max_model_len: int) -> None:
+        parallel = config.parallel
+        self.failure: str | None = None
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.bind(step_channel(parallel, bind=True))
+        self.procs = start_local_workers(config, max_model_len, skip_rank_0=True)
+        self.peers = self._await_hellos(parallel)
+        self._closed = False
+        for proc in self.procs:
+            threading.Thread(target=self._watch, args=(proc,), daemon=True).start()
+        atexit.register(self.close)
+
+    def _await_hellos(self, parallel: ParallelConfig) -> list[bytes]:
+        peers: dict[int, bytes] = {}
+        deadline = time.monotonic() + parallel.timeout_s
+        while len(peers) < parallel.tp_size - 1:
+            self._raise_if_dead()
+            if time.monotonic() > deadline:
+                missing = sorted(set(range(1, parallel.tp_size)) - set(peers))
+                raise EngineDeadError(
+                    f"tensor-parallel ranks {missing} did not join within {parallel.timeout_s:.0f} s "
+                    f"(is every node started with --master-addr {parallel.master_addr} "
+                    f"--master-port {parallel.master_port}?)"
+                )
+            if self.socket.poll(200):
+                identity, hello = self.socket.recv_multipart()
+                peers[int(hello)] = identity
+        return [peers[r] for r in sorted(peers)]
+
+    def _watch(self, proc: subprocess.Popen) -> None:
+        """A local worker that exits ends the engine: rank 0 fails its step (a collective with a dead
+        peer errors or times out); should it be stuck past the grace period, the process ends here."""
+        code = proc.wait()
+        if self._closed:
+            return
+        self.failure = f"tensor-parallel worker {proc.args[-1]} (pid {proc.pid}) exited with code {code}"
+        time.sleep(DEAD_RANK_GRACE_S)
+        if not self._closed:
+            print(f"atom: {self.failure}; the engine cannot go on", file=sys.stderr, flush=True)
+            os._exit(1)
+
+    def _raise_if_dead(self) -> None:
+        for proc in self.procs:
+            if self.failure is None and proc.poll() is not None:
+                self.failure = f"tensor-parallel worker {proc.args[-1]} (pid {proc.pid}) exited with code {proc.returncode}"
+        if self.failure is not None:
+            raise EngineDeadError(self.failure)
+
+    def send(self, step: StepInput) -> None:
+        self._raise_if_dead()
+        payload = step_encoder.encode(step)
+        for peer in self.peers:
+            self.socket.send_multipart([peer, payload])
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        goodbye = step_encoder.encode(None)
+        for peer in self.peers:
+            self.socket.send_multipart([peer, goodbye], flags=zmq.NOBLOCK)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.socket.close(linger=1000)
+        self.context.term()
+
+
+def start_local_workers(
+    config: EngineConfig, max_model_len: int, skip_rank_0: bool
+) -> list[subprocess.Popen]:
+    """One fresh interpreter per rank (no inherited CUDA context or threads, and unlike multiprocessing's
+    spawn, no re-import of the user's __main__); the config arrives pickled on stdin."""
+    procs = []
+    for rank in config.parallel.node_ranks:
+        if rank == 0 and skip_rank_0:
+            continue
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "atom.parallel.workers", f"rank-{rank}"], stdin=subprocess.PIPE
+        )
+        proc.stdin.write(pickle.dumps((config, rank, max_model_len)))
+        proc.stdin.close()
+        procs.append(proc)
+    return procs
+
+
+def run_worker(config: EngineConfig, rank: int, max_model_len: int) -> None:
+    """A worker process: join the group, build this rank's shard, run steps until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rank 0's to handle; it tells us to stop
+    from ..engine.model_runner import ModelRunner
+    from ..platform import detect
+
+    config = replace(config, parallel=config.parallel.for_rank(rank))
+    context = zmq.Context()
+    socket = context.socket(zmq.DEALER)
+    socket.connect(step_channel(config.parallel, bind=False))
+    socket.send(str(rank).encode())
+    runner = ModelRunner(config, detect(), max_model_len)
+    parent = os.getppid()
+    try:
+        while True:
+            if not socket.poll(IDLE_CHECK_S * 1000):
+                if os.getppid() != parent or not _rank_0_alive():
+                    return
+                continue
+            step = step_decoder.decode(socket.recv())
+            if step is None:
+                return
+            runner.execute(step)
+    finally:
+        socket.close(linger=0)
+        context.term()
+        runner.close()
+
+
+def _rank_0_alive() -> bool:
+    """Rank 0 hosts the rendezvous store: if it stops answering, rank 0 is gone."""
+    import torch.distributed as dist
+
+    try:
+        dist.distributed_c10d._get_default_store().add("atom/alive", 0)
+        return True
+    except Exception:
+        return False
+
+
+def run_node(config: EngineConfig, max_model_len: int) -> int:
+    """A node other than 0: its ranks only (no HTTP, no scheduler). Returns the exit status."""
+    procs = start_local_workers(config, max_model_len, skip_rank_0=False)
+    codes = [proc.wait() for proc in procs]
+    return next((code for code in codes if code), 0)
+
+
+if __name__ == "__main__":
+    run_worker(*pickle.loads(sys.stdin.buffer.read()))
