@@ -88,6 +88,33 @@ def tiny_gpt_oss(smollm2: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama(smollm2: Path) -> Path:
+    """Random Llama shaped to exercise tensor parallelism's corners: one K/V head (replicated past it),
+    attention biases (row-parallel o_proj bias added once) and a vocabulary no rank count divides."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = CACHE / "tiny-llama"
+    if (out / "model.safetensors").exists():
+        return out
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=49157,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        attention_bias=True,
+        initializer_range=0.08,
+        max_position_embeddings=2048,
+        eos_token_id=2,
+    )
+    LlamaForCausalLM(config).save_pretrained(out)
+    _copy_tokenizer(smollm2, out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_mixtral(smollm2: Path) -> Path:
     """Random Mixtral (bf16 MoE, softmax -> top-k -> renormalise), saved by HF itself."""
     from transformers import MixtralConfig, MixtralForCausalLM

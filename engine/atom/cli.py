@@ -21,28 +21,20 @@ bench_app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 
-ModelOpt = Annotated[Path, typer.Option("--model", help="HF-format model folder.")]
-MoeBackendOpt = Annotated[
-    str | None,
-    typer.Option(
-        metavar="NAME",
-        help="MoE kernels: aiter, triton_kernels, triton or torch (default: best that fits); triton_a8w4 "
-        "(MXFP8 activations, opt-in: changes the math).",
-    ),
-]
-AttentionBackendOpt = Annotated[
-    str | None,
-    typer.Option(metavar="NAME", help="Attention kernels: aiter, triton or torch (default: best that fits)."),
-]
-LoadFormatOpt = Annotated[
-    str, typer.Option(metavar="FORMAT", help="auto (the checkpoint) or dummy (random weights).")
-]
-
-
-def engine_config(model: Path, **kw):
-    from .config import EngineConfig
-
-    return EngineConfig(model=str(model), **{k: v for k, v in kw.items() if v is not None})
+from .cli_options import (  # noqa: E402  (the shared option types)
+    AttentionBackendOpt,
+    LoadFormatOpt,
+    MasterAddrOpt,
+    MasterPortOpt,
+    ModelOpt,
+    MoeBackendOpt,
+    NnodesOpt,
+    NodeRankOpt,
+    TensorParallelOpt,
+    TimeoutOpt,
+    engine_config,
+    parallel_config,
+)
 
 
 @app.command()
@@ -55,14 +47,30 @@ def generate(
     moe_backend: MoeBackendOpt = None,
     attention_backend: AttentionBackendOpt = None,
     load_format: LoadFormatOpt = "auto",
+    tensor_parallel_size: TensorParallelOpt = 1,
+    nnodes: NnodesOpt = 1,
+    node_rank: NodeRankOpt = 0,
+    master_addr: MasterAddrOpt = "127.0.0.1",
+    master_port: MasterPortOpt = None,
+    distributed_timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Generate completions offline and print them."""
     from .engine.llm_engine import LLM
     from .sampling_params import SamplingParams
 
-    llm = LLM(
-        str(model), moe_backend=moe_backend, attention_backend=attention_backend, load_format=load_format
+    parallel = parallel_config(
+        tensor_parallel_size, nnodes, node_rank, master_addr, master_port, distributed_timeout
     )
+    config = engine_config(
+        model,
+        moe_backend=moe_backend,
+        attention_backend=attention_backend,
+        load_format=load_format,
+        parallel=parallel,
+    )
+    if node_rank:
+        workers_only(config)
+    llm = LLM.from_config(config)
     texts = [
         llm.tokenizer.apply_chat_template([{"role": "user", "content": p}])
         if chat and llm.tokenizer.chat_template
@@ -114,6 +122,12 @@ def serve(
     idle_timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds an idle keep-alive connection stays open.")
     ] = 15.0,
+    tensor_parallel_size: TensorParallelOpt = 1,
+    nnodes: NnodesOpt = 1,
+    node_rank: NodeRankOpt = 0,
+    master_addr: MasterAddrOpt = "127.0.0.1",
+    master_port: MasterPortOpt = None,
+    distributed_timeout: TimeoutOpt = 300.0,
 ) -> None:
     """OpenAI-compatible server (completions, chat, streaming, metrics)."""
     import uvicorn
@@ -134,7 +148,12 @@ def serve(
         load_format=load_format,
         kv_cache_memory_gb=kv_cache_memory_gb,
         enforce_eager=enforce_eager,
+        parallel=parallel_config(
+            tensor_parallel_size, nnodes, node_rank, master_addr, master_port, distributed_timeout
+        ),
     )
+    if node_rank:
+        workers_only(config)
     limits = ServerLimits(
         max_body_bytes=max_request_body_bytes,
         max_connections=max_connections,
@@ -178,6 +197,16 @@ def serve(
     if failures:
         typer.echo(f"atom serve: the engine failed: {failures[0]}", err=True)
         raise typer.Exit(1)
+
+
+def workers_only(config) -> None:
+    """A node other than 0 runs its ranks and nothing else; exits when they do."""
+    from .engine.core import resolve_max_model_len
+    from .parallel.workers import run_node
+
+    p = config.parallel
+    typer.echo(f"atom: node {p.node_rank} of {p.nnodes}, ranks {list(p.node_ranks)}: workers only", err=True)
+    raise typer.Exit(run_node(config, resolve_max_model_len(config)))
 
 
 @app.command()

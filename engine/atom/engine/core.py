@@ -130,6 +130,11 @@ class EngineCore:
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
 
+    def check_workers(self) -> None:
+        """Raise EngineDeadError when a tensor-parallel worker has died (a no-op without workers)."""
+        if self.runner.workers is not None:
+            self.runner.workers.check()
+
     def close(self) -> None:
         """Stops the tensor-parallel workers (if any); the core cannot step afterwards."""
         self.runner.close()

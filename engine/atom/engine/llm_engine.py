@@ -82,8 +82,16 @@ class LLMEngine:
 
 
 class LLM(LLMEngine):
+    """LLM(model, **EngineConfig fields), e.g. LLM(path, tensor_parallel_size=2)."""
+
     def __init__(self, model: str, **kwargs) -> None:
         super().__init__(EngineConfig(model=model, **kwargs))
+
+    @classmethod
+    def from_config(cls, config: EngineConfig) -> LLM:
+        llm = cls.__new__(cls)
+        LLMEngine.__init__(llm, config)
+        return llm
 
     def generate(
         self,

@@ -13,7 +13,7 @@ from ..backends import registry
 from ..config import EngineConfig
 from ..errors import EngineDeadError
 from ..layers.context import AttentionMetadata, set_metadata
-from ..models.loader import load_model
+from ..models.loader import check_shards, load_model
 from ..parallel import comm
 from ..parallel.workers import WorkerPool, pick_port
 from ..platform import Platform
@@ -64,6 +64,7 @@ class ModelRunner:
         self.device, self.dtype = resolve_device(config, platform)
         if parallel.tp_size > 1:
             if parallel.rank == 0:
+                check_shards(Path(config.model), parallel)
                 self.config = config = replace(config, parallel=pick_port(parallel))
                 self.workers = WorkerPool(config, max_model_len)
             comm.init(config.parallel, self.device)

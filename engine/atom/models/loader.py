@@ -24,6 +24,15 @@ def read_config(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def check_shards(folder: Path, parallel: ParallelConfig) -> None:
+    """Raise now (before any worker starts) if the model cannot split over parallel.tp_size ranks:
+    every rank's layers are built on the meta device, which checks every split and allocates nothing."""
+    config = read_config(folder)
+    with torch.device("meta"):
+        for rank in range(parallel.tp_size):
+            build_model(config, parallel.for_rank(rank))
+
+
 def load_model(
     folder: Path,
     dtype: torch.dtype,

@@ -77,7 +77,7 @@ class WorkerPool:
         peers: dict[int, bytes] = {}
         deadline = time.monotonic() + parallel.timeout_s
         while len(peers) < parallel.tp_size - 1:
-            self._raise_if_dead()
+            self.check()
             if time.monotonic() > deadline:
                 missing = sorted(set(range(1, parallel.tp_size)) - set(peers))
                 raise EngineDeadError(
@@ -102,7 +102,8 @@ class WorkerPool:
             print(f"atom: {self.failure}; the engine cannot go on", file=sys.stderr, flush=True)
             os._exit(1)
 
-    def _raise_if_dead(self) -> None:
+    def check(self) -> None:
+        """Raise EngineDeadError if a worker has died (cheap: for idle loops too)."""
         for proc in self.procs:
             if self.failure is None and proc.poll() is not None:
                 self.failure = f"tensor-parallel worker {proc.args[-1]} (pid {proc.pid}) exited with code {proc.returncode}"
@@ -110,7 +111,7 @@ class WorkerPool:
             raise EngineDeadError(self.failure)
 
     def send(self, step: StepInput) -> None:
-        self._raise_if_dead()
+        self.check()
         payload = step_encoder.encode(step)
         for peer in self.peers:
             self.socket.send_multipart([peer, payload])
@@ -141,7 +142,8 @@ def start_local_workers(
         if rank == 0 and skip_rank_0:
             continue
         proc = subprocess.Popen(
-            [sys.executable, "-m", "atom.parallel.workers", f"rank-{rank}"], stdin=subprocess.PIPE
+            [sys.executable, "-c", "from atom.parallel.workers import main; main()", f"rank-{rank}"],
+            stdin=subprocess.PIPE,
         )
         proc.stdin.write(pickle.dumps((config, rank, max_model_len)))
         proc.stdin.close()
@@ -196,5 +198,6 @@ def run_node(config: EngineConfig, max_model_len: int) -> int:
     return next((code for code in codes if code), 0)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """A worker process's entry point (start_local_workers)."""
     run_worker(*pickle.loads(sys.stdin.buffer.read()))

@@ -1,6 +1,6 @@
 """The engine core's own process: a busy loop that never waits on HTTP.
 
-It loads the model, says Ready (or LoadFailed), then: take every message waiting (blocking only while
+It loads the model, says Ready (or CoreFailed), then: take every message waiting (blocking only while
 idle), run one step, send its outputs with the stats. It exits on Shutdown, or when the API process is
 gone (it never outlives its parent). Signals are the API process's business: it drains, then says
 Shutdown.
@@ -17,6 +17,7 @@ import zmq
 from ..config import EngineConfig
 from ..engine.core import EngineCore
 from ..engine.outputs import CoreOutput
+from ..errors import EngineDeadError
 from . import ipc
 
 IDLE_POLL_MS = 100
@@ -34,23 +35,31 @@ def run_core(config: EngineConfig, inbox: str, outbox: str) -> None:
         core = EngineCore(config)
         core.warm_up()
     except Exception as e:
-        push.send(ipc.encoder.encode(ipc.LoadFailed(f"{e.__class__.__name__}: {e}")))
-        pull.close(linger=0)
-        push.close(linger=2000)  # the message goes out before the process does
-        context.term()
+        _say_failed(f"{e.__class__.__name__}: {e}", pull, push, context)
         return
     push.send(ipc.encoder.encode(ipc.Ready(core.info, core.stats())))
     try:
         _loop(core, pull, push)
-    finally:
-        pull.close(linger=0)
-        push.close(linger=1000)
-        context.term()
+    except EngineDeadError as e:
+        _say_failed(str(e), pull, push, context)
+        raise SystemExit(1) from e
+    core.close()
+    pull.close(linger=0)
+    push.close(linger=1000)
+    context.term()
+
+
+def _say_failed(error: str, pull: zmq.Socket, push: zmq.Socket, context: zmq.Context) -> None:
+    push.send(ipc.encoder.encode(ipc.CoreFailed(error)))
+    pull.close(linger=0)
+    push.close(linger=2000)  # the message goes out before the process does
+    context.term()
 
 
 def _loop(core: EngineCore, pull: zmq.Socket, push: zmq.Socket) -> None:
     parent, last_stats = os.getppid(), 0.0
     while True:
+        core.check_workers()
         busy = core.has_unfinished()
         start = time.perf_counter()
         timeout = 0 if busy else IDLE_POLL_MS
@@ -76,9 +85,11 @@ def _loop(core: EngineCore, pull: zmq.Socket, push: zmq.Socket) -> None:
 
 
 def _step(core: EngineCore) -> list[CoreOutput]:
-    """A failed step fails the requests in it, never the core."""
+    """A failed step fails the requests in it, never the core (unless the engine cannot go on)."""
     try:
         return core.step()
+    except EngineDeadError:
+        raise
     except Exception as e:
         failed = [
             CoreOutput(rid, [], error=f"the step failed: {e.__class__.__name__}: {e}")

@@ -122,7 +122,7 @@ class EngineClient:
         self.process.start()
         loop.add_reader(self.process.sentinel, self._core_exited)
         first = ipc.from_core.decode(await self.pull.recv())
-        if isinstance(first, ipc.LoadFailed):
+        if isinstance(first, ipc.CoreFailed):
             self._fail(first.error)
             return
         self.info, self.stats = first.info, first.stats
@@ -228,6 +228,9 @@ class EngineClient:
     async def _receive(self) -> None:
         while True:
             message = ipc.from_core.decode(await self.pull.recv())
+            if isinstance(message, ipc.CoreFailed):
+                self._fail(message.error)
+                continue
             if not isinstance(message, ipc.StepOutputs):
                 continue
             self.stats = message.stats

@@ -36,7 +36,9 @@ class Ready(msgspec.Struct, tag="ready"):
     stats: EngineStats  # the metrics are right from the first scrape
 
 
-class LoadFailed(msgspec.Struct, tag="load_failed"):
+class CoreFailed(msgspec.Struct, tag="failed"):
+    """The core could not load, or cannot go on (a tensor-parallel rank died); it exits after this."""
+
     error: str
 
 
@@ -46,7 +48,7 @@ class StepOutputs(msgspec.Struct, tag="step"):
 
 
 ToCore = AddRequest | Abort | Shutdown
-FromCore = Ready | LoadFailed | StepOutputs
+FromCore = Ready | CoreFailed | StepOutputs
 
 encoder = msgspec.msgpack.Encoder()
 to_core = msgspec.msgpack.Decoder(ToCore)

@@ -1,0 +1,85 @@
+"""Tensor parallelism on the CPU (gloo): N ranks give the tokens one rank gives and HF transformers gives.
+
+Each LLM here starts N-1 real worker processes; the collectives are real gloo all-reduces and gathers.
+Tolerance as in the single-rank numerics tests: fp32 on both sides, only the summation order differs
+(the all-reduce adds the ranks' partial sums), so logprobs agree to 1e-3 and tokens exactly.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from atom import LLM, SamplingParams
+from atom.errors import ModelLoadError
+
+from ..engine.hf_reference import greedy, load_hf
+
+N = 12
+
+
+def prompts(vocab: int) -> list[list[int]]:
+    """Lengths 4, 19 and 41; the third starts with the second (the prefix cache serves its start)."""
+    g = torch.Generator().manual_seed(3)
+    short, middle, tail = (torch.randint(3, vocab, (n,), generator=g).tolist() for n in (4, 19, 22))
+    return [short, middle, middle + tail]
+
+
+def check_against_hf(folder, tp: int, mxfp4: bool = False, **kwargs) -> None:
+    hf = load_hf(folder, mxfp4=mxfp4)
+    ids = prompts(min(hf.config.vocab_size, 49152))  # ids the shared tokenizer can also print
+    params = SamplingParams(max_tokens=N, temperature=0, ignore_eos=True, logprobs=0)
+    with LLM(str(folder), tensor_parallel_size=tp, **kwargs) as llm:
+        outs = llm.generate(ids, params)
+    for prompt, out in zip(ids, outs, strict=True):
+        expected, ref_logits = greedy(hf, prompt, N)
+        assert out.output_token_ids == expected
+        ours = torch.tensor([lp["logprob"] for lp in out.logprobs])
+        theirs = ref_logits.log_softmax(-1)[torch.arange(N), torch.tensor(expected)]
+        assert torch.allclose(ours, theirs, atol=1e-3), (ours - theirs).abs().max()
+
+
+def test_smollm2_over_three_ranks_matches_hf(smollm2):
+    """9 query heads, 3 K/V heads, 1536 MLP: three ranks of 3 / 1 / 512; chunked prefill and the
+    prefix cache on."""
+    check_against_hf(smollm2, 3, max_num_batched_tokens=32, block_size=4)
+
+
+@pytest.mark.parametrize("family", ["llama", "mixtral", "gpt_oss"])
+def test_two_ranks_match_hf(family, tiny_llama, tiny_mixtral, tiny_gpt_oss):
+    """llama: one K/V head replicated on both ranks, o_proj bias added once, vocab 49157 padded to
+    49158; mixtral: bf16 experts split on I (gate and up halves each); gpt-oss: MXFP4 experts split on
+    32-value blocks, sinks split with their heads, w2 bias added once."""
+    folder = {"llama": tiny_llama, "mixtral": tiny_mixtral, "gpt_oss": tiny_gpt_oss}[family]
+    check_against_hf(folder, 2, mxfp4=family == "gpt_oss", block_size=8, max_num_batched_tokens=48)
+
+
+@pytest.mark.parametrize(
+    ("model", "tp", "message"),
+    [
+        ("smollm2", 2, "does not divide the model's 9 attention heads"),
+        ("tiny_gpt_oss", 4, "MoE intermediate size (64 = 2 blocks of 32)"),
+        ("tiny_mixtral", 128, "does not divide the model's 4 attention heads"),
+    ],
+)
+def test_unsplittable_models_are_refused_before_any_worker_starts(model, tp, message, request):
+    folder = request.getfixturevalue(model)
+    with pytest.raises(ModelLoadError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        LLM(str(folder), tensor_parallel_size=tp)
+
+
+def test_kv_heads_neither_dividing_nor_divided_are_refused(tiny_llama, tmp_path):
+    import json
+    import shutil
+
+    from atom.config import ParallelConfig
+    from atom.models.loader import check_shards
+
+    shutil.copy(tiny_llama / "config.json", tmp_path / "config.json")
+    config = json.loads((tmp_path / "config.json").read_text())
+    config.update(num_attention_heads=6, num_key_value_heads=3, head_dim=16)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="tensor parallelism 2 and the model's 3 key/value heads"):
+        check_shards(tmp_path, ParallelConfig(tp_size=2))
+    check_shards(tmp_path, ParallelConfig(tp_size=3))  # 3 ranks of 2 query heads and 1 K/V head
+    check_shards(tmp_path, ParallelConfig(tp_size=6))  # 6 ranks, each K/V head on two of them
