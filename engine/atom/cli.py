@@ -369,6 +369,21 @@ def bench_gpt_oss(
         json_out.write_text(json.dumps(rows, indent=2))
 
 
+@bench_app.command("tp")
+def bench_tp(
+    shape: str = "gpt-oss-120b",
+    tp: Annotated[list[int], typer.Option("--tp", help="Sizes to compare (repeatable).")] = [1, 2],  # noqa: B006
+    batch: Annotated[list[int], typer.Option(help="Decode batch sizes.")] = [1, 64],  # noqa: B006
+    json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
+) -> None:
+    """Tensor parallelism (GPUs): decode tok/s per size, all-reduce time per step, fp32 agreement."""
+    from .bench.tensor_parallel import run_tp_bench
+
+    rows = run_tp_bench(shape, tp, batch, emit=lambda row: typer.echo(json.dumps(row)))
+    if json_out:
+        json_out.write_text(json.dumps(rows, indent=2))
+
+
 @bench_app.command("agree")
 def bench_agree(
     shape: str = "gpt-oss-20b",

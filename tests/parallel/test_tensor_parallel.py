@@ -83,3 +83,14 @@ def test_kv_heads_neither_dividing_nor_divided_are_refused(tiny_llama, tmp_path)
         check_shards(tmp_path, ParallelConfig(tp_size=2))
     check_shards(tmp_path, ParallelConfig(tp_size=3))  # 3 ranks of 2 query heads and 1 K/V head
     check_shards(tmp_path, ParallelConfig(tp_size=6))  # 6 ranks, each K/V head on two of them
+
+
+def test_random_dummy_weights_are_the_same_model_at_any_size(tiny_gpt_oss):
+    """Benchmarks compare sizes on random weights: each tensor is drawn whole, then sharded."""
+    ids = prompts(49152)
+    params = SamplingParams(max_tokens=N, temperature=0, ignore_eos=True)
+    tokens = []
+    for tp in (1, 2):
+        with LLM(str(tiny_gpt_oss), load_format="dummy", seed=5, tensor_parallel_size=tp) as llm:
+            tokens.append([o.output_token_ids for o in llm.generate(ids, params)])
+    assert tokens[0] == tokens[1]

@@ -33,11 +33,8 @@ class Linear(nn.Module):
         self.reduce = shard is not None and shard.dim == 1 and self.parallel.tp_size > 1
         out_local = shard.size if shard is not None and shard.dim == 0 else out_features
         in_local = shard.size if shard is not None and shard.dim == 1 else in_features
-        self.weight = nn.Parameter(torch.empty(out_local, in_local), requires_grad=False)
-        self.bias = nn.Parameter(torch.empty(out_local), requires_grad=False) if bias else None
-        self.weight.weight_loader = self._load_weight  # type: ignore[attr-defined]
-        if self.bias is not None:
-            self.bias.weight_loader = self._load_bias  # type: ignore[attr-defined]
+        self.weight = sharded_parameter((out_local, in_local), (out_features, in_features), self._load_weight)
+        self.bias = sharded_parameter((out_local,), (out_features,), self._load_bias) if bias else None
 
     @classmethod
     def column(
@@ -78,6 +75,18 @@ class Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.weight, self.bias)
         return comm.all_reduce(y) if self.reduce else y
+
+
+def sharded_parameter(
+    shape: tuple, full_shape: tuple, loader, dtype: torch.dtype | None = None
+) -> nn.Parameter:
+    """A parameter holding this rank's part of a checkpoint tensor of `full_shape`; `loader(param, full)`
+    copies its part in (random dummy weights go through it too, so they are the same model at any
+    tp_size)."""
+    param = nn.Parameter(torch.empty(shape, dtype=dtype), requires_grad=False)
+    param.full_shape = full_shape  # type: ignore[attr-defined]
+    param.weight_loader = loader  # type: ignore[attr-defined]
+    return param
 
 
 def _copy(param: nn.Parameter, loaded: torch.Tensor) -> None:
@@ -122,8 +131,7 @@ class VocabRows(nn.Module):
         super().__init__()
         self.vocab, self.parallel = vocab, parallel
         self.first, self.rows = vocab_rows(vocab, parallel)
-        self.weight = nn.Parameter(torch.empty(self.rows, dim), requires_grad=False)
-        self.weight.weight_loader = self._load  # type: ignore[attr-defined]
+        self.weight = sharded_parameter((self.rows, dim), (vocab, dim), self._load)
 
     def _load(self, param: nn.Parameter, full: torch.Tensor) -> None:
         if full.shape[0] != self.vocab:

@@ -12,7 +12,7 @@ from torch import nn
 from ..backends.spec import AttentionSpec, MoESpec
 from ..config import ParallelConfig
 from ..layers.context import get_metadata
-from ..layers.linear import Embedding, Linear, LMHead, RMSNorm
+from ..layers.linear import Embedding, Linear, LMHead, RMSNorm, sharded_parameter
 from ..layers.rotary import RotaryEmbedding
 from ..parallel import comm
 from ..parallel.shard import Shard, attention_heads, split
@@ -77,8 +77,10 @@ class Attention(nn.Module):
         self.o_proj = Linear(args.num_heads * d, h, bias, Shard(1, q_first * d, q_heads * d), parallel)
         self.sinks = None
         if sinks:  # one per query head: split with them
-            self.sinks = nn.Parameter(torch.empty(q_heads), requires_grad=False)
-            self.sinks.weight_loader = lambda p, full: p.data.copy_(Shard(0, q_first, q_heads).take(full))
+            own = Shard(0, q_first, q_heads)
+            self.sinks = sharded_parameter(
+                (q_heads,), (args.num_heads,), lambda p, f: p.data.copy_(own.take(f))
+            )
         self.rotary = RotaryEmbedding(d, args.max_position_embeddings, args.rope_theta, args.rope_scaling)
         self.spec = AttentionSpec(self.num_heads, self.num_kv_heads, d, sliding_window, sinks)
         self.scale = d**-0.5
@@ -147,28 +149,29 @@ class FusedMoE(nn.Module):
         self.first, size = split(spec.intermediate_size, parallel.tp_size, parallel.rank, unit, what)
         self.full_intermediate = spec.intermediate_size
         self.spec = spec = replace(spec, intermediate_size=size)
-        e, h, i = spec.num_experts, spec.hidden_size, size
-        if spec.quant == "mxfp4":
-            shapes = {
-                "w13_blocks": (e, 2 * i, h // 32, 16),
-                "w13_scales": (e, 2 * i, h // 32),
-                "w2_blocks": (e, h, i // 32, 16),
-                "w2_scales": (e, h, i // 32),
-            }
-            for name, shape in shapes.items():
-                self.register_parameter(
-                    name, nn.Parameter(torch.empty(shape, dtype=torch.uint8), requires_grad=False)
-                )
-        else:
-            self.w13 = nn.Parameter(torch.empty(e, 2 * i, h), requires_grad=False)
-            self.w2 = nn.Parameter(torch.empty(e, h, i), requires_grad=False)
-        if spec.has_bias:
-            self.w13_bias = nn.Parameter(torch.empty(e, 2 * i), requires_grad=False)
-            self.w2_bias = nn.Parameter(torch.empty(e, h), requires_grad=False)
-        for name, param in self.named_parameters():
-            param.weight_loader = partial(self._load, name)  # type: ignore[attr-defined]
+        for name, (shape, full_shape, dtype) in self._shapes(spec, size).items():
+            self.register_parameter(
+                name, sharded_parameter(shape, full_shape, partial(self._load, name), dtype)
+            )
         self.backend = None
         self._weights: dict[str, torch.Tensor] | None = None
+
+    def _shapes(self, spec: MoESpec, size: int) -> dict[str, tuple[tuple, tuple, torch.dtype | None]]:
+        """name -> (this rank's shape, the checkpoint's shape, dtype); default dtype for bf16 weights."""
+        e, h, full = spec.num_experts, spec.hidden_size, self.full_intermediate
+        if spec.quant == "mxfp4":
+            u8 = torch.uint8
+            shapes = {
+                "w13_blocks": (lambda i: (e, 2 * i, h // 32, 16), u8),
+                "w13_scales": (lambda i: (e, 2 * i, h // 32), u8),
+                "w2_blocks": (lambda i: (e, h, i // 32, 16), u8),
+                "w2_scales": (lambda i: (e, h, i // 32), u8),
+            }
+        else:
+            shapes = {"w13": (lambda i: (e, 2 * i, h), None), "w2": (lambda i: (e, h, i), None)}
+        if spec.has_bias:
+            shapes |= {"w13_bias": (lambda i: (e, 2 * i), None), "w2_bias": (lambda i: (e, h), None)}
+        return {name: (shape(size), shape(full), dtype) for name, (shape, dtype) in shapes.items()}
 
     def local(self, name: str, full: torch.Tensor) -> torch.Tensor:
         """This rank's slice of a full stacked tensor (our layout, all of I)."""

@@ -116,15 +116,22 @@ def load_weights(model: CausalLM, folder: Path) -> None:
 
 
 def init_dummy(model: CausalLM, seed: int) -> None:
-    """Random weights with sane scales (for benchmarks of big shapes without downloads)."""
+    """Random weights with sane scales (for benchmarks of big shapes without downloads). Each tensor is
+    drawn at its checkpoint shape and loaded like a checkpoint's, so every tp_size gets the same model."""
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)  # on the device: big shapes fill in seconds
     for name, p in model.named_parameters():
+        shape = getattr(p, "full_shape", p.shape)
         if p.dtype == torch.uint8:
             hi = 124 if name.endswith("_scales") else 256
             lo = 118 if name.endswith("_scales") else 0
-            p.data.copy_(torch.randint(lo, hi, p.shape, generator=gen, dtype=torch.uint8, device=device))
+            full = torch.randint(lo, hi, shape, generator=gen, dtype=torch.uint8, device=device)
         elif name.endswith("norm.weight"):
-            p.data.fill_(1.0)
+            full = torch.ones(shape, dtype=p.dtype, device=device)
         else:
-            p.data.copy_(torch.randn(p.shape, generator=gen, device=device) * 0.02)
+            full = (torch.randn(shape, generator=gen, device=device) * 0.02).to(p.dtype)
+        if hasattr(p, "weight_loader"):
+            p.weight_loader(p, full)
+        else:
+            p.data.copy_(full)
+        del full

@@ -21,6 +21,9 @@ def init(parallel: ParallelConfig, device: torch.device) -> None:
     backend = "nccl" if device.type == "cuda" else "gloo"
     os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")  # a timed-out collective ends the process
     os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # no NVLink multicast (see docs/tensor-parallel.md)
+    # NCCL's user-buffer registration of captured collectives hung graph capture on our H200s (NCCL as
+    # shipped with torch 2.11); without it capture and replay work (docs/tensor-parallel.md)
+    os.environ.setdefault("NCCL_GRAPH_REGISTER", "0")
     dist.init_process_group(
         backend,
         init_method=f"tcp://{parallel.master_addr}:{parallel.master_port}",

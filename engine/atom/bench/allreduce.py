@@ -1,0 +1,73 @@
+"""All-reduce latency per call on this host's GPUs, eager and inside a CUDA graph (the decode path).
+
+Run one process per GPU:  torchrun --nproc-per-node 2 -m atom.bench.allreduce [--json-out FILE]
+Prints a table on rank 0: rows x hidden bf16 values, microseconds per call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import torch
+import torch.distributed as dist
+
+from ..config import ParallelConfig
+from ..parallel import comm
+
+ROWS = (1, 8, 64, 256, 2048)
+CALLS = 20  # back to back per timing (as a decode step issues them, two per layer)
+
+
+def time_us(fn, repeats: int = 10) -> float:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    fn()
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(repeats):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) * 1000 / repeats / CALLS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hidden", type=int, default=2880)
+    parser.add_argument("--json-out")
+    args = parser.parse_args()
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    torch.cuda.set_device(device)
+    addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    comm.init(ParallelConfig(tp_size=world, rank=rank, master_addr=addr, master_port=port + 2), device)
+    rows = []
+    for n in ROWS:
+        x = torch.randn(n, args.hidden, dtype=torch.bfloat16, device=device)
+
+        def calls(x=x):
+            for _ in range(CALLS):
+                dist.all_reduce(x)
+
+        eager = time_us(calls)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            calls()
+        graphed = time_us(graph.replay)
+        rows.append(
+            {"rows": n, "hidden": args.hidden, "eager_us": round(eager, 1), "graph_us": round(graphed, 1)}
+        )
+    if rank == 0:
+        print(f"all-reduce, {world} GPUs ({torch.cuda.get_device_name(device)}), bf16, us per call")
+        for r in rows:
+            print(
+                f"  {r['rows']:5d} x {r['hidden']}: eager {r['eager_us']:7.1f}   in a CUDA graph {r['graph_us']:7.1f}"
+            )
+        if args.json_out:
+            with open(args.json_out, "w") as f:
+                json.dump(rows, f, indent=2)
+    comm.close()
+
+
+if __name__ == "__main__":
+    main()
