@@ -42,6 +42,12 @@ def main() -> None:
     addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
     comm.init(ParallelConfig(tp_size=world, rank=rank, master_addr=addr, master_port=port + 2), device)
     rows = []
+    say = (
+        (lambda *a: print(f"[rank {rank}]", *a, flush=True))
+        if os.environ.get("ATOM_TRACE")
+        else (lambda *a: None)
+    )
+    say("joined")
     for n in ROWS:
         x = torch.randn(n, args.hidden, dtype=torch.bfloat16, device=device)
 
@@ -50,10 +56,13 @@ def main() -> None:
                 dist.all_reduce(x)
 
         eager = time_us(calls)
+        say(n, "eager", eager)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             calls()
+        say(n, "captured")
         graphed = time_us(graph.replay)
+        say(n, "replayed", graphed)
         rows.append(
             {"rows": n, "hidden": args.hidden, "eager_us": round(eager, 1), "graph_us": round(graphed, 1)}
         )
