@@ -80,6 +80,7 @@ class ModelRunner:
         self.graphs = self._capture_graphs(max_model_len) if self._graphs_usable() else None
 
     def close(self) -> None:
+        self.graphs = None  # the captured collectives go before the group does
         if self.workers is not None:
             self.workers.close()
         comm.close()

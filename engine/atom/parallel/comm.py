@@ -35,7 +35,14 @@ def init(parallel: ParallelConfig, device: torch.device) -> None:
 
 
 def close() -> None:
-    if dist.is_initialized():
+    """Leave the group. NCCL: abort, which never waits on the other ranks (destroy_process_group hung
+    at exit on our H200s once graphs had captured collectives and a peer had gone); gloo: destroy."""
+    if not dist.is_initialized():
+        return
+    abort = getattr(dist.distributed_c10d, "_abort_process_group", None)
+    if dist.get_backend() == "nccl" and abort is not None:
+        abort()
+    else:
         dist.destroy_process_group()
 
 
