@@ -88,6 +88,10 @@ def why_not(support: Support, spec: AttentionSpec | MoESpec, platform: Platform)
             (not spec.shared_experts or support.shared_experts, "no shared experts"),
             (not spec.expert_parallel or support.expert_parallel, "no expert parallelism"),
             (not spec.has_bias or support.biases, "no expert biases"),
+            (
+                not support.act_dtypes or spec.act_dtype in support.act_dtypes,
+                f"activations in {spec.act_dtype}, not {sorted(support.act_dtypes)}",
+            ),
         ]
     else:
         assert "head_dim" in names

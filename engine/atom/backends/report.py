@@ -23,8 +23,13 @@ def backend_report(
     import torch
 
     platform = simulated(arch, ck=ck, triton_kernels=triton_kernels) if arch else detect()
-    with torch.device("meta"):
-        net = build_model(read_config(model), ParallelConfig())
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32 if platform.kind == "cpu" else torch.bfloat16)  # what serve runs
+    try:
+        with torch.device("meta"):
+            net = build_model(read_config(model), ParallelConfig())
+    finally:
+        torch.set_default_dtype(previous)
     layers, seen = [], set()
     for kind, specs, forced in (
         ("attention", [a.spec for a in net.attention_layers()], attention_backend),

@@ -19,6 +19,7 @@ class MoESpec:
     expert_parallel: bool = False
     swiglu_alpha: float = 1.702
     swiglu_limit: float = 7.0
+    act_dtype: str = "bfloat16"  # the activations' torch dtype name (the model's compute dtype)
 
 
 @dataclass(frozen=True)
@@ -48,4 +49,5 @@ class Support:
     head_dims: frozenset[int] = frozenset()
     kv_layouts: frozenset[str] = frozenset({"NHD"})
     requires: tuple[str, ...] = field(default=())  # platform probes that must say yes
+    act_dtypes: frozenset[str] = frozenset()  # MoE activation dtypes; empty: any
     cuda_graphs: bool = False  # no host syncs: decode steps using it may be captured in CUDA graphs

@@ -9,6 +9,7 @@ SUPPORT = Support(
     quants=frozenset({"bf16", "mxfp4"}),
     activations=frozenset({"swiglu_oai"}),
     routings=frozenset({TOPK_SOFTMAX}),
+    act_dtypes=frozenset({"bfloat16"}),  # its scaled-dot path has no fp32 activations (compile error)
     cuda_graphs=True,
     requires=("triton_kernels",),
 )

@@ -39,8 +39,9 @@ def main() -> None:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     torch.cuda.set_device(device)
-    port = int(os.environ["MASTER_PORT"]) + 2  # one host: loopback (the host's name may not resolve)
-    comm.init(ParallelConfig(tp_size=world, rank=rank, master_addr="127.0.0.1", master_port=port), device)
+    # torchrun's own store (TORCHELASTIC_USE_AGENT_STORE: every rank joins it as a client)
+    addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    comm.init(ParallelConfig(tp_size=world, rank=rank, master_addr=addr, master_port=port), device)
     rows = []
     say = (
         (lambda *a: print(f"[rank {rank}]", *a, flush=True))

@@ -40,9 +40,7 @@ def decode_profile(llm: LLM, batch: int, steps: int = 20) -> dict:
     }
 
 
-def _free(llm: LLM) -> None:
-    llm.close()
-    del llm
+def _release() -> None:
     gc.collect()
     torch.cuda.empty_cache()
 
@@ -76,7 +74,9 @@ def run_tp_bench(
             row |= decode_profile(llm, batch)
             rows.append(row)
             emit(row)
-        _free(llm)
+        llm.close()
+        del llm  # before the next size loads: both would not fit
+        _release()
     rows.append(agreement(shape, sizes, agree_layers, seed))
     emit(rows[-1])
     return rows
@@ -92,7 +92,9 @@ def agreement(shape: str, sizes: list[int], layers: int, seed: int) -> dict:
     for tp in sizes:
         llm = LLM(str(folder), load_format="dummy", dtype="float32", tensor_parallel_size=tp, seed=seed)
         tokens[tp] = [o.output_token_ids for o in llm.generate(prompts, params)]
-        _free(llm)
+        llm.close()
+        del llm
+        _release()
     base = tokens[sizes[0]]
     same = {
         f"tp{tp}_vs_tp{sizes[0]}": f"{sum(a == b for a, b in zip(base, tokens[tp], strict=True))}/{len(base)}"

@@ -148,7 +148,9 @@ class FusedMoE(nn.Module):
         self.parallel = parallel
         self.first, size = split(spec.intermediate_size, parallel.tp_size, parallel.rank, unit, what)
         self.full_intermediate = spec.intermediate_size
-        self.spec = spec = replace(spec, intermediate_size=size)
+        # the loader builds under the model's dtype: that is what the activations will be
+        dtype = str(torch.get_default_dtype()).removeprefix("torch.")
+        self.spec = spec = replace(spec, intermediate_size=size, act_dtype=dtype)
         for name, (shape, full_shape, dtype) in self._shapes(spec, size).items():
             self.register_parameter(
                 name, sharded_parameter(shape, full_shape, partial(self._load, name), dtype)
