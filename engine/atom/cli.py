@@ -299,13 +299,22 @@ def bench_offline(
     max_num_seqs: int = 64,
     seed: int = 0,
     kv_cache_memory_gb: float | None = None,
+    tensor_parallel_size: TensorParallelOpt = 1,
     json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
 ) -> None:
     """Offline engine throughput on the same synthetic workload as `bench serve`."""
     from .bench.offline import run_offline
 
     result = run_offline(
-        model, num_prompts, input_len, output_len, load_format, max_num_seqs, seed, kv_cache_memory_gb
+        model,
+        num_prompts,
+        input_len,
+        output_len,
+        load_format,
+        max_num_seqs,
+        seed,
+        kv_cache_memory_gb,
+        tensor_parallel_size,
     )
     typer.echo(json.dumps(result, indent=2))
     if json_out:

@@ -21,9 +21,16 @@ def run_offline(
     max_num_seqs: int,
     seed: int,
     kv_cache_memory_gb: float | None = None,
+    tensor_parallel_size: int = 1,
 ) -> dict:
     extra = {"kv_cache_memory_gb": kv_cache_memory_gb} if kv_cache_memory_gb else {}
-    llm = LLM(str(model), load_format=load_format, max_num_seqs=max_num_seqs, **extra)
+    llm = LLM(
+        str(model),
+        load_format=load_format,
+        max_num_seqs=max_num_seqs,
+        tensor_parallel_size=tensor_parallel_size,
+        **extra,
+    )
     prompts = random_prompts(llm.runner.model.args.vocab_size, num_prompts, input_len, seed)
     params = SamplingParams(max_tokens=output_len, temperature=0, ignore_eos=True)
     llm.warm_up()  # the same warm-up the server runs before it says healthy
@@ -42,7 +49,10 @@ def run_offline(
         steps += 1
     elapsed = time.perf_counter() - start
     ttft = [t - start for t in first.values()]  # every request was submitted at start
+    stats = llm.core.stats()
+    llm.close()
     return {
+        "tensor_parallel_size": tensor_parallel_size,
         "max_num_seqs": max_num_seqs,
         "steps": steps,
         "mean_step_ms": round(elapsed / max(steps, 1) * 1000, 3),
@@ -55,5 +65,5 @@ def run_offline(
         "request_throughput_req_s": round(num_prompts / elapsed, 3),
         "ttft_ms": stats_ms(ttft),
         "tpot_ms": stats_ms(tpot),
-        "engine": engine_summary(EngineStats(), llm.core.stats()),
+        "engine": engine_summary(EngineStats(), stats),
     }
