@@ -115,6 +115,65 @@ def tiny_llama(smollm2: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3(smollm2: Path) -> Path:
+    """Random Qwen3: q/k norms per head, head_dim (32) apart from hidden / heads (16), tied embeddings."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    out = CACHE / "tiny-qwen3"
+    if (out / "model.safetensors").exists():
+        return out
+    torch.manual_seed(0)
+    config = Qwen3Config(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        tie_word_embeddings=True,
+        initializer_range=0.08,
+        max_position_embeddings=2048,
+        eos_token_id=2,
+    )
+    Qwen3ForCausalLM(config).save_pretrained(out)
+    _copy_tokenizer(smollm2, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_moe(smollm2: Path) -> Path:
+    """Random Qwen3-MoE: 8 experts, top-2 renormalised, layer 0 dense (mlp_only_layers), experts saved
+    one by one as HF does."""
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    out = CACHE / "tiny-qwen3-moe"
+    if (out / "model.safetensors").exists():
+        return out
+    torch.manual_seed(0)
+    config = Qwen3MoeConfig(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=96,
+        moe_intermediate_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        num_experts=8,
+        num_experts_per_tok=2,
+        norm_topk_prob=True,
+        mlp_only_layers=[0],
+        initializer_range=0.08,
+        max_position_embeddings=2048,
+        eos_token_id=2,
+    )
+    Qwen3MoeForCausalLM(config).save_pretrained(out)
+    _copy_tokenizer(smollm2, out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_mixtral(smollm2: Path) -> Path:
     """Random Mixtral (bf16 MoE, softmax -> top-k -> renormalise), saved by HF itself."""
     from transformers import MixtralConfig, MixtralForCausalLM

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backends.spec import AttentionSpec, MoESpec
+from ..backends.spec import AttentionSpec
 from ..config import ParallelConfig
 from ..layers.context import get_metadata
 from ..layers.linear import Embedding, Linear, LMHead, RMSNorm, sharded_parameter
+from ..layers.moe import FusedMoE, PerExpertNames
 from ..layers.rotary import RotaryEmbedding
-from ..parallel import comm
-from ..parallel.shard import Shard, attention_heads, split
+from ..parallel.shard import Shard, attention_heads
 
 
 @dataclass
@@ -64,6 +63,7 @@ class Attention(nn.Module):
         bias: bool = False,
         sliding_window: int | None = None,
         sinks: bool = False,
+        qk_norm: bool = False,
     ) -> None:
         super().__init__()
         (q_first, q_heads), (kv_first, kv_heads) = attention_heads(
@@ -81,6 +81,9 @@ class Attention(nn.Module):
             self.sinks = sharded_parameter(
                 (q_heads,), (args.num_heads,), lambda p, f: p.data.copy_(own.take(f))
             )
+        # Qwen3: RMSNorm over each head's q and k before the rotary (weights per head_dim, replicated)
+        self.q_norm = RMSNorm(d, args.rms_norm_eps) if qk_norm else None
+        self.k_norm = RMSNorm(d, args.rms_norm_eps) if qk_norm else None
         self.rotary = RotaryEmbedding(d, args.max_position_embeddings, args.rope_theta, args.rope_scaling)
         self.spec = AttentionSpec(self.num_heads, self.num_kv_heads, d, sliding_window, sinks)
         self.scale = d**-0.5
@@ -115,6 +118,9 @@ class Attention(nn.Module):
         q = q.view(t, self.num_heads, self.head_dim)
         k = k.view(t, self.num_kv_heads, self.head_dim)
         v = v.view(t, self.num_kv_heads, self.head_dim)
+        if self.q_norm is not None:
+            q = self.q_norm(q.reshape(-1, self.head_dim)).view_as(q)
+            k = self.k_norm(k.reshape(-1, self.head_dim)).view_as(k)
         q, k = self.rotary(positions, q, k)
         o = self.backend.forward(
             q, k, v, self.k_cache, self.v_cache, get_metadata(), self.spec, self.sinks, self.scale
@@ -132,101 +138,6 @@ class DenseMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-class FusedMoE(nn.Module):
-    """Experts as stacked tensors: w13 [E, 2I, H] (gate/up), w2 [E, H, I]; mxfp4 as *_blocks/*_scales.
-
-    Tensor parallelism splits every expert on the intermediate dimension I (MXFP4 on its 32-value
-    scale blocks): each rank computes a partial output for all experts, one all-reduce sums them, the
-    w2 bias is loaded on rank 0 only. `spec` describes this rank's slice (what the backend runs)."""
-
-    def __init__(self, spec: MoESpec, parallel: ParallelConfig) -> None:
-        super().__init__()
-        unit = 32 if spec.quant == "mxfp4" else 1
-        what = "MoE intermediate size"
-        self.parallel = parallel
-        self.first, size = split(spec.intermediate_size, parallel.tp_size, parallel.rank, unit, what)
-        self.full_intermediate = spec.intermediate_size
-        # the loader builds under the model's dtype: that is what the activations will be
-        dtype = str(torch.get_default_dtype()).removeprefix("torch.")
-        self.spec = spec = replace(spec, intermediate_size=size, act_dtype=dtype)
-        for name, (shape, full_shape, dtype) in self._shapes(spec, size).items():
-            self.register_parameter(
-                name, sharded_parameter(shape, full_shape, partial(self._load, name), dtype)
-            )
-        self.backend = None
-        self._weights: dict[str, torch.Tensor] | None = None
-
-    def _shapes(self, spec: MoESpec, size: int) -> dict[str, tuple[tuple, tuple, torch.dtype | None]]:
-        """name -> (this rank's shape, the checkpoint's shape, dtype); default dtype for bf16 weights."""
-        e, h, full = spec.num_experts, spec.hidden_size, self.full_intermediate
-        if spec.quant == "mxfp4":
-            u8 = torch.uint8
-            shapes = {
-                "w13_blocks": (lambda i: (e, 2 * i, h // 32, 16), u8),
-                "w13_scales": (lambda i: (e, 2 * i, h // 32), u8),
-                "w2_blocks": (lambda i: (e, h, i // 32, 16), u8),
-                "w2_scales": (lambda i: (e, h, i // 32), u8),
-            }
-        else:
-            shapes = {"w13": (lambda i: (e, 2 * i, h), None), "w2": (lambda i: (e, h, i), None)}
-        if spec.has_bias:
-            shapes |= {"w13_bias": (lambda i: (e, 2 * i), None), "w2_bias": (lambda i: (e, h), None)}
-        return {name: (shape(size), shape(full), dtype) for name, (shape, dtype) in shapes.items()}
-
-    def local(self, name: str, full: torch.Tensor) -> torch.Tensor:
-        """This rank's slice of a full stacked tensor (our layout, all of I)."""
-        first, size = self.first, self.spec.intermediate_size
-        if name.startswith("w13"):  # rows 2I: gate/up interleaved (swiglu_oai) or gate rows then up rows
-            if self.spec.activation == "swiglu_oai":
-                return full.narrow(1, 2 * first, 2 * size)
-            half = self.full_intermediate
-            return torch.cat([full.narrow(1, first, size), full.narrow(1, half + first, size)], dim=1)
-        if name == "w2_bias":
-            return full if self.parallel.rank == 0 else torch.zeros_like(full)
-        unit = 32 if name in ("w2_blocks", "w2_scales") else 1
-        return full.narrow(2, first // unit, size // unit)
-
-    def _load(self, name: str, param: nn.Parameter, full: torch.Tensor) -> None:
-        mine = self.local(name, full)
-        if param.shape != mine.shape:
-            raise ValueError(f"shape {tuple(full.shape)} does not match the layer's (all ranks) {name}")
-        param.data.copy_(mine)
-
-    def load_expert(self, expert: int, which: str, full: torch.Tensor) -> None:
-        """One expert's own matrix (checkpoints that store them apart): w1 (gate) / w3 (up) [I, H],
-        w2 [H, I]."""
-        first, size = self.first, self.spec.intermediate_size
-        if which == "w2":
-            self.w2.data[expert].copy_(full.narrow(1, first, size))
-        else:
-            rows = slice(0, size) if which == "w1" else slice(size, 2 * size)
-            self.w13.data[expert, rows].copy_(full.narrow(0, first, size))
-
-    def weights(self) -> dict[str, torch.Tensor]:
-        """Built once: parameters are filled in place by the loader, so the dict stays valid."""
-        if self._weights is None:
-            self._weights = dict(self.named_parameters())
-        return self._weights
-
-    def forward(self, x: torch.Tensor, router_logits: torch.Tensor) -> torch.Tensor:
-        out = self.backend.forward(x, router_logits, self.weights(), self.spec)
-        return comm.all_reduce(out) if self.parallel.tp_size > 1 else out
-
-
-class MoEBlock(nn.Module):
-    """Router (replicated: every rank routes every token) + experts; the router's checkpoint name
-    differs per family (gate / router)."""
-
-    def __init__(self, spec: MoESpec, router_name: str, router_bias: bool, parallel: ParallelConfig) -> None:
-        super().__init__()
-        self.router_name = router_name
-        self.add_module(router_name, Linear(spec.hidden_size, spec.num_experts, router_bias))
-        self.experts = FusedMoE(spec, parallel)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.experts(x, getattr(self, self.router_name)(x))
 
 
 class DecoderLayer(nn.Module):
@@ -281,10 +192,13 @@ class CausalLM(nn.Module):
     def moe_layers(self) -> list[FusedMoE]:
         return [m for m in self.modules() if isinstance(m, FusedMoE)]
 
+    expert_names: PerExpertNames | None = None  # families whose checkpoints store experts apart
+
     def remap(self, name: str) -> list[tuple[str, object]]:
         """Checkpoint tensor name -> [(parameter name, copy function or None)]; identity for most tensors."""
-        return [(name, None)]
+        found = self.expert_names.remap(self, name) if self.expert_names else None
+        return found or [(name, None)]
 
     def pieces(self, target: str) -> set[str]:
         """Checkpoint names that together fill `target` when remap splits it (all must be present)."""
-        return set()
+        return self.expert_names.pieces(self, target) if self.expert_names else set()

@@ -8,7 +8,8 @@ import re
 from ..backends.routing import TOPK_SOFTMAX
 from ..backends.spec import MoESpec
 from ..config import ParallelConfig
-from .common import Attention, CausalLM, DecoderLayer, ModelArgs, MoEBlock
+from ..layers.moe import MoEBlock
+from .common import Attention, CausalLM, DecoderLayer, ModelArgs
 
 EXPERTS = re.compile(r"(.*\.mlp\.experts)\.(gate_up_proj|down_proj)(_blocks|_scales|_bias)?$")
 

@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 from ..backends.routing import SOFTMAX_TOPK_RENORM
 from ..backends.spec import MoESpec
 from ..config import ParallelConfig
-from .common import Attention, CausalLM, DecoderLayer, ModelArgs, MoEBlock
-
-EXPERT = re.compile(r"(.*\.block_sparse_moe)\.experts\.(\d+)\.(w1|w2|w3)\.weight$")
-STACKED = re.compile(r"(.*\.block_sparse_moe)\.experts\.(w13|w2)$")
+from ..layers.moe import MoEBlock, PerExpertNames
+from .common import Attention, CausalLM, DecoderLayer, ModelArgs
 
 
 class Mixtral(CausalLM):
-    def remap(self, name: str):
-        m = EXPERT.match(name)
-        if not m:
-            return [(name, None)]
-        prefix, e, which = m.group(1), int(m.group(2)), m.group(3)
-        experts = self.get_submodule(f"{prefix}.experts")
-        target = f"{prefix}.experts.{'w2' if which == 'w2' else 'w13'}"  # w1 = gate, w3 = up
-        return [(target, lambda p, t: experts.load_expert(e, which, t))]
-
-    def pieces(self, target: str) -> set[str]:
-        m = STACKED.match(target)
-        if not m:
-            return set()
-        prefix, which = m.groups()
-        names = ("w1", "w3") if which == "w13" else ("w2",)
-        experts = self.model.layers[0].block_sparse_moe.experts.spec.num_experts
-        return {f"{prefix}.experts.{e}.{n}.weight" for e in range(experts) for n in names}
+    expert_names = PerExpertNames("block_sparse_moe", {"w1": "gate", "w3": "up", "w2": "down"})
 
 
 def build(config: dict, parallel: ParallelConfig) -> CausalLM:

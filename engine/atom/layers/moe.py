@@ -1,0 +1,139 @@
+"""The fused MoE layer (experts as stacked tensors, any backend) and the block that routes to it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from functools import partial
+
+import torch
+from torch import nn
+
+from ..backends.spec import MoESpec
+from ..config import ParallelConfig
+from ..parallel import comm
+from ..parallel.shard import split
+from .linear import Linear, sharded_parameter
+
+
+class FusedMoE(nn.Module):
+    """Experts as stacked tensors: w13 [E, 2I, H] (gate/up), w2 [E, H, I]; mxfp4 as *_blocks/*_scales.
+
+    Tensor parallelism splits every expert on the intermediate dimension I (MXFP4 on its 32-value
+    scale blocks): each rank computes a partial output for all experts, one all-reduce sums them, the
+    w2 bias is loaded on rank 0 only. `spec` describes this rank's slice (what the backend runs)."""
+
+    def __init__(self, spec: MoESpec, parallel: ParallelConfig) -> None:
+        super().__init__()
+        unit = 32 if spec.quant == "mxfp4" else 1
+        what = "MoE intermediate size"
+        self.parallel = parallel
+        self.first, size = split(spec.intermediate_size, parallel.tp_size, parallel.rank, unit, what)
+        self.full_intermediate = spec.intermediate_size
+        # the loader builds under the model's dtype: that is what the activations will be
+        dtype = str(torch.get_default_dtype()).removeprefix("torch.")
+        self.spec = spec = replace(spec, intermediate_size=size, act_dtype=dtype)
+        for name, (shape, full_shape, dtype) in self._shapes(spec, size).items():
+            self.register_parameter(
+                name, sharded_parameter(shape, full_shape, partial(self._load, name), dtype)
+            )
+        self.backend = None
+        self._weights: dict[str, torch.Tensor] | None = None
+
+    def _shapes(self, spec: MoESpec, size: int) -> dict[str, tuple[tuple, tuple, torch.dtype | None]]:
+        """name -> (this rank's shape, the checkpoint's shape, dtype); default dtype for bf16 weights."""
+        e, h, full = spec.num_experts, spec.hidden_size, self.full_intermediate
+        if spec.quant == "mxfp4":
+            u8 = torch.uint8
+            shapes = {
+                "w13_blocks": (lambda i: (e, 2 * i, h // 32, 16), u8),
+                "w13_scales": (lambda i: (e, 2 * i, h // 32), u8),
+                "w2_blocks": (lambda i: (e, h, i // 32, 16), u8),
+                "w2_scales": (lambda i: (e, h, i // 32), u8),
+            }
+        else:
+            shapes = {"w13": (lambda i: (e, 2 * i, h), None), "w2": (lambda i: (e, h, i), None)}
+        if spec.has_bias:
+            shapes |= {"w13_bias": (lambda i: (e, 2 * i), None), "w2_bias": (lambda i: (e, h), None)}
+        return {name: (shape(size), shape(full), dtype) for name, (shape, dtype) in shapes.items()}
+
+    def local(self, name: str, full: torch.Tensor) -> torch.Tensor:
+        """This rank's slice of a full stacked tensor (our layout, all of I)."""
+        first, size = self.first, self.spec.intermediate_size
+        if name.startswith("w13"):  # rows 2I: gate/up interleaved (swiglu_oai) or gate rows then up rows
+            if self.spec.activation == "swiglu_oai":
+                return full.narrow(1, 2 * first, 2 * size)
+            half = self.full_intermediate
+            return torch.cat([full.narrow(1, first, size), full.narrow(1, half + first, size)], dim=1)
+        if name == "w2_bias":
+            return full if self.parallel.rank == 0 else torch.zeros_like(full)
+        unit = 32 if name in ("w2_blocks", "w2_scales") else 1
+        return full.narrow(2, first // unit, size // unit)
+
+    def _load(self, name: str, param: nn.Parameter, full: torch.Tensor) -> None:
+        mine = self.local(name, full)
+        if param.shape != mine.shape:
+            raise ValueError(f"shape {tuple(full.shape)} does not match the layer's (all ranks) {name}")
+        param.data.copy_(mine)
+
+    def load_expert(self, expert: int, role: str, full: torch.Tensor) -> None:
+        """One expert's own matrix (checkpoints that store them apart): gate / up [I, H], down [H, I]."""
+        first, size = self.first, self.spec.intermediate_size
+        if role == "down":
+            self.w2.data[expert].copy_(full.narrow(1, first, size))
+        else:
+            rows = slice(0, size) if role == "gate" else slice(size, 2 * size)
+            self.w13.data[expert, rows].copy_(full.narrow(0, first, size))
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Built once: parameters are filled in place by the loader, so the dict stays valid."""
+        if self._weights is None:
+            self._weights = dict(self.named_parameters())
+        return self._weights
+
+    def forward(self, x: torch.Tensor, router_logits: torch.Tensor) -> torch.Tensor:
+        out = self.backend.forward(x, router_logits, self.weights(), self.spec)
+        return comm.all_reduce(out) if self.parallel.tp_size > 1 else out
+
+
+class MoEBlock(nn.Module):
+    """Router (replicated: every rank routes every token) + experts; the router's checkpoint name
+    differs per family (gate / router)."""
+
+    def __init__(self, spec: MoESpec, router_name: str, router_bias: bool, parallel: ParallelConfig) -> None:
+        super().__init__()
+        self.router_name = router_name
+        self.add_module(router_name, Linear(spec.hidden_size, spec.num_experts, router_bias))
+        self.experts = FusedMoE(spec, parallel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.experts(x, getattr(self, self.router_name)(x))
+
+
+class PerExpertNames:
+    """Checkpoints that store each expert's matrices apart (Mixtral, Qwen3-MoE): their names mapped onto
+    the stacked w13 / w2 (names: checkpoint matrix name -> gate | up | down)."""
+
+    def __init__(self, block: str, names: dict[str, str]) -> None:
+        self.names = names
+        self.pattern = re.compile(rf"(.*\.{block})\.experts\.(\d+)\.({'|'.join(names)})\.weight$")
+        self.stacked = re.compile(rf"(.*\.{block})\.experts\.(w13|w2)$")
+
+    def remap(self, model: nn.Module, name: str) -> list[tuple[str, object]] | None:
+        m = self.pattern.match(name)
+        if not m:
+            return None
+        prefix, expert, role = m.group(1), int(m.group(2)), self.names[m.group(3)]
+        experts = model.get_submodule(f"{prefix}.experts")
+        target = f"{prefix}.experts.{'w2' if role == 'down' else 'w13'}"
+        return [(target, lambda p, t: experts.load_expert(expert, role, t))]
+
+    def pieces(self, model: nn.Module, target: str) -> set[str]:
+        """Every checkpoint name that fills `target` (all must be present)."""
+        m = self.stacked.match(target)
+        if not m:
+            return set()
+        prefix, stacked = m.groups()
+        wanted = [n for n, role in self.names.items() if (role == "down") == (stacked == "w2")]
+        count = model.get_submodule(f"{prefix}.experts").spec.num_experts
+        return {f"{prefix}.experts.{e}.{n}.weight" for e in range(count) for n in wanted}
