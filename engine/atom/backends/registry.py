@@ -11,11 +11,12 @@ from dataclasses import dataclass, fields
 
 from ..errors import BackendError
 from ..platform import Platform
-from .spec import AttentionSpec, MoESpec, Support
+from .spec import AttentionSpec, MLASpec, MoESpec, Support
 
 # name -> module (imported lazily: a backend's module may import optional packages)
 MODULES = {
     "attention": {"aiter": "aiter_attention", "triton": "triton_attention", "torch": "torch_attention"},
+    "mla": {"torch": "torch_mla"},
     "moe": {
         "aiter": "aiter_moe",
         "triton": "triton_moe",
@@ -26,6 +27,7 @@ MODULES = {
 }
 PREFERENCE = {
     "attention": ("aiter", "triton", "torch"),
+    "mla": ("torch",),  # the Triton MLA decode kernel is issue 17's GPU half, not written yet
     # triton_kernels before ours: on the H100 its matmul_ogs is 5-10x faster than our fused kernel today
     # (docs/performance.md); ours stays the exact-match path wherever the real triton_kernels is missing.
     "moe": ("aiter", "triton_kernels", "triton", "torch"),
@@ -93,6 +95,8 @@ def why_not(support: Support, spec: AttentionSpec | MoESpec, platform: Platform)
                 f"activations in {spec.act_dtype}, not {sorted(support.act_dtypes)}",
             ),
         ]
+    elif isinstance(spec, MLASpec):
+        checks = []  # the latent layout is the only one there is
     else:
         assert "head_dim" in names
         checks = [

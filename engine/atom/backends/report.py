@@ -32,7 +32,12 @@ def backend_report(
         torch.set_default_dtype(previous)
     layers, seen = [], set()
     for kind, specs, forced in (
-        ("attention", [a.spec for a in net.attention_layers()], attention_backend),
+        (
+            "attention",
+            [a.spec for a in net.attention_layers() if a.backend_kind == "attention"],
+            attention_backend,
+        ),
+        ("mla", [a.spec for a in net.attention_layers() if a.backend_kind == "mla"], None),
         ("moe", [m.spec for m in net.moe_layers()], moe_backend),
     ):
         for spec in specs:

@@ -20,6 +20,19 @@ class MoESpec:
     swiglu_alpha: float = 1.702
     swiglu_limit: float = 7.0
     act_dtype: str = "bfloat16"  # the activations' torch dtype name (the model's compute dtype)
+    groups: tuple[int, int] = (1, 1)  # sigmoid_grouped_topk: (expert groups, groups kept per token)
+    routed_scaling: float = 1.0  # sigmoid_grouped_topk: the routing weights' factor
+
+
+@dataclass(frozen=True)
+class MLASpec:
+    """Multi-head latent attention: per-rank query heads and the latent's shape."""
+
+    num_heads: int
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from . import mxfp4
-from .routing import SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX, route
+from .routing import SIGMOID_GROUPED, SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX, route
 from .spec import MoESpec, Support
 
 SUPPORT = Support(
     devices=frozenset({"cpu", "cuda", "rocm"}),
     quants=frozenset({"bf16", "mxfp4"}),
     activations=frozenset({"silu", "swiglu_oai"}),
-    routings=frozenset({SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX}),
+    routings=frozenset({SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX, SIGMOID_GROUPED}),
 )
 
 
@@ -46,7 +46,7 @@ def forward(
         h = activation(h, spec)
         return F.linear(h, expert_weights(w, e, "w2", x.dtype), w["w2_bias"][e] if spec.has_bias else None)
 
-    return combine(x, router_logits, spec, expert)
+    return combine(x, router_logits, spec, expert, w.get("routing_bias"))
 
 
 def combine(
@@ -54,10 +54,13 @@ def combine(
     router_logits: torch.Tensor,
     spec: MoESpec,
     expert: Callable[[int, torch.Tensor], torch.Tensor],
+    routing_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Route, run expert(e, its tokens' rows) for each expert that got tokens, and sum the outputs times
     their routing weights in fp32."""
-    weights, ids = route(router_logits, spec.top_k, spec.routing)
+    weights, ids = route(
+        router_logits, spec.top_k, spec.routing, routing_bias, spec.groups, spec.routed_scaling
+    )
     out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     for e in ids.unique().tolist():
         token, slot = (ids == e).nonzero(as_tuple=True)

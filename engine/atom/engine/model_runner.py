@@ -88,9 +88,11 @@ class ModelRunner:
     def _select_backends(self, platform: Platform) -> dict[str, registry.Selection]:
         chosen: dict[str, registry.Selection] = {}
         for layer in self.model.attention_layers():
-            sel = registry.select("attention", layer.spec, platform, self.config.attention_backend)
+            kind = layer.backend_kind  # attention | mla
+            forced = self.config.attention_backend if kind == "attention" else None
+            sel = registry.select(kind, layer.spec, platform, forced)
             layer.backend = sel.module
-            chosen.setdefault(f"attention {layer.spec}", sel)
+            chosen.setdefault(f"{kind} {layer.spec}", sel)
         for layer in self.model.moe_layers():
             sel = registry.select("moe", layer.spec, platform, self.config.moe_backend)
             layer.backend = sel.module
@@ -101,9 +103,7 @@ class ModelRunner:
 
     def _blocks_for_memory(self, gb: float) -> int:
         layers = self.model.attention_layers()
-        per_block = (
-            sum(2 * self.block_size * a.num_kv_heads * a.head_dim for a in layers) * self.dtype.itemsize
-        )
+        per_block = sum(a.cache_values_per_token() for a in layers) * self.block_size * self.dtype.itemsize
         return max(16, int(gb * 2**30 // per_block))
 
     def _graphs_usable(self) -> bool:
@@ -126,9 +126,7 @@ class ModelRunner:
     def _allocate_kv_cache(self) -> None:
         for layer in self.model.attention_layers():
             # one block past the end: a scratch slot for the padded rows of CUDA-graph decode steps
-            shape = (self.num_blocks + 1, self.block_size, layer.num_kv_heads, layer.head_dim)
-            layer.k_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
-            layer.v_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
+            layer.allocate_cache(self.num_blocks + 1, self.block_size, self.dtype, self.device)
 
     def prepare(self, step: StepInput) -> tuple[torch.Tensor, AttentionMetadata, torch.Tensor]:
         """Flatten the step. Returns input ids, attention metadata, and the rows to take logits from."""

@@ -23,8 +23,11 @@ class FusedMoE(nn.Module):
     scale blocks): each rank computes a partial output for all experts, one all-reduce sums them, the
     w2 bias is loaded on rank 0 only. `spec` describes this rank's slice (what the backend runs)."""
 
-    def __init__(self, spec: MoESpec, parallel: ParallelConfig) -> None:
+    def __init__(
+        self, spec: MoESpec, parallel: ParallelConfig, routing_bias: nn.Parameter | None = None
+    ) -> None:
         super().__init__()
+        self.routing_bias = [routing_bias]  # the router's (a list: not registered twice as a parameter)
         unit = 32 if spec.quant == "mxfp4" else 1
         what = "MoE intermediate size"
         self.parallel = parallel
@@ -89,6 +92,8 @@ class FusedMoE(nn.Module):
         """Built once: parameters are filled in place by the loader, so the dict stays valid."""
         if self._weights is None:
             self._weights = dict(self.named_parameters())
+            if self.routing_bias[0] is not None:
+                self._weights["routing_bias"] = self.routing_bias[0]
         return self._weights
 
     def forward(self, x: torch.Tensor, router_logits: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,12 @@ def yarn_inv_freq(head_dim: int, theta: float, scaling: dict) -> tuple[torch.Ten
     factor = scaling["factor"]
     original = scaling["original_max_position_embeddings"]
     beta_fast, beta_slow = scaling.get("beta_fast", 32), scaling.get("beta_slow", 1)
-    attention_factor = scaling.get("attention_factor") or 0.1 * math.log(factor) + 1.0
+    attention_factor = scaling.get("attention_factor")
+    if attention_factor is None:  # DeepSeek gives two mscales: their ratio (1 when equal)
+        if scaling.get("mscale") and scaling.get("mscale_all_dim"):
+            attention_factor = _mscale(factor, scaling["mscale"]) / _mscale(factor, scaling["mscale_all_dim"])
+        else:
+            attention_factor = _mscale(factor, 1.0)
 
     def correction_dim(rotations: float) -> float:
         return head_dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(theta))
@@ -33,6 +38,21 @@ def yarn_inv_freq(head_dim: int, theta: float, scaling: dict) -> tuple[torch.Ten
     extrapolation, interpolation = 1.0 / pos_freqs, 1.0 / (factor * pos_freqs)
     keep = 1 - ramp  # 1 where frequencies are high (kept), 0 where interpolated
     return interpolation * (1 - keep) + extrapolation * keep, attention_factor
+
+
+def _mscale(factor: float, mscale: float) -> float:
+    return 0.1 * mscale * math.log(factor) + 1.0 if factor > 1 else 1.0
+
+
+def yarn_mscale(scaling: dict | None) -> float:
+    """DeepSeek's YaRN softmax-scale correction (mscale_all_dim); 1 without YaRN."""
+    if not scaling or scaling.get("rope_type", scaling.get("type")) != "yarn":
+        return 1.0
+    return (
+        _mscale(scaling["factor"], scaling.get("mscale_all_dim") or 0.0)
+        if scaling.get("mscale_all_dim")
+        else 1.0
+    )
 
 
 class RotaryEmbedding(nn.Module):

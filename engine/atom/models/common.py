@@ -12,6 +12,7 @@ from ..backends.spec import AttentionSpec
 from ..config import ParallelConfig
 from ..layers.context import get_metadata
 from ..layers.linear import Embedding, Linear, LMHead, RMSNorm, sharded_parameter
+from ..layers.mla import MLAttention
 from ..layers.moe import FusedMoE, PerExpertNames
 from ..layers.rotary import RotaryEmbedding
 from ..parallel.shard import Shard, attention_heads
@@ -56,6 +57,8 @@ class ModelArgs:
 
 
 class Attention(nn.Module):
+    backend_kind = "attention"
+
     def __init__(
         self,
         args: ModelArgs,
@@ -90,6 +93,14 @@ class Attention(nn.Module):
         self.backend = None  # chosen by the model runner (backends.registry.select)
         self.k_cache = self.v_cache = torch.empty(0)
         self.qkv: tuple[torch.Tensor, torch.Tensor | None] | None = None  # set by fuse_qkv, once loaded
+
+    def cache_values_per_token(self) -> int:
+        return 2 * self.num_kv_heads * self.head_dim
+
+    def allocate_cache(self, blocks: int, block_size: int, dtype: torch.dtype, device: torch.device) -> None:
+        shape = (blocks, block_size, self.num_kv_heads, self.head_dim)
+        self.k_cache = torch.zeros(shape, dtype=dtype, device=device)
+        self.v_cache = torch.zeros(shape, dtype=dtype, device=device)
 
     def fuse_qkv(self) -> None:
         """After loading: one [q; k; v] weight, so a step runs one GEMM instead of three (a decode step is
@@ -129,9 +140,11 @@ class Attention(nn.Module):
 
 
 class DenseMLP(nn.Module):
-    def __init__(self, args: ModelArgs, parallel: ParallelConfig) -> None:
+    def __init__(
+        self, args: ModelArgs, parallel: ParallelConfig, intermediate_size: int | None = None
+    ) -> None:
         super().__init__()
-        h, i, what = args.hidden_size, args.intermediate_size, "MLP intermediate size"
+        h, i, what = args.hidden_size, intermediate_size or args.intermediate_size, "MLP intermediate size"
         self.gate_proj = Linear.column(h, i, False, parallel, what=what)
         self.up_proj = Linear.column(h, i, False, parallel, what=what)
         self.down_proj = Linear.row(i, h, False, parallel, what=what)
@@ -186,8 +199,9 @@ class CausalLM(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden).float()
 
-    def attention_layers(self) -> list[Attention]:
-        return [m for m in self.modules() if isinstance(m, Attention)]
+    def attention_layers(self) -> list[Attention | MLAttention]:
+        """Every layer with a paged cache (its backend_kind says which backends apply)."""
+        return [m for m in self.modules() if isinstance(m, Attention | MLAttention)]
 
     def moe_layers(self) -> list[FusedMoE]:
         return [m for m in self.modules() if isinstance(m, FusedMoE)]

@@ -11,7 +11,7 @@ from safetensors import safe_open
 
 from ..config import ParallelConfig
 from ..errors import ModelLoadError
-from .common import CausalLM
+from .common import Attention, CausalLM
 from .registry import build_model
 
 IGNORED = ("rotary_emb.inv_freq",)
@@ -54,7 +54,8 @@ def load_model(
     else:
         load_weights(model, folder)
     for attention in model.attention_layers():
-        attention.fuse_qkv()  # the checkpoint's q/k/v become views into one weight
+        if isinstance(attention, Attention):
+            attention.fuse_qkv()  # the checkpoint's q/k/v become views into one weight
     return model.eval()
 
 

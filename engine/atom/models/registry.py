@@ -6,13 +6,14 @@ from collections.abc import Callable
 
 from ..config import ParallelConfig
 from ..errors import ModelLoadError
-from . import gpt_oss, llama, mixtral, qwen3
+from . import deepseek_v3, gpt_oss, llama, mixtral, qwen3
 from .common import CausalLM
 
 MODELS: dict[str, Callable[[dict, ParallelConfig], CausalLM]] = {
     "LlamaForCausalLM": llama.build,
     "MixtralForCausalLM": mixtral.build,
     "GptOssForCausalLM": gpt_oss.build,
+    "DeepseekV3ForCausalLM": deepseek_v3.build,
     "Qwen3ForCausalLM": qwen3.build,
     "Qwen3MoeForCausalLM": qwen3.build_moe,
 }

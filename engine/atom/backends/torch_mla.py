@@ -1,0 +1,45 @@
+"""Reference multi-head latent attention over the paged latent cache, in plain torch.
+
+Absorbed form for every query (prefill and decode alike): scores = (q_nope W_UK) . latent +
+q_rope . k_rope, out = (probs @ latent) W_UV^T. All sequences of a step in one batched computation
+(queries padded per sequence, the context gathered through the block tables): no loop over sequences."""
+
+from __future__ import annotations
+
+import torch
+
+from ..layers.context import AttentionMetadata
+from .spec import Support
+
+SUPPORT = Support(devices=frozenset({"cpu", "cuda", "rocm"}))
+
+
+def forward(
+    q_nope: torch.Tensor,  # [T, H, nope]
+    q_rope: torch.Tensor,  # [T, H, rope], rotated
+    latent: torch.Tensor,  # [T, kv_rank], normed
+    k_rope: torch.Tensor,  # [T, rope], rotated
+    cache: torch.Tensor,  # [blocks, block_size, kv_rank + rope]
+    meta: AttentionMetadata,
+    layer,  # the MLAttention: its up-projections and sizes
+    scale: float,
+) -> torch.Tensor:
+    """-> [T, H, v_head_dim]"""
+    rank = layer.kv_rank
+    cache.view(-1, cache.shape[-1])[meta.slot_mapping] = torch.cat((latent, k_rope), dim=-1).to(cache.dtype)
+    w_uk, w_uv = layer.up_projections()
+    num_seqs = meta.block_tables.shape[0]
+    blocks = meta.block_tables[:, : -(-meta.max_seq_len // meta.block_size)]
+    context = cache[blocks].flatten(1, 2)[:, : meta.max_seq_len].float()  # [B, L, rank + rope]
+    q = torch.cat((torch.einsum("thn,hnr->thr", q_nope.float(), w_uk.float()), q_rope.float()), dim=-1)
+    offsets = torch.arange(q.shape[0], device=q.device) - meta.query_start_loc[meta.seq_idx]
+    padded = q.new_zeros(num_seqs, meta.max_query_len, *q.shape[1:])
+    padded[meta.seq_idx, offsets] = q
+    scores = torch.einsum("bqhd,bkd->bhqk", padded, context) * scale
+    q_pos = (meta.seq_lens - meta.query_lens)[:, None] + torch.arange(meta.max_query_len, device=q.device)
+    k_pos = torch.arange(context.shape[1], device=q.device)
+    allowed = k_pos[None, None, :] <= q_pos[:, :, None]
+    probs = scores.masked_fill(~allowed[:, None], float("-inf")).softmax(dim=-1)
+    mixed = torch.einsum("bhqk,bkr->bqhr", probs, context[..., :rank])
+    out = torch.einsum("bqhr,hvr->bqhv", mixed, w_uv.float())
+    return out[meta.seq_idx, offsets].to(q_nope.dtype)
