@@ -173,6 +173,98 @@ def tiny_qwen3_moe(smollm2: Path) -> Path:
     return out
 
 
+DEEPSEEK_ROPE = {  # YaRN with DeepSeek's two mscales (the rotary's factor is their ratio, the softmax's
+    "rope_type": "yarn",  # scale takes mscale_all_dim squared)
+    "rope_theta": 10000.0,
+    "factor": 4.0,
+    "original_max_position_embeddings": 512,
+    "beta_fast": 32,
+    "beta_slow": 1,
+    "mscale": 0.707,
+    "mscale_all_dim": 1.0,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_deepseek_v3(smollm2: Path) -> Path:
+    """Random DeepSeek-V3 in bf16: MLA (q and kv low-rank, interleaved rope dims, YaRN), layer 0 dense,
+    8 routed experts in 4 groups (2 kept per token) with a non-zero correction bias, one shared expert."""
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+    out = CACHE / "tiny-deepseek-v3"
+    if (out / "model.safetensors").exists():
+        return out
+    torch.manual_seed(0)
+    config = DeepseekV3Config(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=96,
+        moe_intermediate_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        n_routed_experts=8,
+        num_experts_per_tok=2,
+        n_group=4,
+        topk_group=2,
+        n_shared_experts=1,
+        first_k_dense_replace=1,
+        routed_scaling_factor=2.5,
+        kv_lora_rank=32,
+        q_lora_rank=48,
+        qk_rope_head_dim=8,
+        qk_nope_head_dim=16,
+        v_head_dim=16,
+        rope_parameters=DEEPSEEK_ROPE,
+        initializer_range=0.08,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    model = DeepseekV3ForCausalLM(config)
+    with torch.no_grad():
+        for module in model.modules():
+            if hasattr(module, "e_score_correction_bias"):  # zeros from HF's init would not test it
+                module.e_score_correction_bias.copy_(torch.randn_like(module.e_score_correction_bias) * 0.1)
+    model.to(torch.bfloat16).save_pretrained(out)
+    _copy_tokenizer(smollm2, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_deepseek_v3_fp8(tiny_deepseek_v3: Path) -> tuple[Path, Path]:
+    """The same model with its projections FP8 block-quantized (32x32 blocks, so matrices hold several,
+    some partial), and an fp32 copy of exactly the weights that dequantizes to, for HF."""
+    from safetensors.torch import load_file, save_file
+
+    from atom.models import fp8
+
+    out, plain = CACHE / "tiny-deepseek-v3-fp8", CACHE / "tiny-deepseek-v3-fp8-dequantized"
+    if (out / "model.safetensors").exists() and (plain / "model.safetensors").exists():
+        return out, plain
+    block = (32, 32)
+    quantized, dequantized = {}, {}
+    for name, t in load_file(tiny_deepseek_v3 / "model.safetensors").items():
+        if name.endswith("proj.weight") or name.endswith("proj_with_mqa.weight"):
+            values, scale = fp8.quantize(t.float(), block)
+            quantized[name], quantized[name + "_scale_inv"] = values, scale
+            dequantized[name] = fp8.dequantize(values, scale, block)
+        else:
+            quantized[name] = dequantized[name] = t.float()
+    config = json.loads((tiny_deepseek_v3 / "config.json").read_text())
+    for folder, state, quant in (
+        (out, quantized, {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": list(block)}),
+        (plain, dequantized, None),
+    ):
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(state, folder / "model.safetensors")
+        (folder / "config.json").write_text(
+            json.dumps({**config, "quantization_config": quant} if quant else config)
+        )
+        _copy_tokenizer(tiny_deepseek_v3, folder)
+    return out, plain
+
+
 @pytest.fixture(scope="session")
 def tiny_mixtral(smollm2: Path) -> Path:
     """Random Mixtral (bf16 MoE, softmax -> top-k -> renormalise), saved by HF itself."""

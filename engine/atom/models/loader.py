@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from ..config import ParallelConfig
 from ..errors import ModelLoadError
+from . import checkpoint
 from .common import Attention, CausalLM
 from .registry import build_model
-
-IGNORED = ("rotary_emb.inv_freq",)
 
 
 def read_config(folder: Path) -> dict:
@@ -59,53 +56,31 @@ def load_model(
     return model.eval()
 
 
-def safetensors_files(folder: Path) -> list[Path]:
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [folder / n for n in names]
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise ModelLoadError(
-            f"{folder} has no *.safetensors files (use --load-format dummy for random weights)"
-        )
-    return files
-
-
 def load_weights(model: CausalLM, folder: Path) -> None:
     params = dict(model.named_parameters(remove_duplicate=False))
     loaded: set[str] = set()
     pieces: dict[str, set[str]] = {}  # parameter filled from several checkpoint tensors -> names seen
-    for file in safetensors_files(folder):
-        if not os.access(file, os.R_OK):
-            raise ModelLoadError(f"{file} is not readable by uid {os.getuid()}; chmod a+r the model files")
-        with safe_open(str(file), "pt") as st:
-            for name in st.keys():  # noqa: SIM118 (safe_open is not a dict)
-                if name.endswith(IGNORED):
-                    continue
-                for target, copy in model.remap(name):
-                    if target not in params:
-                        raise ModelLoadError(
-                            f"{file.name}: tensor {name} has no place in "
-                            f"{type(model).__name__} (unexpected tensor)"
-                        )
-                    param, tensor = params[target], st.get_tensor(name)
-                    tensor = tensor.to(param.dtype) if param.dtype.is_floating_point else tensor
-                    try:
-                        if copy is not None:
-                            copy(param, tensor)
-                            pieces.setdefault(target, set()).add(name)
-                        elif hasattr(param, "weight_loader"):
-                            param.weight_loader(param, tensor)
-                        elif param.shape != tensor.shape:
-                            raise ValueError(
-                                f"shape {tuple(tensor.shape)} does not match {tuple(param.shape)}"
-                            )
-                        else:
-                            param.data.copy_(tensor)
-                    except (ValueError, RuntimeError) as e:
-                        raise ModelLoadError(f"{file.name}: tensor {name} -> {target}: {e}") from e
-                    loaded.add(target)
+    for file, name, tensor in checkpoint.tensors(folder, checkpoint.fp8_block(read_config(folder))):
+        for target, copy in model.remap(name):
+            if target not in params:
+                raise ModelLoadError(
+                    f"{file}: tensor {name} has no place in {type(model).__name__} (unexpected tensor)"
+                )
+            param = params[target]
+            value = tensor.to(param.dtype) if param.dtype.is_floating_point else tensor
+            try:
+                if copy is not None:
+                    copy(param, value)
+                    pieces.setdefault(target, set()).add(name)
+                elif hasattr(param, "weight_loader"):
+                    param.weight_loader(param, value)
+                elif param.shape != value.shape:
+                    raise ValueError(f"shape {tuple(value.shape)} does not match {tuple(param.shape)}")
+                else:
+                    param.data.copy_(value)
+            except (ValueError, RuntimeError) as e:
+                raise ModelLoadError(f"{file}: tensor {name} -> {target}: {e}") from e
+            loaded.add(target)
     if model.args.tie_word_embeddings:
         loaded.add("lm_head.weight")
     missing = sorted(set(params) - loaded)

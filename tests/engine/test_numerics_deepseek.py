@@ -1,0 +1,67 @@
+"""Random DeepSeek-V3 checkpoints (bf16, and FP8 block-quantized) against HF transformers.
+
+Tolerance as for the other families: fp32 on both sides on identical weights (the FP8 model against HF
+on exactly the weights it dequantizes to), only the summation order differs (the absorbed MLA form sums
+over the latent instead of per-head keys), so greedy tokens are identical and logprobs agree to 1e-3."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from atom import LLM, SamplingParams
+from atom.models import fp8
+
+from .hf_reference import greedy, load_hf
+
+N = 12
+
+
+def prompts() -> list[list[int]]:
+    g = torch.Generator().manual_seed(5)
+    ids = [torch.randint(3, 49152, (n,), generator=g).tolist() for n in (3, 18, 45)]
+    return ids + [ids[2] + ids[0]]  # shares the third's prefix
+
+
+def check(engine_folder, reference_folder, **kwargs) -> None:
+    hf = load_hf(reference_folder)
+    ids = prompts()
+    with LLM(str(engine_folder), block_size=8, **kwargs) as llm:
+        outs = llm.generate(ids, SamplingParams(max_tokens=N, temperature=0, ignore_eos=True, logprobs=0))
+    for prompt, out in zip(ids, outs, strict=True):
+        expected, ref_logits = greedy(hf, prompt, N)
+        assert out.output_token_ids == expected
+        ours = torch.tensor([lp["logprob"] for lp in out.logprobs])
+        theirs = ref_logits.log_softmax(-1)[torch.arange(N), torch.tensor(expected)]
+        assert torch.allclose(ours, theirs, atol=1e-3), (ours - theirs).abs().max()
+
+
+@pytest.mark.parametrize("prefix_caching", [True, False], ids=["prefix-cache", "no-prefix-cache"])
+def test_deepseek_v3_matches_hf(tiny_deepseek_v3, prefix_caching):
+    check(tiny_deepseek_v3, tiny_deepseek_v3, enable_prefix_caching=prefix_caching, max_num_batched_tokens=32)
+
+
+def test_deepseek_v3_fp8_matches_hf_on_the_dequantized_weights(tiny_deepseek_v3_fp8):
+    quantized, dequantized = tiny_deepseek_v3_fp8
+    check(quantized, dequantized)
+
+
+def test_mla_keeps_one_latent_cache_per_layer(tiny_deepseek_v3):
+    with LLM(str(tiny_deepseek_v3), num_kv_blocks=16, block_size=8) as llm:
+        layers = llm.runner.model.attention_layers()
+        assert len(layers) == 3
+        assert all(tuple(a.cache.shape) == (17, 8, 32 + 8) for a in layers)  # kv_lora_rank + rope dims
+        assert not any(hasattr(a, "k_cache") for a in layers)
+
+
+def test_fp8_block_dequantization_and_the_fnuz_reading_agree():
+    """e4m3fn bits read as e4m3fnuz with doubled scales are the same numbers (gfx942's format)."""
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(70, 50, generator=g) * 3
+    values, scale = fp8.quantize(weight, (32, 32))
+    assert scale.shape == (3, 2)
+    back = fp8.dequantize(values, scale, (32, 32))
+    assert (back - weight).abs().max() <= 0.07 * weight.abs().max()  # e4m3: 3 mantissa bits
+    values[0, 0] = torch.tensor(-0.0).to(torch.float8_e4m3fn)  # the pattern fnuz reads as NaN
+    fnuz, fnuz_scale = fp8.to_fnuz(values, scale)
+    assert torch.equal(fp8.dequantize(fnuz, fnuz_scale, (32, 32)), fp8.dequantize(values, scale, (32, 32)))
