@@ -31,10 +31,12 @@ def greedy_tokens(folder, ids, **backends) -> list[list[int]]:
         ("gpt_oss", {"moe_backend": "triton"}),
         ("gpt_oss", {"attention_backend": "triton"}),
         ("mixtral", {"moe_backend": "triton", "attention_backend": "triton"}),
+        ("qwen3_moe", {"moe_backend": "triton", "attention_backend": "triton"}),
+        ("deepseek_v3", {"moe_backend": "triton"}),  # sigmoid grouped routing before our kernels
     ],
 )
-def test_triton_backends_match_torch(family, backends, tiny_gpt_oss, tiny_mixtral):
-    folder = tiny_gpt_oss if family == "gpt_oss" else tiny_mixtral
+def test_triton_backends_match_torch(family, backends, request):
+    folder = request.getfixturevalue(f"tiny_{family}")
     vocab = LLM(str(folder), num_kv_blocks=16).runner.model.args.vocab_size
     ids = prompts(vocab)
     reference, ref_chosen = greedy_tokens(folder, ids, moe_backend="torch", attention_backend="torch")

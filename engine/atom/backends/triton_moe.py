@@ -419,5 +419,7 @@ def _grouped_gate_up_down(
 def forward(
     x: torch.Tensor, router_logits: torch.Tensor, w: dict[str, torch.Tensor], spec: MoESpec
 ) -> torch.Tensor:
-    weights, ids = route(router_logits, spec.top_k, spec.routing)
+    weights, ids = route(
+        router_logits, spec.top_k, spec.routing, w.get("routing_bias"), spec.groups, spec.routed_scaling
+    )
     return fused_moe(x, weights, ids, w, spec)

@@ -1,13 +1,14 @@
 """What our fused Triton MoE supports (read without importing triton)."""
 
-from .routing import SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX
+from .routing import SIGMOID_GROUPED, SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX
 from .spec import Support
 
 SUPPORT = Support(
     devices=frozenset({"cpu", "cuda", "rocm"}),
     quants=frozenset({"bf16", "mxfp4"}),
     activations=frozenset({"silu", "swiglu_oai"}),
-    routings=frozenset({SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX}),
+    # routing runs in torch before the kernels (graph-safe: no host syncs), so every kind works
+    routings=frozenset({SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX, SIGMOID_GROUPED}),
     cuda_graphs=True,
     requires=("triton",),
 )
