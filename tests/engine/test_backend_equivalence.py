@@ -33,6 +33,7 @@ def greedy_tokens(folder, ids, **backends) -> list[list[int]]:
         ("mixtral", {"moe_backend": "triton", "attention_backend": "triton"}),
         ("qwen3_moe", {"moe_backend": "triton", "attention_backend": "triton"}),
         ("deepseek_v3", {"moe_backend": "triton"}),  # sigmoid grouped routing before our kernels
+        ("deepseek_v3", {"attention_backend": "triton"}),  # MLA as one-head attention on our kernel
     ],
 )
 def test_triton_backends_match_torch(family, backends, request):
@@ -41,7 +42,8 @@ def test_triton_backends_match_torch(family, backends, request):
     ids = prompts(vocab)
     reference, ref_chosen = greedy_tokens(folder, ids, moe_backend="torch", attention_backend="torch")
     ours, chosen = greedy_tokens(folder, ids, **backends)
-    forced = {backends.get(f"{k.split()[0]}_backend") for k in chosen} - {None}
+    option = {"attention": "attention_backend", "mla": "attention_backend", "moe": "moe_backend"}
+    forced = {backends.get(option[k.split()[0]]) for k in chosen} - {None}
     assert set(chosen.values()) - {"torch"} == forced  # the forced backends really ran
     assert set(ref_chosen.values()) == {"torch"}
     assert ours == reference

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from atom.backends import mxfp4, torch_attention, torch_moe, triton_attention, triton_moe
-from atom.backends.routing import SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX
+from atom.backends.routing import SIGMOID_GROUPED, SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX
 from atom.backends.spec import AttentionSpec, MoESpec
 from atom.backends.triton_moe_common import e2m1_as_float
 from atom.backends.triton_moe_grouping import SMALL_TILE_ELEMENTS, group_by_expert, group_by_expert_torch
@@ -85,6 +85,38 @@ def test_triton_paged_attention_matches_torch(case, dtype):
     assert rel_err(got, ref) < TOLERANCE[dtype]
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_triton_mla_matches_torch(dtype):
+    """MLA on the paged kernel (one shared latent head, value = the latent's first kv_rank dims) against
+    the torch reference: prefill, chunked prefill and decode rows in one batch, scattered pages."""
+    from types import SimpleNamespace
+
+    from atom.backends import torch_mla, triton_mla
+
+    heads, rank, rope, nope, v = 4, 32, 8, 16, 16
+    latent_spec = AttentionSpec(heads, 1, rank + rope)
+    _, cache, _, meta = paged_batch([0, 9, 30], [11, 1, 6], 4, latent_spec, dtype)
+    cache = cache.squeeze(2)
+    w_kv_b = torch.randn(heads * (nope + v), rank, device=DEVICE).to(dtype) * rank**-0.5
+    layer = SimpleNamespace(
+        kv_rank=rank,
+        up_projections=lambda: (
+            w_kv_b.view(heads, nope + v, rank)[:, :nope],
+            w_kv_b.view(heads, nope + v, rank)[:, nope:],
+        ),
+    )
+    t = meta.slot_mapping.shape[0]
+    q_nope = torch.randn(t, heads, nope, device=DEVICE).to(dtype)
+    q_rope = torch.randn(t, heads, rope, device=DEVICE).to(dtype)
+    new = cache.view(-1, rank + rope)[meta.slot_mapping].clone()
+    args = (q_nope, q_rope, new[:, :rank], new[:, rank:])
+    scale = (nope + rope) ** -0.5
+    ref = torch_mla.forward(*args, cache.clone(), meta, layer, scale)
+    got = triton_mla.forward(*args, cache, meta, layer, scale)
+    assert got.shape == (t, heads, v) and not got.isnan().any()
+    assert rel_err(got, ref) < TOLERANCE[dtype]
+
+
 MOE_CASES = {
     # name: (spec, tokens)
     "gpt-oss: mxfp4, swiglu_oai, topk_softmax, biases": (
@@ -103,6 +135,10 @@ MOE_CASES = {
         MoESpec(16, 4, 48, 80, "bf16", "silu", SOFTMAX_TOPK),
         3,
     ),
+    "deepseek-like: sigmoid grouped top-k, routed scaling": (
+        MoESpec(8, 2, 64, 32, "bf16", "silu", SIGMOID_GROUPED, groups=(4, 2), routed_scaling=2.5),
+        7,
+    ),
 }
 
 
@@ -116,7 +152,15 @@ def random_experts(spec: MoESpec, dtype: torch.dtype) -> dict[str, torch.Tensor]
         w = {"w13": w13.to(dtype), "w2": w2.to(dtype)}
     if spec.has_bias:
         w |= {"w13_bias": torch.randn(e, 2 * i).to(dtype), "w2_bias": torch.randn(e, h).to(dtype)}
+    if spec.routing == SIGMOID_GROUPED:
+        w["routing_bias"] = torch.randn(e) * 0.1  # the router's correction bias (fp32)
     return {k: v.to(DEVICE) for k, v in w.items()}
+
+
+def route_for(spec: MoESpec, logits: torch.Tensor, w: dict[str, torch.Tensor]):
+    return triton_moe.route(
+        logits, spec.top_k, spec.routing, w.get("routing_bias"), spec.groups, spec.routed_scaling
+    )
 
 
 def moe_case(case: str, dtype: torch.dtype):
@@ -132,7 +176,7 @@ def moe_case(case: str, dtype: torch.dtype):
 @pytest.mark.parametrize("case", MOE_CASES)
 def test_triton_fused_moe_matches_torch(case, dtype):
     spec, x, w, logits, ref = moe_case(case, dtype)
-    weights, ids = triton_moe.route(logits, spec.top_k, spec.routing)
+    weights, ids = route_for(spec, logits, w)
     got = triton_moe.fused_moe(
         x, weights, ids, w, spec, alloc=lambda *s, **kw: torch.full(s, float("nan"), **kw)
     )
@@ -142,7 +186,7 @@ def test_triton_fused_moe_matches_torch(case, dtype):
 
 def test_missing_expert_biases_are_named_not_read_from_another_tensor():
     spec, x, w, logits, _ = moe_case("gpt-oss: mxfp4, swiglu_oai, topk_softmax, biases", torch.float32)
-    weights, ids = triton_moe.route(logits, spec.top_k, spec.routing)
+    weights, ids = route_for(spec, logits, w)
     without = {name: t for name, t in w.items() if name != "w2_bias"}
     with pytest.raises(ValueError, match="expert biases but the weights lack w2_bias"):
         triton_moe.fused_moe(x, weights, ids, without, spec)
@@ -159,7 +203,7 @@ def test_every_tile_in_the_tables_computes_the_same_moe(arch, tile):
     UPCAST tiles in fp32 (its bf16 tl.dot is wrong) and the dot_scaled ones in bf16."""
     dtype = torch.bfloat16 if DEVICE == "cuda" or tile.scaled_dot else torch.float32
     spec, x, w, logits, ref = moe_case("gpt-oss prefill: mxfp4, many tokens per expert", dtype)
-    weights, ids = triton_moe.route(logits, spec.top_k, spec.routing)
+    weights, ids = route_for(spec, logits, w)
     got = triton_moe.fused_moe(x, weights, ids, w, spec, tile=tile)
     assert rel_err(got, ref) < TOLERANCE[dtype]
 

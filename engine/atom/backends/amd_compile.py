@@ -31,7 +31,7 @@ import torch
 import triton
 from triton.runtime.jit import JITFunction
 
-from . import triton_attention, triton_moe, triton_pointwise
+from . import triton_attention, triton_mla, triton_moe, triton_pointwise
 from .routing import TOPK_SOFTMAX
 from .spec import AttentionSpec, MoESpec
 from .triton_moe_a8w4_support import SUPPORT as A8W4_SUPPORT
@@ -66,6 +66,8 @@ MODELS = {
         MoESpec(8, 2, 4096, 14336, "bf16", "silu", TOPK_SOFTMAX),
     ),
 }
+
+MLA_HEADS = (16, 128)  # DeepSeek-V3's query heads per rank at 8 ranks and at 1
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,9 @@ def recorded_launches(arch: str) -> Iterator[list[Launch]]:
             Launch(self.fn.__module__, self.fn.__name__, tuple(signature), tuple(constexprs), **options)
         )
 
-    modules = [m for m in (triton_attention, triton_moe, triton_pointwise) if hasattr(m, "device_arch")]
+    modules = [
+        m for m in (triton_attention, triton_mla, triton_moe, triton_pointwise) if hasattr(m, "device_arch")
+    ]
     saved_run, saved_arch = JITFunction.run, [m.device_arch for m in modules]
     JITFunction.run = record
     for module in modules:
@@ -140,6 +144,9 @@ def launches_for(arch: str) -> list[Launch]:
                 _moe(moe, tile)
                 if moe.quant == "mxfp4" and arch in A8W4_SUPPORT.archs and tile.block_m > 1:
                     _moe(moe, tile, activation_quant="mxfp8")  # the opt-in A8W4 variant
+        for heads in MLA_HEADS:
+            for query_len in (1, 16):
+                _mla(heads, query_len)
     return list(dict.fromkeys(launches))  # distinct, in first-seen order
 
 
@@ -155,27 +162,38 @@ def _norm_and_rotary(hidden: int, spec: AttentionSpec) -> None:
 
 
 def _attention(spec: AttentionSpec, query_len: int) -> None:
+    seqs, page, blocks = 4, 16, 64
+    cache = torch.empty(blocks, page, spec.num_kv_heads, spec.head_dim, dtype=torch.bfloat16)
+    meta = _metadata(seqs, query_len, page)
+    q = torch.empty(seqs * query_len, spec.num_heads, spec.head_dim, dtype=torch.bfloat16)
+    sinks = torch.empty(spec.num_heads, dtype=torch.float32) if spec.sinks else None
+    triton_attention.paged_attention(q, cache, cache, meta, spec, sinks, spec.head_dim**-0.5)
+
+
+def _metadata(seqs: int, query_len: int, page: int):
     from ..layers.context import AttentionMetadata
 
-    seqs, page, blocks = 4, 16, 64
     tokens = seqs * query_len
-    cache = torch.empty(blocks, page, spec.num_kv_heads, spec.head_dim, dtype=torch.bfloat16)
-    lens = torch.full((seqs,), 256, dtype=torch.int32)
-    meta = AttentionMetadata(
+    return AttentionMetadata(
         positions=torch.zeros(tokens, dtype=torch.int64),
         slot_mapping=torch.zeros(tokens, dtype=torch.int64),
         seq_idx=torch.zeros(tokens, dtype=torch.int64),
         query_start_loc=torch.arange(0, tokens + 1, query_len, dtype=torch.int64),
         query_lens=torch.full((seqs,), query_len, dtype=torch.int64),
-        seq_lens=lens,
+        seq_lens=torch.full((seqs,), 256, dtype=torch.int32),
         block_tables=torch.zeros(seqs, 16, dtype=torch.int64),
         max_query_len=query_len,
         max_seq_len=256,
         block_size=page,
     )
-    q = torch.empty(tokens, spec.num_heads, spec.head_dim, dtype=torch.bfloat16)
-    sinks = torch.empty(spec.num_heads, dtype=torch.float32) if spec.sinks else None
-    triton_attention.paged_attention(q, cache, cache, meta, spec, sinks, spec.head_dim**-0.5)
+
+
+def _mla(heads: int, query_len: int) -> None:
+    """DeepSeek-V3's latent: kv_lora_rank 512 + rope 64, `heads` query heads on this rank."""
+    meta = _metadata(4, query_len, 16)
+    q = torch.empty(4 * query_len, heads, 512 + 64, dtype=torch.bfloat16)
+    cache = torch.empty(64, 16, 512 + 64, dtype=torch.bfloat16)
+    triton_mla.paged_mla(q, cache, meta, 512, 192**-0.5)
 
 
 def _moe(spec: MoESpec, tile, activation_quant: str | None = None) -> None:

@@ -16,7 +16,7 @@ from .spec import AttentionSpec, MLASpec, MoESpec, Support
 # name -> module (imported lazily: a backend's module may import optional packages)
 MODULES = {
     "attention": {"aiter": "aiter_attention", "triton": "triton_attention", "torch": "torch_attention"},
-    "mla": {"torch": "torch_mla"},
+    "mla": {"triton": "triton_mla", "torch": "torch_mla"},
     "moe": {
         "aiter": "aiter_moe",
         "triton": "triton_moe",
@@ -27,7 +27,7 @@ MODULES = {
 }
 PREFERENCE = {
     "attention": ("aiter", "triton", "torch"),
-    "mla": ("torch",),  # the Triton MLA decode kernel is issue 17's GPU half, not written yet
+    "mla": ("triton", "torch"),
     # triton_kernels before ours: on the H100 its matmul_ogs is 5-10x faster than our fused kernel today
     # (docs/performance.md); ours stays the exact-match path wherever the real triton_kernels is missing.
     "moe": ("aiter", "triton_kernels", "triton", "torch"),

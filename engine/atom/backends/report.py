@@ -37,7 +37,7 @@ def backend_report(
             [a.spec for a in net.attention_layers() if a.backend_kind == "attention"],
             attention_backend,
         ),
-        ("mla", [a.spec for a in net.attention_layers() if a.backend_kind == "mla"], None),
+        ("mla", [a.spec for a in net.attention_layers() if a.backend_kind == "mla"], attention_backend),
         ("moe", [m.spec for m in net.moe_layers()], moe_backend),
     ):
         for spec in specs:

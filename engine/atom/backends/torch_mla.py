@@ -11,7 +11,19 @@ import torch
 from ..layers.context import AttentionMetadata
 from .spec import Support
 
-SUPPORT = Support(devices=frozenset({"cpu", "cuda", "rocm"}))
+SUPPORT = Support(devices=frozenset({"cpu", "cuda", "rocm"}))  # host-synced shapes: no CUDA graphs
+
+
+def store_latent(
+    latent: torch.Tensor, k_rope: torch.Tensor, cache: torch.Tensor, slots: torch.Tensor
+) -> None:
+    cache.view(-1, cache.shape[-1])[slots] = torch.cat((latent, k_rope), dim=-1).to(cache.dtype)
+
+
+def absorbed_query(q_nope: torch.Tensor, q_rope: torch.Tensor, w_uk: torch.Tensor) -> torch.Tensor:
+    """[T, H, kv_rank + rope]: each head's key up-projection folded into its query."""
+    q_latent = torch.einsum("thn,hnr->thr", q_nope.float(), w_uk.float())
+    return torch.cat((q_latent, q_rope.float()), dim=-1)
 
 
 def forward(
@@ -26,12 +38,12 @@ def forward(
 ) -> torch.Tensor:
     """-> [T, H, v_head_dim]"""
     rank = layer.kv_rank
-    cache.view(-1, cache.shape[-1])[meta.slot_mapping] = torch.cat((latent, k_rope), dim=-1).to(cache.dtype)
+    store_latent(latent, k_rope, cache, meta.slot_mapping)
     w_uk, w_uv = layer.up_projections()
     num_seqs = meta.block_tables.shape[0]
     blocks = meta.block_tables[:, : -(-meta.max_seq_len // meta.block_size)]
     context = cache[blocks].flatten(1, 2)[:, : meta.max_seq_len].float()  # [B, L, rank + rope]
-    q = torch.cat((torch.einsum("thn,hnr->thr", q_nope.float(), w_uk.float()), q_rope.float()), dim=-1)
+    q = absorbed_query(q_nope, q_rope, w_uk)
     offsets = torch.arange(q.shape[0], device=q.device) - meta.query_start_loc[meta.seq_idx]
     padded = q.new_zeros(num_seqs, meta.max_query_len, *q.shape[1:])
     padded[meta.seq_idx, offsets] = q

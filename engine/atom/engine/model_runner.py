@@ -88,9 +88,8 @@ class ModelRunner:
     def _select_backends(self, platform: Platform) -> dict[str, registry.Selection]:
         chosen: dict[str, registry.Selection] = {}
         for layer in self.model.attention_layers():
-            kind = layer.backend_kind  # attention | mla
-            forced = self.config.attention_backend if kind == "attention" else None
-            sel = registry.select(kind, layer.spec, platform, forced)
+            kind = layer.backend_kind  # attention | mla (--attention-backend names either)
+            sel = registry.select(kind, layer.spec, platform, self.config.attention_backend)
             layer.backend = sel.module
             chosen.setdefault(f"{kind} {layer.spec}", sel)
         for layer in self.model.moe_layers():
