@@ -16,7 +16,9 @@ from atom.platform import simulated
 
 GPT_OSS_MOE = MoESpec(32, 4, 2880, 2880, "mxfp4", "swiglu_oai", TOPK_SOFTMAX, has_bias=True)
 MIXTRAL_MOE = MoESpec(8, 2, 4096, 14336, "bf16", "silu", SOFTMAX_TOPK_RENORM)
-DEEPSEEK_MOE = MoESpec(256, 8, 7168, 2048, "bf16", "silu", SIGMOID_GROUPED, shared_experts=1)
+# as DeepseekV3 builds it: shared experts are a dense MLP beside the fused layer, routing groups (8, 4)
+DEEPSEEK_MOE = MoESpec(256, 8, 7168, 2048, "bf16", "silu", SIGMOID_GROUPED, groups=(8, 4), routed_scaling=2.5)
+SHARED_IN_KERNEL_MOE = MoESpec(256, 8, 7168, 2048, "bf16", "silu", SIGMOID_GROUPED, shared_experts=1)
 FP8_BLOCK_MOE = MoESpec(128, 8, 4096, 1536, "fp8_block", "silu", SOFTMAX_TOPK_RENORM)
 SWIGLU_AS_SILU_MOE = MoESpec(32, 4, 2880, 2880, "mxfp4", "silu", TOPK_SOFTMAX, has_bias=True)
 
@@ -27,24 +29,26 @@ LLAMA_ATTN = AttentionSpec(32, 8, 128)
 MOE_MATRIX = [
     ("cpu", False, False, GPT_OSS_MOE, "torch"),
     ("cpu", False, False, MIXTRAL_MOE, "torch"),
-    ("cpu", False, False, DEEPSEEK_MOE, ("error", "sigmoid_grouped_topk")),
+    ("cpu", False, False, DEEPSEEK_MOE, "torch"),
+    ("cpu", False, False, SHARED_IN_KERNEL_MOE, ("error", "no shared experts")),
     ("sm90", False, False, GPT_OSS_MOE, "triton"),
     ("sm90", False, True, GPT_OSS_MOE, "triton_kernels"),
     ("sm90", False, True, MIXTRAL_MOE, "triton"),
-    ("sm90", False, False, DEEPSEEK_MOE, ("error", "routing sigmoid_grouped_topk")),
+    ("sm90", False, False, DEEPSEEK_MOE, "triton"),  # routing in torch before our kernels
     ("gfx950", True, False, GPT_OSS_MOE, "triton"),  # aiter's CK MoE has no mxfp4 swiglu_oai with biases
     ("gfx950", True, False, MIXTRAL_MOE, "aiter"),
-    ("gfx950", True, False, DEEPSEEK_MOE, ("error", "routing sigmoid_grouped_topk")),  # nobody wires it up
+    ("gfx950", True, False, DEEPSEEK_MOE, "triton"),  # aiter's CK MoE: no grouped sigmoid routing wired
+    ("gfx950", True, False, SHARED_IN_KERNEL_MOE, ("error", "no shared experts")),
     ("gfx950", True, False, FP8_BLOCK_MOE, "aiter"),
     ("gfx942", True, True, MIXTRAL_MOE, "aiter"),
     ("gfx942", False, False, MIXTRAL_MOE, "triton"),
     ("gfx942", False, True, GPT_OSS_MOE, "triton_kernels"),
     # ENABLE_CK=0 image: no silent Triton path for routing/quant it does not implement
-    ("gfx942", False, False, DEEPSEEK_MOE, ("error", "routing sigmoid_grouped_topk")),
+    ("gfx942", False, False, DEEPSEEK_MOE, "triton"),
     ("gfx950", False, False, FP8_BLOCK_MOE, ("error", "fp8_block")),
     # CK "present" on an arch aiter does not build for: the arch check still applies
     ("gfx1100", True, False, MIXTRAL_MOE, "triton"),
-    ("gfx1100", True, False, DEEPSEEK_MOE, ("error", "arch gfx1100")),
+    ("gfx1100", True, False, FP8_BLOCK_MOE, ("error", "arch gfx1100")),
     # activation mismatch is never papered over
     ("gfx950", True, True, SWIGLU_AS_SILU_MOE, "triton"),  # triton_kernels only does swiglu_oai
 ]
@@ -95,10 +99,10 @@ def test_rejections_say_why():
     [
         (
             "triton",
-            DEEPSEEK_MOE,
+            FP8_BLOCK_MOE,
             "gfx942",
             False,
-            "--moe-backend triton cannot run this layer on gfx942: routing",
+            "--moe-backend triton cannot run this layer on gfx942: weight quant",
         ),
         (
             "aiter",
@@ -136,6 +140,7 @@ def test_cuda_graph_capture_is_declared_by_backends_free_of_host_syncs():
     }
     assert {key for key, ok in declared.items() if ok} == {
         ("attention", "triton"),
+        ("mla", "triton"),
         ("moe", "triton"),
         ("moe", "triton_a8w4"),  # the same kernels (and graphs) with MXFP8 activations
         ("moe", "triton_kernels"),
