@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from atom import LLM, SamplingParams
+from atom import LLM
 from atom.models import fp8
 
-from .hf_reference import greedy, load_hf
+from .hf_reference import assert_greedy_matches_hf
 
 N = 12
 
@@ -23,27 +23,21 @@ def prompts() -> list[list[int]]:
     return ids + [ids[2] + ids[0]]  # shares the third's prefix
 
 
-def check(engine_folder, reference_folder, **kwargs) -> None:
-    hf = load_hf(reference_folder)
-    ids = prompts()
-    with LLM(str(engine_folder), block_size=8, **kwargs) as llm:
-        outs = llm.generate(ids, SamplingParams(max_tokens=N, temperature=0, ignore_eos=True, logprobs=0))
-    for prompt, out in zip(ids, outs, strict=True):
-        expected, ref_logits = greedy(hf, prompt, N)
-        assert out.output_token_ids == expected
-        ours = torch.tensor([lp["logprob"] for lp in out.logprobs])
-        theirs = ref_logits.log_softmax(-1)[torch.arange(N), torch.tensor(expected)]
-        assert torch.allclose(ours, theirs, atol=1e-3), (ours - theirs).abs().max()
-
-
 @pytest.mark.parametrize("prefix_caching", [True, False], ids=["prefix-cache", "no-prefix-cache"])
 def test_deepseek_v3_matches_hf(tiny_deepseek_v3, prefix_caching):
-    check(tiny_deepseek_v3, tiny_deepseek_v3, enable_prefix_caching=prefix_caching, max_num_batched_tokens=32)
+    assert_greedy_matches_hf(
+        tiny_deepseek_v3,
+        prompts(),
+        N,
+        block_size=8,
+        enable_prefix_caching=prefix_caching,
+        max_num_batched_tokens=32,
+    )
 
 
 def test_deepseek_v3_fp8_matches_hf_on_the_dequantized_weights(tiny_deepseek_v3_fp8):
     quantized, dequantized = tiny_deepseek_v3_fp8
-    check(quantized, dequantized)
+    assert_greedy_matches_hf(quantized, prompts(), N, reference=dequantized, block_size=8)
 
 
 def test_mla_keeps_one_latent_cache_per_layer(tiny_deepseek_v3):

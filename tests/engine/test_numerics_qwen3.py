@@ -12,9 +12,7 @@ import shutil
 import pytest
 import torch
 
-from atom import LLM, SamplingParams
-
-from .hf_reference import greedy, load_hf
+from .hf_reference import assert_greedy_matches_hf
 
 N = 16
 
@@ -25,24 +23,13 @@ def prompts() -> list[list[int]]:
     return ids + [ids[2] + ids[1]]
 
 
-def check(folder, **kwargs) -> None:
-    hf = load_hf(folder)
-    ids = prompts()
-    with LLM(str(folder), block_size=8, **kwargs) as llm:
-        outs = llm.generate(ids, SamplingParams(max_tokens=N, temperature=0, ignore_eos=True, logprobs=0))
-    for prompt, out in zip(ids, outs, strict=True):
-        expected, ref_logits = greedy(hf, prompt, N)
-        assert out.output_token_ids == expected
-        ours = torch.tensor([lp["logprob"] for lp in out.logprobs])
-        theirs = ref_logits.log_softmax(-1)[torch.arange(N), torch.tensor(expected)]
-        assert torch.allclose(ours, theirs, atol=1e-3), (ours - theirs).abs().max()
-
-
 @pytest.mark.parametrize("prefix_caching", [True, False], ids=["prefix-cache", "no-prefix-cache"])
 @pytest.mark.parametrize("family", ["qwen3", "qwen3_moe"])
 def test_qwen3_families_match_hf(family, prefix_caching, request):
     folder = request.getfixturevalue(f"tiny_{family}")
-    check(folder, enable_prefix_caching=prefix_caching, max_num_batched_tokens=40)
+    assert_greedy_matches_hf(
+        folder, prompts(), N, block_size=8, enable_prefix_caching=prefix_caching, max_num_batched_tokens=40
+    )
 
 
 def test_qwen3_moe_without_renormalised_top_k_matches_hf(tiny_qwen3_moe, tmp_path):
@@ -51,4 +38,4 @@ def test_qwen3_moe_without_renormalised_top_k_matches_hf(tiny_qwen3_moe, tmp_pat
         shutil.copy(f, tmp_path / f.name)
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "norm_topk_prob": False}))
-    check(tmp_path)
+    assert_greedy_matches_hf(tmp_path, prompts(), N, block_size=8)

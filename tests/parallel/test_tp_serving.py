@@ -27,7 +27,9 @@ def single_rank_text(folder, n: int) -> str:
 
 def workers_of(server: subprocess.Popen) -> list[int]:
     """PIDs of the tensor-parallel worker processes under this server (its core's children)."""
-    found = subprocess.run(["pgrep", "-f", "atom.parallel.workers"], capture_output=True, text=True).stdout
+    found = subprocess.run(
+        ["pgrep", "-f", "atom.parallel.worker import main"], capture_output=True, text=True
+    ).stdout
     pids = [int(p) for p in found.split()]
     mine = []
     for pid in pids:

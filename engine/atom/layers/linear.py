@@ -37,28 +37,16 @@ class Linear(nn.Module):
         self.bias = sharded_parameter((out_local,), (out_features,), self._load_bias) if bias else None
 
     @classmethod
-    def column(
-        cls,
-        in_features: int,
-        out_features: int,
-        bias: bool,
-        parallel: ParallelConfig,
-        unit: int = 1,
-        what: str = "output size",
-    ) -> Linear:
+    def column(cls, in_features: int, out_features: int, bias: bool, parallel: ParallelConfig, unit: int = 1,
+               what: str = "output size") -> Linear:  # fmt: skip
+        """Output rows split over the ranks (on multiples of `unit`)."""
         start, size = split(out_features, parallel.tp_size, parallel.rank, unit, what)
         return cls(in_features, out_features, bias, Shard(0, start, size), parallel)
 
     @classmethod
-    def row(
-        cls,
-        in_features: int,
-        out_features: int,
-        bias: bool,
-        parallel: ParallelConfig,
-        unit: int = 1,
-        what: str = "input size",
-    ) -> Linear:
+    def row(cls, in_features: int, out_features: int, bias: bool, parallel: ParallelConfig, unit: int = 1,
+            what: str = "input size") -> Linear:  # fmt: skip
+        """Input columns split over the ranks; one all-reduce sums the partial outputs."""
         start, size = split(in_features, parallel.tp_size, parallel.rank, unit, what)
         return cls(in_features, out_features, bias, Shard(1, start, size), parallel)
 

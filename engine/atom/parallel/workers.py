@@ -8,8 +8,8 @@ the model and of the KV cache.
 
 Failure: a worker that exits is seen at once through its process sentinel (local ranks) or by the next
 collective (remote ranks: gloo reports the closed connection, NCCL's watchdog the timeout); either ends
-the engine with EngineDeadError. A hung rank ends it at the collective timeout. Workers leave when rank 0
-says so, when their parent is gone, or when rank 0's rendezvous store stops answering.
+the engine with EngineDeadError. A hung rank ends it at the collective timeout. What a worker process
+runs is in worker.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import threading
@@ -27,10 +26,9 @@ from dataclasses import replace
 import zmq
 
 from ..config import EngineConfig, ParallelConfig
-from ..engine.step import StepInput, step_decoder, step_encoder
+from ..engine.step import StepInput, step_encoder
 from ..errors import EngineDeadError
 
-IDLE_CHECK_S = 2.0  # a waiting worker checks that rank 0 is still there this often
 DEAD_RANK_GRACE_S = 10.0  # after a local worker dies, rank 0 gets this long to fail by itself
 
 
@@ -142,7 +140,7 @@ def start_local_workers(
         if rank == 0 and skip_rank_0:
             continue
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from atom.parallel.workers import main; main()", f"rank-{rank}"],
+            [sys.executable, "-c", "from atom.parallel.worker import main; main()", f"rank-{rank}"],
             stdin=subprocess.PIPE,
         )
         proc.stdin.write(pickle.dumps((config, rank, max_model_len)))
@@ -151,53 +149,8 @@ def start_local_workers(
     return procs
 
 
-def run_worker(config: EngineConfig, rank: int, max_model_len: int) -> None:
-    """A worker process: join the group, build this rank's shard, run steps until told to stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rank 0's to handle; it tells us to stop
-    from ..engine.model_runner import ModelRunner
-    from ..platform import detect
-
-    config = replace(config, parallel=config.parallel.for_rank(rank))
-    context = zmq.Context()
-    socket = context.socket(zmq.DEALER)
-    socket.connect(step_channel(config.parallel, bind=False))
-    socket.send(str(rank).encode())
-    runner = ModelRunner(config, detect(), max_model_len)
-    parent = os.getppid()
-    try:
-        while True:
-            if not socket.poll(IDLE_CHECK_S * 1000):
-                if os.getppid() != parent or not _rank_0_alive():
-                    return
-                continue
-            step = step_decoder.decode(socket.recv())
-            if step is None:
-                return
-            runner.execute(step)
-    finally:
-        socket.close(linger=0)
-        context.term()
-        runner.close()
-
-
-def _rank_0_alive() -> bool:
-    """Rank 0 hosts the rendezvous store: if it stops answering, rank 0 is gone."""
-    import torch.distributed as dist
-
-    try:
-        dist.distributed_c10d._get_default_store().add("atom/alive", 0)
-        return True
-    except Exception:
-        return False
-
-
 def run_node(config: EngineConfig, max_model_len: int) -> int:
     """A node other than 0: its ranks only (no HTTP, no scheduler). Returns the exit status."""
     procs = start_local_workers(config, max_model_len, skip_rank_0=False)
     codes = [proc.wait() for proc in procs]
     return next((code for code in codes if code), 0)
-
-
-def main() -> None:
-    """A worker process's entry point (start_local_workers)."""
-    run_worker(*pickle.loads(sys.stdin.buffer.read()))
