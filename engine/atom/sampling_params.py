@@ -30,6 +30,7 @@ class SamplingParams:
     # end-of-sequence and stop tokens cannot be sampled (and stop strings do not end it) before this many
     min_tokens: int = 0
     logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
+    grammar: str | None = None  # an llguidance grammar the output must follow (structured outputs)
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):

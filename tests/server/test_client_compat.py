@@ -146,7 +146,7 @@ def test_logit_bias_steers_every_token(server):
     [
         ("tools", [{"type": "function", "function": {"name": "f"}}], "tool calling is not supported"),
         ("tool_choice", "auto", "tool calling is not supported"),
-        ("response_format", {"type": "json_object"}, "structured outputs"),
+        ("response_format", {"type": "json_schema", "json_schema": {"schema": {"not": {}}}}, "not supported"),
         ("store", True, "keeps no record"),
         ("reasoning_effort", "low", "not supported"),
     ],

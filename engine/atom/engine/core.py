@@ -26,6 +26,7 @@ from .outputs import CoreOutput, EngineStats, FinishReason, TokenLogprob
 from .sampler import sample
 from .scheduler import Scheduler
 from .sequence import Sequence
+from .structured import Grammars
 
 # prefill sizes the GPU warm-up runs besides a full chunk (see EngineCore.warm_up)
 WARM_UP_TOKEN_COUNTS = (1, 3, 17, 33, 100, 255, 513, 1000, 1500)
@@ -97,8 +98,10 @@ class EngineCore:
         folder = Path(config.model)
         self.platform = detect()
         check_build_arch(self.platform)
-        # only the end-of-sequence ids are needed here: text never enters the core
-        self.eos_token_ids = load_tokenizer(folder, config.load_format).eos_token_ids
+        # only the end-of-sequence ids (and, for grammars, the token table) are needed: text never
+        # enters the core
+        tokenizer = load_tokenizer(folder, config.load_format)
+        self.eos_token_ids = tokenizer.eos_token_ids
         max_model_len = resolve_max_model_len(config)
         self.runner = ModelRunner(config, self.platform, max_model_len)
         backends = {layer: sel.name for layer, sel in self.runner.selections.items()}
@@ -110,12 +113,18 @@ class EngineCore:
         )
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
         self.requests: dict[str, Sequence] = {}
+        table = tokenizer.tok.to_str() if hasattr(tokenizer, "tok") else None
+        self.grammars = Grammars(table, self.info.vocab_size, self.eos_token_ids) if table else None
         self.counters = EngineStats()  # only its counter fields are kept here
 
     def add(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> Sequence:
         check_prompt(prompt_token_ids, params, self.info)
         if request_id in self.requests:
             raise InvalidRequestError(f"request id {request_id!r} is already in flight")
+        if params.grammar:
+            if self.grammars is None:
+                raise InvalidRequestError("structured outputs need the model's tokenizer.json")
+            self.grammars.add(request_id, params.grammar)
         seq = Sequence(list(prompt_token_ids), params, request_id=request_id)
         seq.max_tokens = params.max_tokens or (self.info.max_model_len - len(prompt_token_ids))
         self.requests[request_id] = seq
@@ -126,6 +135,8 @@ class EngineCore:
         seq = self.requests.pop(request_id, None)
         if seq is not None:
             self.scheduler.finish(seq, "abort")
+        if self.grammars is not None:
+            self.grammars.drop(request_id)
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
@@ -158,7 +169,10 @@ class EngineCore:
         ready = self.scheduler.complete_step(batch)
         if not ready:
             return []
-        sampled = sample(logits, ready, self._suppressed(ready))
+        allowed = (
+            self.grammars.allowed([s.request_id for s in ready], logits.device) if self.grammars else None
+        )
+        sampled = sample(logits, ready, self._suppressed(ready), allowed)
         return [
             self._append(seq, token, logprob)
             for seq, token, logprob in zip(ready, sampled.tokens, sampled.logprobs, strict=True)
@@ -215,9 +229,13 @@ class EngineCore:
         if seq.first_token_time is None:
             seq.first_token_time = time.monotonic()
         reason = self._stop_reason(seq, token)
+        if reason is None and self.grammars is not None and self.grammars.advance(seq.request_id, token):
+            reason = "stop"  # the grammar is complete: only end-of-sequence could follow
         if reason is not None:
             self.scheduler.finish(seq, reason)
             self.requests.pop(seq.request_id, None)
+            if self.grammars is not None:
+                self.grammars.drop(seq.request_id)
         return CoreOutput(
             seq.request_id, [token], [logprob] if logprob else None, reason, seq.num_cached_tokens
         )

@@ -84,11 +84,15 @@ def apply_bias(
 
 
 def sample(
-    logits: torch.Tensor, seqs: list[Sequence], suppressed: list[list[int]] | None = None
+    logits: torch.Tensor,
+    seqs: list[Sequence],
+    suppressed: list[list[int]] | None = None,
+    allowed: torch.Tensor | None = None,
 ) -> SamplerOutput:
     """logits: [len(seqs), vocab] float32, left unchanged. One token id (and logprobs) per sequence.
     suppressed: per sequence, tokens it may not sample now (min_tokens). Logprobs are the model's own
-    (before penalties, biases and suppression).
+    (before penalties, biases, suppression and grammars). allowed: [len(seqs), vocab] bool, the tokens
+    each sequence's grammar admits now (structured outputs).
 
     Which rows are greedy or penalised is known on the host, so the only device-to-host sync is the
     final token read; greedy rows skip the copy, the filters and the noise entirely."""
@@ -97,6 +101,8 @@ def sample(
         logits = apply_bias(logits.clone(), seqs, suppressed)
     if any(s.params.penalised for s in seqs):
         logits = apply_penalties(logits if logits is not raw else logits.clone(), seqs)
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, float("-inf"))
     tokens = logits.argmax(dim=-1)
     drawn = [i for i, s in enumerate(seqs) if not s.params.greedy]
     if drawn:

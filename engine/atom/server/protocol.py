@@ -6,6 +6,8 @@ only make sense together are checked."""
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -13,12 +15,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from ..errors import InvalidRequestError
 from ..sampling_params import SamplingParams
 from .limits import MAX_MESSAGES, MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_STOP_TOKEN_IDS
 
@@ -57,7 +61,6 @@ UNSUPPORTED = {
 # Values of otherwise unsupported fields that ask for nothing beyond the default: accepted.
 HARMLESS = {
     "tool_choice": ("none",),
-    "response_format": ({"type": "text"},),
     "store": (False,),
 }
 
@@ -77,6 +80,44 @@ class OpenAIModel(BaseModel):
         return {
             k: v for k, v in data.items() if not (v is None and k in fields and fields[k].default is not None)
         }
+
+
+class JsonSchemaFormat(OpenAIModel):
+    name: Annotated[Text, Field(max_length=64)] = "response"
+    description: Text | None = None
+    schema_: dict[str, Any] | bool = Field(default=True, alias="schema")  # True: any JSON value
+    strict: bool | None = None  # always enforced: the grammar is the schema
+
+
+class ResponseFormat(OpenAIModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    _grammar: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _compile(self):
+        """The grammar is built here, so a schema it cannot follow is a 400 naming response_format."""
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type json_schema needs a json_schema object ({name, schema, strict})")
+        if self.type != "text":
+            schema = {"type": "object"} if self.type == "json_object" else self.json_schema.schema_
+            try:
+                self._grammar = _grammar(json.dumps(schema, sort_keys=True))
+            except InvalidRequestError as e:
+                raise ValueError(str(e)) from e
+        return self
+
+    def grammar(self) -> str | None:
+        """The llguidance grammar the output must follow (compiled once per distinct schema)."""
+        return self._grammar
+
+
+@functools.lru_cache(maxsize=256)
+def _grammar(schema: str) -> str:
+    from ..engine.structured import json_schema_grammar
+
+    return json_schema_grammar(json.loads(schema))
 
 
 class StreamOptions(OpenAIModel):
@@ -114,7 +155,7 @@ class SamplingFields(OpenAIModel):
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     # meaningful with tools only, which are refused on their own; accepted so clients that always send it work
     parallel_tool_calls: bool | None = None
-    response_format: Refused = None  # {"type": "text"} only
+    response_format: ResponseFormat | None = None  # text, json_object, json_schema (structured outputs)
     store: Refused = None  # false only
 
     # declared so that a request naming them gets a 400 saying why (UNSUPPORTED), not "extra input";
@@ -131,14 +172,12 @@ class SamplingFields(OpenAIModel):
     best_of: Refused = None
     reasoning_effort: Refused = None
 
-    @field_validator(*UNSUPPORTED, "response_format", "store", mode="before")
+    @field_validator(*UNSUPPORTED, "store", mode="before")
     @classmethod
     def _unsupported(cls, value: Any, info: ValidationInfo) -> Any:
         name = info.field_name
         if value is None or value == [] or value in HARMLESS.get(name, ()):
             return None if name in UNSUPPORTED else value
-        if name == "response_format":
-            raise ValueError("only {'type': 'text'} is supported (structured outputs are not, yet)")
         if name == "store":
             raise ValueError("store = true is not supported: this server keeps no record of requests")
         raise ValueError(f"not supported: {UNSUPPORTED[name]}")
@@ -176,6 +215,7 @@ class SamplingFields(OpenAIModel):
             logprobs=logprobs,
             min_tokens=self.min_tokens,
             logit_bias={int(k): v for k, v in (self.logit_bias or {}).items()},
+            grammar=self.response_format.grammar() if self.response_format else None,
         )
 
 
