@@ -46,6 +46,16 @@ def test_langchain_openai_invoke_stream_batch_async(server, venv):
     assert got["ainvoke"] and len([c for c in got["astream"] if c]) >= 4
 
 
+def test_langchain_structured_output_gets_its_pydantic_models(server, venv):
+    """langchain's with_structured_output(method="json_schema"): strict response_format, parsed into
+    the pydantic model on the client side (it raises on anything that does not validate)."""
+    got = json.loads(
+        run([venv / "python", CLIENTS / "langchain_structured.py", server, KEY, MODEL]).splitlines()[-1]
+    )
+    assert len(got) == 2
+    assert all(a["size"] in ("small", "medium", "large") and a["name"] for a in got)
+
+
 def test_litellm_sync_stream_async(server, venv):
     got = json.loads(
         run([venv / "python", CLIENTS / "litellm_calls.py", server, KEY, MODEL]).splitlines()[-1]
