@@ -30,6 +30,16 @@ def _copy_tokenizer(src: Path, dst: Path) -> None:
             shutil.copy(src / name, dst / name)
 
 
+def _saved_by_hf(name: str, smollm2: Path, model_class, config) -> Path:
+    """A random checkpoint HF writes itself (seeded, cached across runs), with SmolLM2's tokenizer."""
+    out = CACHE / name
+    if not (out / "model.safetensors").exists():
+        torch.manual_seed(0)
+        model_class(config).save_pretrained(out)
+        _copy_tokenizer(smollm2, out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_gpt_oss(smollm2: Path) -> Path:
     """Random gpt-oss with MXFP4 experts (blocks/scales), sliding window 16 so tests exceed it cheaply."""
@@ -93,10 +103,6 @@ def tiny_llama(smollm2: Path) -> Path:
     attention biases (row-parallel o_proj bias added once) and a vocabulary no rank count divides."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    out = CACHE / "tiny-llama"
-    if (out / "model.safetensors").exists():
-        return out
-    torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=49157,
         hidden_size=64,
@@ -109,9 +115,7 @@ def tiny_llama(smollm2: Path) -> Path:
         max_position_embeddings=2048,
         eos_token_id=2,
     )
-    LlamaForCausalLM(config).save_pretrained(out)
-    _copy_tokenizer(smollm2, out)
-    return out
+    return _saved_by_hf("tiny-llama", smollm2, LlamaForCausalLM, config)
 
 
 @pytest.fixture(scope="session")
@@ -119,10 +123,6 @@ def tiny_qwen3(smollm2: Path) -> Path:
     """Random Qwen3: q/k norms per head, head_dim (32) apart from hidden / heads (16), tied embeddings."""
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    out = CACHE / "tiny-qwen3"
-    if (out / "model.safetensors").exists():
-        return out
-    torch.manual_seed(0)
     config = Qwen3Config(
         vocab_size=49152,
         hidden_size=64,
@@ -136,9 +136,7 @@ def tiny_qwen3(smollm2: Path) -> Path:
         max_position_embeddings=2048,
         eos_token_id=2,
     )
-    Qwen3ForCausalLM(config).save_pretrained(out)
-    _copy_tokenizer(smollm2, out)
-    return out
+    return _saved_by_hf("tiny-qwen3", smollm2, Qwen3ForCausalLM, config)
 
 
 @pytest.fixture(scope="session")
@@ -147,10 +145,6 @@ def tiny_qwen3_moe(smollm2: Path) -> Path:
     one by one as HF does."""
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
-    out = CACHE / "tiny-qwen3-moe"
-    if (out / "model.safetensors").exists():
-        return out
-    torch.manual_seed(0)
     config = Qwen3MoeConfig(
         vocab_size=49152,
         hidden_size=64,
@@ -168,9 +162,7 @@ def tiny_qwen3_moe(smollm2: Path) -> Path:
         max_position_embeddings=2048,
         eos_token_id=2,
     )
-    Qwen3MoeForCausalLM(config).save_pretrained(out)
-    _copy_tokenizer(smollm2, out)
-    return out
+    return _saved_by_hf("tiny-qwen3-moe", smollm2, Qwen3MoeForCausalLM, config)
 
 
 DEEPSEEK_ROPE = {  # YaRN with DeepSeek's two mscales (the rotary's factor is their ratio, the softmax's
@@ -270,10 +262,6 @@ def tiny_mixtral(smollm2: Path) -> Path:
     """Random Mixtral (bf16 MoE, softmax -> top-k -> renormalise), saved by HF itself."""
     from transformers import MixtralConfig, MixtralForCausalLM
 
-    out = CACHE / "tiny-mixtral"
-    if (out / "model.safetensors").exists():
-        return out
-    torch.manual_seed(0)
     config = MixtralConfig(
         vocab_size=49152,
         hidden_size=64,
@@ -287,6 +275,4 @@ def tiny_mixtral(smollm2: Path) -> Path:
         max_position_embeddings=2048,
         eos_token_id=2,
     )
-    MixtralForCausalLM(config).save_pretrained(out)
-    _copy_tokenizer(smollm2, out)
-    return out
+    return _saved_by_hf("tiny-mixtral", smollm2, MixtralForCausalLM, config)
