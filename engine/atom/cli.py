@@ -393,6 +393,18 @@ def bench_tp(
         json_out.write_text(json.dumps(rows, indent=2))
 
 
+@bench_app.command("grammar")
+def bench_grammar(
+    model: ModelOpt,
+    batch: Annotated[list[int], typer.Option(help="Constrained sequences per step.")] = [1, 8, 64],  # noqa: B006
+) -> None:
+    """Structured outputs' cost per step: the token mask for B constrained sequences (CPU)."""
+    from .bench.grammar import run_grammar_bench
+
+    for row in run_grammar_bench(model, batch):
+        typer.echo(json.dumps(row))
+
+
 @bench_app.command("agree")
 def bench_agree(
     shape: str = "gpt-oss-20b",

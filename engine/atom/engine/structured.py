@@ -44,6 +44,7 @@ class Grammars:
     def __init__(self, tokenizer_json: str, vocab_size: int, eos_token_ids: set[int]) -> None:
         self._source = (tokenizer_json, vocab_size, sorted(eos_token_ids))
         self._tokenizer = None  # built on first use (about a second for a 200k vocabulary)
+        self._executor = None  # llguidance's thread pool: the batch's masks in parallel, GIL released
         self.vocab_size = vocab_size
         self.matchers: dict[str, object] = {}
 
@@ -72,11 +73,14 @@ class Grammars:
         rows = [i for i, r in enumerate(request_ids) if r in self.matchers]
         if not rows:
             return None
+        import llguidance
+
+        if self._executor is None:
+            self._executor = llguidance.LLExecutor()
         words = -(-self.vocab_size // 32)
         bits = torch.full((len(request_ids), words), -1, dtype=torch.int32)
-        for i in rows:
-            row = bits[i]
-            self.matchers[request_ids[i]].unsafe_compute_mask_ptr(row.data_ptr(), row.numel() * 4)
+        matchers = [(self.matchers[request_ids[i]], i) for i in rows]
+        self._executor.unsafe_compute_mask_ptr(matchers, bits.data_ptr(), words * 4, len(request_ids))
         shifts = torch.arange(32, dtype=torch.int32)
         allowed = ((bits.unsqueeze(-1) >> shifts) & 1).bool().flatten(1)[:, : self.vocab_size]
         return allowed.to(device)
