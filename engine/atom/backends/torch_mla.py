@@ -10,6 +10,7 @@ import torch
 
 from ..layers.context import AttentionMetadata
 from .spec import Support
+from .torch_attention import causal_mask, gather_context, pad_queries
 
 SUPPORT = Support(devices=frozenset({"cpu", "cuda", "rocm"}))  # host-synced shapes: no CUDA graphs
 
@@ -40,17 +41,10 @@ def forward(
     rank = layer.kv_rank
     store_latent(latent, k_rope, cache, meta.slot_mapping)
     w_uk, w_uv = layer.up_projections()
-    num_seqs = meta.block_tables.shape[0]
-    blocks = meta.block_tables[:, : -(-meta.max_seq_len // meta.block_size)]
-    context = cache[blocks].flatten(1, 2)[:, : meta.max_seq_len].float()  # [B, L, rank + rope]
-    q = absorbed_query(q_nope, q_rope, w_uk)
-    offsets = torch.arange(q.shape[0], device=q.device) - meta.query_start_loc[meta.seq_idx]
-    padded = q.new_zeros(num_seqs, meta.max_query_len, *q.shape[1:])
-    padded[meta.seq_idx, offsets] = q
+    context = gather_context(cache, meta)  # [B, L, rank + rope]
+    padded, offsets = pad_queries(absorbed_query(q_nope, q_rope, w_uk), meta)
     scores = torch.einsum("bqhd,bkd->bhqk", padded, context) * scale
-    q_pos = (meta.seq_lens - meta.query_lens)[:, None] + torch.arange(meta.max_query_len, device=q.device)
-    k_pos = torch.arange(context.shape[1], device=q.device)
-    allowed = k_pos[None, None, :] <= q_pos[:, :, None]
+    allowed = causal_mask(meta, context.shape[1])
     probs = scores.masked_fill(~allowed[:, None], float("-inf")).softmax(dim=-1)
     mixed = torch.einsum("bhqk,bkr->bqhr", probs, context[..., :rank])
     out = torch.einsum("bqhr,hvr->bqhv", mixed, w_uv.float())

@@ -113,8 +113,8 @@ class EngineCore:
         )
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
         self.requests: dict[str, Sequence] = {}
-        table = tokenizer.tok.to_str() if hasattr(tokenizer, "tok") else None
-        self.grammars = Grammars(table, self.info.vocab_size, self.eos_token_ids) if table else None
+        table = tokenizer.tok.to_str() if hasattr(tokenizer, "tok") else None  # None: ids-only model
+        self.grammars = Grammars(table, self.info.vocab_size, self.eos_token_ids)
         self.counters = EngineStats()  # only its counter fields are kept here
 
     def add(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> Sequence:
@@ -122,8 +122,6 @@ class EngineCore:
         if request_id in self.requests:
             raise InvalidRequestError(f"request id {request_id!r} is already in flight")
         if params.grammar:
-            if self.grammars is None:
-                raise InvalidRequestError("structured outputs need the model's tokenizer.json")
             self.grammars.add(request_id, params.grammar)
         seq = Sequence(list(prompt_token_ids), params, request_id=request_id)
         seq.max_tokens = params.max_tokens or (self.info.max_model_len - len(prompt_token_ids))
@@ -132,11 +130,15 @@ class EngineCore:
         return seq
 
     def abort(self, request_id: str) -> None:
-        seq = self.requests.pop(request_id, None)
+        seq = self.requests.get(request_id)
         if seq is not None:
-            self.scheduler.finish(seq, "abort")
-        if self.grammars is not None:
-            self.grammars.drop(request_id)
+            self._finish(seq, "abort")
+
+    def _finish(self, seq: Sequence, reason: FinishReason) -> None:
+        """The request leaves: its blocks, its entry and its grammar go."""
+        self.scheduler.finish(seq, reason)
+        self.requests.pop(seq.request_id, None)
+        self.grammars.drop(seq.request_id)
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()
@@ -169,9 +171,7 @@ class EngineCore:
         ready = self.scheduler.complete_step(batch)
         if not ready:
             return []
-        allowed = (
-            self.grammars.allowed([s.request_id for s in ready], logits.device) if self.grammars else None
-        )
+        allowed = self.grammars.allowed(ready, logits.device)
         sampled = sample(logits, ready, self._suppressed(ready), allowed)
         return [
             self._append(seq, token, logprob)
@@ -229,13 +229,10 @@ class EngineCore:
         if seq.first_token_time is None:
             seq.first_token_time = time.monotonic()
         reason = self._stop_reason(seq, token)
-        if reason is None and self.grammars is not None and self.grammars.advance(seq.request_id, token):
+        if reason is None and self.grammars.advance(seq.request_id, token):
             reason = "stop"  # the grammar is complete: only end-of-sequence could follow
         if reason is not None:
-            self.scheduler.finish(seq, reason)
-            self.requests.pop(seq.request_id, None)
-            if self.grammars is not None:
-                self.grammars.drop(seq.request_id)
+            self._finish(seq, reason)
         return CoreOutput(
             seq.request_id, [token], [logprob] if logprob else None, reason, seq.num_cached_tokens
         )

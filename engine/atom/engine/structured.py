@@ -41,7 +41,8 @@ def json_schema_grammar(schema: dict | bool) -> str:
 class Grammars:
     """The core's matchers, one per constrained request."""
 
-    def __init__(self, tokenizer_json: str, vocab_size: int, eos_token_ids: set[int]) -> None:
+    def __init__(self, tokenizer_json: str | None, vocab_size: int, eos_token_ids: set[int]) -> None:
+        """tokenizer_json None: a model folder without a tokenizer, which cannot take grammars."""
         self._source = (tokenizer_json, vocab_size, sorted(eos_token_ids))
         self._tokenizer = None  # built on first use (about a second for a 200k vocabulary)
         self._executor = None  # llguidance's thread pool: the batch's masks in parallel, GIL released
@@ -59,6 +60,8 @@ class Grammars:
     def add(self, request_id: str, grammar: str) -> None:
         import llguidance
 
+        if self._source[0] is None:
+            raise InvalidRequestError("structured outputs need the model's tokenizer.json")
         matcher = llguidance.LLMatcher(self._llg_tokenizer(), grammar, log_level=0)
         if matcher.is_error():
             raise InvalidRequestError(f"response_format: {matcher.get_error()}")
@@ -67,9 +70,12 @@ class Grammars:
     def drop(self, request_id: str) -> None:
         self.matchers.pop(request_id, None)
 
-    def allowed(self, request_ids: list[str], device: torch.device) -> torch.Tensor | None:
-        """[len(request_ids), vocab] bool: the tokens each may sample now (all, for unconstrained ones);
-        None when no request of the batch is constrained."""
+    def allowed(self, seqs: list, device: torch.device) -> torch.Tensor | None:
+        """[len(seqs), vocab] bool: the tokens each sequence may sample now (all, for unconstrained
+        ones); None when none of them is constrained (the common case costs one dict check)."""
+        if not self.matchers:
+            return None
+        request_ids = [s.request_id for s in seqs]
         rows = [i for i, r in enumerate(request_ids) if r in self.matchers]
         if not rows:
             return None

@@ -94,7 +94,7 @@ class WorkerPool:
         code = proc.wait()
         if self._closed:
             return
-        self.failure = f"tensor-parallel worker {proc.args[-1]} (pid {proc.pid}) exited with code {code}"
+        self.failure = _died(proc, code)
         time.sleep(DEAD_RANK_GRACE_S)
         if not self._closed:
             print(f"atom: {self.failure}; the engine cannot go on", file=sys.stderr, flush=True)
@@ -104,7 +104,7 @@ class WorkerPool:
         """Raise EngineDeadError if a worker has died (cheap: for idle loops too)."""
         for proc in self.procs:
             if self.failure is None and proc.poll() is not None:
-                self.failure = f"tensor-parallel worker {proc.args[-1]} (pid {proc.pid}) exited with code {proc.returncode}"
+                self.failure = _died(proc, proc.returncode)
         if self.failure is not None:
             raise EngineDeadError(self.failure)
 
@@ -128,6 +128,10 @@ class WorkerPool:
                 proc.kill()
         self.socket.close(linger=1000)
         self.context.term()
+
+
+def _died(proc: subprocess.Popen, code: int) -> str:
+    return f"tensor-parallel worker {proc.args[-1]} (pid {proc.pid}) exited with code {code}"
 
 
 def start_local_workers(
