@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import functools
 import json
 from pathlib import Path
 
@@ -14,6 +16,29 @@ from .errors import InvalidRequestError, ModelLoadError
 
 def _raise(message: str) -> None:
     raise InvalidRequestError(f"chat template: {message}")
+
+
+def _tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False) -> str:
+    """HF transformers' `tojson` (templates are written against it): plain json.dumps, no HTML escaping."""
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.datetime.now().strftime(fmt)
+
+
+@functools.lru_cache(maxsize=8)
+def _compile_template(source: str) -> jinja2.Template:
+    """The environment HF transformers renders chat templates in (same filters, globals, loop controls)."""
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise
+    env.globals["strftime_now"] = _strftime_now
+    return env.from_string(source)
 
 
 def config_eos_ids(folder: Path, names: tuple[str, ...]) -> set[int]:
@@ -64,17 +89,33 @@ class Tokenizer:
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True)
 
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(
+        self,
+        messages: list[dict],
+        add_generation_prompt: bool = True,
+        tools: list[dict] | None = None,
+        **variables,
+    ) -> str:
+        """variables: what a template may read besides messages and tools (reasoning_effort, ...);
+        None values are left undefined, so the template's own defaults apply."""
         if not self.chat_template:
             raise InvalidRequestError("this model has no chat template; use /v1/completions")
-        env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = _raise
-        return env.from_string(self.chat_template).render(
-            messages=messages,
-            add_generation_prompt=add_generation_prompt,
-            bos_token=self._token("bos_token") or "",
-            eos_token=self._token("eos_token") or "",
-        )
+        try:
+            template = _compile_template(self.chat_template)
+        except jinja2.TemplateSyntaxError as e:
+            raise InvalidRequestError(f"chat template: it does not parse: {e}") from e
+        defined = {k: v for k, v in variables.items() if v is not None}
+        try:
+            return template.render(
+                messages=messages,
+                tools=tools,
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self._token("bos_token") or "",
+                eos_token=self._token("eos_token") or "",
+                **defined,
+            )
+        except (jinja2.TemplateError, TypeError, ValueError) as e:  # the template choked on these messages
+            raise InvalidRequestError(f"chat template: cannot render these messages: {e}") from e
 
 
 class IdsOnlyTokenizer:
@@ -91,7 +132,7 @@ class IdsOnlyTokenizer:
     def decode(self, ids: list[int]) -> str:
         return ""
 
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True, **_) -> str:
         raise InvalidRequestError("this model folder has no tokenizer or chat template")
 
 

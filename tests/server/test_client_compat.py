@@ -144,11 +144,10 @@ def test_logit_bias_steers_every_token(server):
 @pytest.mark.parametrize(
     "field,value,says",
     [
-        ("tools", [{"type": "function", "function": {"name": "f"}}], "tool calling is not supported"),
-        ("tool_choice", "auto", "tool calling is not supported"),
+        ("functions", [{"name": "f"}], "deprecated by OpenAI for tools"),
         ("response_format", {"type": "json_schema", "json_schema": {"schema": {"not": {}}}}, "not supported"),
         ("store", True, "keeps no record"),
-        ("reasoning_effort", "low", "not supported"),
+        ("reasoning_effort", "extreme", "'low', 'medium' or 'high'"),
     ],
 )
 def test_unsupported_openai_fields_are_named(server, field, value, says):
@@ -172,10 +171,21 @@ def test_accepted_fields_that_change_nothing(server):
     assert r.status_code == 200, r.text
 
 
-def test_tool_messages_say_why_they_are_refused(server):
-    messages = [*MESSAGES, {"role": "tool", "content": "42", "tool_call_id": "c1"}]
-    r = post(server, "/v1/chat/completions", {"messages": messages})
-    assert r.status_code == 400 and "tool calling is not supported" in r.json()["error"]["message"]
+@pytest.mark.parametrize(
+    "message,says",
+    [
+        ({"role": "tool", "content": "42"}, "needs tool_call_id"),
+        ({"role": "function", "content": "42", "name": "f"}, "send role 'tool'"),
+        (
+            {"role": "user", "content": "hi", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{}"}}]},
+            "only assistant messages carry tool_calls",
+        ),
+        ({"role": "user"}, "needs content"),
+    ],
+)
+def test_malformed_tool_conversation_messages_say_why(server, message, says):
+    r = post(server, "/v1/chat/completions", {"messages": [*MESSAGES, message]})
+    assert r.status_code == 400 and says in r.json()["error"]["message"], r.text
 
 
 def test_every_body_and_chunk_parses_strictly_with_the_openai_models(server):

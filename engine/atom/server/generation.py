@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -32,6 +32,7 @@ class Reply:
     start: float
     include_usage: bool = False
     continuous_usage: bool = False  # usage in every chunk (vLLM's stream_options extension)
+    parser: Callable | None = None  # chat: makes one choice's output parser (reasoning, tool calls)
 
     @property
     def chat(self) -> bool:
@@ -57,15 +58,18 @@ async def serve(
     kind: str,
     logprobs: int | None,
     max_tokens: int | None,
+    grammar: str | None = None,
+    parser: Callable | None = None,
 ):
-    """Validate, admit, start one engine stream per (prompt, choice); answer as JSON or SSE."""
+    """Validate, admit, start one engine stream per (prompt, choice); answer as JSON or SSE.
+    grammar: the caller's constraint (a required tool call); parser: chat output parsing per choice."""
     count = state.count
     engine = state.ready_engine()
     if engine is None:
         return state.not_ready()
     rid = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
     try:
-        params = [body.sampling_params(max_tokens, logprobs, i) for i in range(body.n)]
+        params = [body.sampling_params(max_tokens, logprobs, i, grammar) for i in range(body.n)]
         prompt_ids = await state.off_loop(encode_all, engine.tokenizer, prompts)
         engine.admit(prompt_ids, params[0], len(params))
     except InvalidRequestError as e:
@@ -91,6 +95,7 @@ async def serve(
         time.monotonic(),
         include_usage=bool(options and options.include_usage),
         continuous_usage=bool(options and options.continuous_usage_stats),
+        parser=parser,
     )
     if body.stream:
         return StreamingResponse(sse(state, request, reply, streams), media_type="text/event-stream")
@@ -123,8 +128,9 @@ async def respond(state: ServerState, request: Request, reply: Reply, streams):
         count(request, 500)
         return error(500, str(e), kind="server_error")
     count(request, 200)
+    parsed = [responses.parse_whole(reply.parser(), out) for out in finals] if reply.parser else None
     return responses.full_response(
-        reply.rid, reply.kind, reply.model, finals, reply.prompt_tokens, reply.fingerprint
+        reply.rid, reply.kind, reply.model, finals, reply.prompt_tokens, reply.fingerprint, parsed
     )
 
 
@@ -161,6 +167,7 @@ async def sse(state: ServerState, request, reply: Reply, streams) -> AsyncIterat
     )
     completion_tokens, finished = 0, False
     offsets = [0] * len(streams)  # completions' text_offset: characters each choice has streamed
+    parsers = [responses.StreamedChoice(reply.parser()) for _ in streams] if reply.parser else None
 
     def usage() -> dict:
         return responses.usage(reply.prompt_tokens, completion_tokens)
@@ -182,7 +189,8 @@ async def sse(state: ServerState, request, reply: Reply, streams) -> AsyncIterat
                 yield responses.error_event(str(out))
                 continue
             completion_tokens += len(out.delta_token_ids)
-            yield reply.event([_choice(reply, i, out, offsets)], usage() if reply.continuous_usage else None)
+            choice = _choice(reply, i, out, offsets, parsers[i] if parsers else None)
+            yield reply.event([choice], usage() if reply.continuous_usage else None)
         if reply.include_usage:
             yield reply.event([], usage())
         yield responses.DONE
@@ -194,12 +202,16 @@ async def sse(state: ServerState, request, reply: Reply, streams) -> AsyncIterat
         await items.aclose()  # closes each generate() stream, which aborts its request
 
 
-def _choice(reply: Reply, i: int, out: RequestOutput, offsets: list[int]) -> dict:
-    """One streamed choice: the new text, and the logprobs of the tokens that made it when asked for."""
+def _choice(reply: Reply, i: int, out: RequestOutput, offsets: list[int], parsed=None) -> dict:
+    """One streamed choice: the new text (or, parsed, its reasoning, content and tool calls), and the
+    logprobs of the tokens that made it when asked for."""
     choice = {"index": i, "finish_reason": out.finish_reason}
     entries = out.delta_logprobs
     if reply.chat:
-        choice["delta"] = {"content": out.delta_text} if out.delta_text else {}
+        if parsed is not None:
+            choice["delta"], choice["finish_reason"] = parsed.step(out)
+        else:
+            choice["delta"] = {"content": out.delta_text} if out.delta_text else {}
         choice["logprobs"] = responses.chat_logprobs(entries) if entries else None
     else:
         choice["text"] = out.delta_text

@@ -16,6 +16,7 @@ MAX_STOP_STRINGS = 16
 MAX_STOP_CHARS = 256
 MAX_STOP_TOKEN_IDS = 256
 MAX_MESSAGES = 2048
+MAX_TOOLS = 128  # OpenAI's own limit on tools per request
 
 
 @dataclass(frozen=True)

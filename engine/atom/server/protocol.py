@@ -24,7 +24,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from ..errors import InvalidRequestError
 from ..sampling_params import SamplingParams
-from .limits import MAX_MESSAGES, MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_STOP_TOKEN_IDS
+from .limits import MAX_MESSAGES, MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_STOP_TOKEN_IDS, MAX_TOOLS
 
 STRICT = ConfigDict(extra="forbid", strict=True)
 
@@ -46,8 +46,6 @@ MetadataValue = Annotated[Text, Field(max_length=512)]
 # OpenAI fields this server does not implement, and why: a 400 that says so (a client that sends them
 # must not get an answer that silently ignored them).
 UNSUPPORTED = {
-    "tools": "tool calling is not supported yet",
-    "tool_choice": "tool calling is not supported yet",
     "functions": "function calling is not supported (and deprecated by OpenAI for tools)",
     "function_call": "function calling is not supported (and deprecated by OpenAI for tools)",
     "audio": "audio output is not supported by a text model",
@@ -56,11 +54,9 @@ UNSUPPORTED = {
     "web_search_options": "web search is not supported",
     "suffix": "suffix (insertion) is not supported",
     "best_of": "best_of is not supported; use n",
-    "reasoning_effort": "reasoning_effort is not supported for this model yet",
 }
 # Values of otherwise unsupported fields that ask for nothing beyond the default: accepted.
 HARMLESS = {
-    "tool_choice": ("none",),
     "store": (False,),
 }
 
@@ -153,15 +149,11 @@ class SamplingFields(OpenAIModel):
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
     # accepted; there is one tier here
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
-    # meaningful with tools only, which are refused on their own; accepted so clients that always send it work
-    parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None  # text, json_object, json_schema (structured outputs)
     store: Refused = None  # false only
 
     # declared so that a request naming them gets a 400 saying why (UNSUPPORTED), not "extra input";
     # left out of the OpenAPI schema, which lists what the server does
-    tools: Refused = None
-    tool_choice: Refused = None
     functions: Refused = None
     function_call: Refused = None
     audio: Refused = None
@@ -170,7 +162,6 @@ class SamplingFields(OpenAIModel):
     web_search_options: Refused = None
     suffix: Refused = None
     best_of: Refused = None
-    reasoning_effort: Refused = None
 
     @field_validator(*UNSUPPORTED, "store", mode="before")
     @classmethod
@@ -196,7 +187,10 @@ class SamplingFields(OpenAIModel):
             raise ValueError("stream_options is only allowed with stream = true")
         return self
 
-    def sampling_params(self, max_tokens: int | None, logprobs: int | None, index: int) -> SamplingParams:
+    def sampling_params(
+        self, max_tokens: int | None, logprobs: int | None, index: int, grammar: str | None = None
+    ) -> SamplingParams:
+        """grammar: one the caller built (a required tool call); else response_format's, if any."""
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         seed = None if self.seed is None else self.seed + index
         return SamplingParams(
@@ -215,7 +209,7 @@ class SamplingFields(OpenAIModel):
             logprobs=logprobs,
             min_tokens=self.min_tokens,
             logit_bias={int(k): v for k, v in (self.logit_bias or {}).items()},
-            grammar=self.response_format.grammar() if self.response_format else None,
+            grammar=grammar or (self.response_format.grammar() if self.response_format else None),
         )
 
 
@@ -238,16 +232,33 @@ class TextPart(OpenAIModel):
     text: Text
 
 
+class FunctionCall(OpenAIModel):
+    name: Text
+    arguments: Text  # a JSON object as text, as OpenAI sends it
+
+
+class ToolCallMessage(OpenAIModel):
+    """A tool call of an earlier assistant turn, sent back with the conversation."""
+
+    id: Text
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(OpenAIModel):
-    role: Literal["system", "user", "assistant", "developer"]
-    content: Text | list[TextPart]
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: Text | list[TextPart] | None = None  # None: an assistant turn that only called tools
     name: Text | None = None
+    tool_calls: Annotated[list[ToolCallMessage], Field(max_length=MAX_TOOLS)] | None = None
+    tool_call_id: Text | None = None  # role tool: the call this result answers
+    reasoning_content: Text | None = None  # an assistant turn's reasoning, as this server returns it
+    refusal: Text | None = None  # OpenAI's, echoed back by clients that resend whole messages
 
     @field_validator("role", mode="before")
     @classmethod
     def _known_roles(cls, role: object) -> object:
-        if role in ("tool", "function"):
-            raise ValueError(f"{role!r} messages carry tool results; tool calling is not supported yet")
+        if role == "function":
+            raise ValueError("'function' messages are OpenAI's deprecated form; send role 'tool'")
         return role
 
     @field_validator("content", mode="before")
@@ -260,10 +271,53 @@ class ChatMessage(OpenAIModel):
                 raise ValueError(f"part {i} has type {kind!r}; this server takes text parts only")
         return content
 
+    @model_validator(mode="after")
+    def _fields_of_the_role(self):
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id (the id of the call it answers)")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError(f"a {self.role} message needs content")
+        return self
+
     def for_template(self) -> dict:
-        """The chat template's view: content as one string (text parts joined by newlines)."""
-        content = self.content if isinstance(self.content, str) else "\n".join(p.text for p in self.content)
-        return {"role": self.role, "content": content} | ({"name": self.name} if self.name else {})
+        """The chat template's view: content as one string (text parts joined by newlines), and the
+        fields templates read by these names (`thinking` is gpt-oss's name for reasoning)."""
+        content = self.content
+        if isinstance(content, list):
+            content = "\n".join(p.text for p in content)
+        out = {"role": self.role, "content": content or ""}
+        if self.name:
+            out["name"] = self.name
+        if self.tool_calls:
+            out["tool_calls"] = [c.model_dump() for c in self.tool_calls]
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        if self.reasoning_content:
+            out["reasoning_content"] = out["thinking"] = self.reasoning_content
+        return out
+
+
+class FunctionDefinition(OpenAIModel):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+    description: Text | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema of an object; none: no arguments
+    strict: bool | None = None  # always enforced when a call is required: the grammar is the schema
+
+
+class Tool(OpenAIModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(OpenAIModel):
+    name: Text
+
+
+class NamedToolChoice(OpenAIModel):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -271,6 +325,40 @@ class ChatCompletionRequest(SamplingFields):
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    tools: Annotated[list[Tool], Field(max_length=MAX_TOOLS)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
+    # gpt-oss's template reads it (the system message's "Reasoning: ..."); other templates ignore it
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
+
+    @model_validator(mode="after")
+    def _tool_choice_names_a_tool(self):
+        names = [t.function.name for t in self.tools or ()]
+        if len(set(names)) != len(names):
+            raise ValueError("tools: two functions have the same name")
+        choice = self.tool_choice
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(f"tool_choice names {choice.function.name!r}, which is not in tools")
+        if choice == "required" and not names:
+            raise ValueError("tool_choice required needs tools")
+        if self.forced_tools() and self.response_format and self.response_format.grammar():
+            raise ValueError("tool_choice required or named and response_format cannot both constrain")
+        return self
+
+    def active_tools(self) -> list[dict] | None:
+        """The tools the model is told about (none when tool_choice is none), in OpenAI's JSON shape."""
+        if not self.tools or self.tool_choice == "none":
+            return None
+        return [t.model_dump(exclude_none=True) for t in self.tools]
+
+    def forced_tools(self) -> list[dict] | None:
+        """The tools one of which must be called (required: any; named: that one), else None."""
+        choice, tools = self.tool_choice, self.active_tools()
+        if choice == "required":
+            return tools
+        if isinstance(choice, NamedToolChoice):
+            return [t for t in tools if t["function"]["name"] == choice.function.name]
+        return None
 
     @model_validator(mode="after")
     def _top_logprobs_need_logprobs(self):

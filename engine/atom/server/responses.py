@@ -7,6 +7,7 @@ import time
 
 from fastapi.responses import JSONResponse
 
+from ..chat import ChatDelta
 from ..output import RequestOutput
 
 # OpenAI's error `code` is a string naming the case, or null; these are the cases it names that we have
@@ -81,14 +82,73 @@ def body(rid: str, kind: str, model: str, fingerprint: str, choices: list, usage
     return out
 
 
+def finish_reason(reason: str | None, called: bool) -> str | None:
+    """OpenAI's: an answer that ends in tool calls finished for them (unless it was cut short)."""
+    return "tool_calls" if called and reason == "stop" else reason
+
+
+def parse_whole(parser, out: RequestOutput) -> ChatDelta:
+    """A whole answer through a fresh chat output parser (None: plain text)."""
+    if parser is None:
+        return ChatDelta(content=out.text)
+    parsed = parser.feed(out.output_token_ids, out.text)
+    parsed += parser.finish()
+    return parsed
+
+
+def chat_message(parsed: ChatDelta) -> dict:
+    calls = parsed.tool_calls
+    content = parsed.content if parsed.content.strip() or not calls else None  # OpenAI: null beside calls
+    message = {"role": "assistant", "content": content}
+    if parsed.reasoning:
+        message["reasoning_content"] = parsed.reasoning
+    if calls:
+        message["tool_calls"] = [c.openai() for c in calls]
+    return message
+
+
+class StreamedChoice:
+    """One streamed chat choice through its output parser: each output becomes a delta with what it
+    adds (reasoning_content, content, whole tool calls numbered across the answer)."""
+
+    def __init__(self, parser) -> None:
+        self.parser = parser
+        self.calls = 0
+
+    def step(self, out: RequestOutput) -> tuple[dict, str | None]:
+        if self.parser is None:
+            return ({"content": out.delta_text} if out.delta_text else {}), out.finish_reason
+        parsed = self.parser.feed(out.delta_token_ids, out.delta_text)
+        if out.finished:
+            parsed += self.parser.finish()
+        delta = {}
+        if parsed.reasoning:
+            delta["reasoning_content"] = parsed.reasoning
+        if parsed.content:
+            delta["content"] = parsed.content
+        if parsed.tool_calls:
+            delta["tool_calls"] = [c.openai(self.calls + k) for k, c in enumerate(parsed.tool_calls)]
+            self.calls += len(parsed.tool_calls)
+        return delta, finish_reason(out.finish_reason, self.calls > 0)
+
+
 def full_response(
-    rid: str, kind: str, model: str, finals: list[RequestOutput], prompt_tokens: int, fingerprint: str
+    rid: str,
+    kind: str,
+    model: str,
+    finals: list[RequestOutput],
+    prompt_tokens: int,
+    fingerprint: str,
+    parsed: list[ChatDelta] | None = None,
 ) -> dict:
+    """parsed: each chat choice through its output parser (None: the text as it is)."""
     choices = []
     for i, out in enumerate(finals):
         choice = {"index": i, "finish_reason": out.finish_reason}
         if kind == "chat.completion":
-            choice["message"] = {"role": "assistant", "content": out.text}
+            answer = parsed[i] if parsed else ChatDelta(content=out.text)
+            choice["message"] = chat_message(answer)
+            choice["finish_reason"] = finish_reason(out.finish_reason, bool(answer.tool_calls))
             choice["logprobs"] = chat_logprobs(out.logprobs) if out.logprobs else None
         else:
             choice["text"] = out.text
