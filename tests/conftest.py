@@ -40,20 +40,16 @@ def _saved_by_hf(name: str, smollm2: Path, model_class, config) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_gpt_oss(smollm2: Path) -> Path:
+def _write_gpt_oss(out: Path, vocab_size: int) -> None:
     """Random gpt-oss with MXFP4 experts (blocks/scales), sliding window 16 so tests exceed it cheaply."""
     from safetensors.torch import save_file
     from transformers import GptOssConfig, GptOssForCausalLM
 
     from atom.backends import mxfp4
 
-    out = CACHE / "tiny-gpt-oss-mxfp4"
-    if (out / "model.safetensors").exists():
-        return out
     torch.manual_seed(0)
     config = GptOssConfig(
-        vocab_size=49152,
+        vocab_size=vocab_size,
         hidden_size=64,
         intermediate_size=64,
         num_hidden_layers=4,
@@ -93,7 +89,34 @@ def tiny_gpt_oss(smollm2: Path) -> Path:
         ],
     }
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
-    _copy_tokenizer(smollm2, out)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_oss(smollm2: Path) -> Path:
+    out = CACHE / "tiny-gpt-oss-mxfp4"
+    if not (out / "model.safetensors").exists():
+        _write_gpt_oss(out, vocab_size=49152)
+        _copy_tokenizer(smollm2, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_chat_templates() -> dict[str, str]:
+    """gpt-oss's, Qwen3's and Llama 3.1's chat templates as their models ship them (tests/chat_templates.py)."""
+    from .chat_templates import real_templates
+
+    return real_templates(CACHE)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_oss_harmony(smollm2: Path, real_chat_templates) -> Path:
+    """The tiny gpt-oss with a tokenizer that has Harmony's special tokens and gpt-oss's real template."""
+    from .chat_templates import write_harmony_tokenizer
+
+    out = CACHE / "tiny-gpt-oss-harmony"
+    if not (out / "chat_template.jinja").exists():
+        _write_gpt_oss(out, vocab_size=49168)
+        write_harmony_tokenizer(smollm2, out, real_chat_templates["gpt-oss"])
     return out
 
 

@@ -177,7 +177,11 @@ def test_accepted_fields_that_change_nothing(server):
         ({"role": "tool", "content": "42"}, "needs tool_call_id"),
         ({"role": "function", "content": "42", "name": "f"}, "send role 'tool'"),
         (
-            {"role": "user", "content": "hi", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{}"}}]},
+            {
+                "role": "user",
+                "content": "hi",
+                "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{}"}}],
+            },
             "only assistant messages carry tool_calls",
         ),
         ({"role": "user"}, "needs content"),
