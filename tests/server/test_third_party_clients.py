@@ -114,3 +114,17 @@ def test_aiperf_completes_every_request(server, venv, smollm2, tmp_path, per_chu
     assert len(records) == 4
     # the usage the server reported: exactly the 8 tokens asked for (ignore_eos), in every record
     assert all(r["metrics"]["usage_completion_tokens"]["value"] == 8 for r in records)
+
+
+def test_langchain_tool_calls_validate(server, venv):
+    """langchain's bind_tools: the required ("any") and named calls come back as parsed tool calls whose
+    arguments validate against the tool's pydantic model (an anchored pattern included); streamed
+    chunks add up to the same call."""
+    got = json.loads(
+        run([venv / "python", CLIENTS / "langchain_tools.py", server, KEY, MODEL]).splitlines()[-1]
+    )
+    for key in ("any", "GetWeather", "stream"):
+        (call,) = got[key]
+        assert call["name"] == "GetWeather" and call["id"].startswith("call_")
+        assert set(call["args"]) == {"city", "unit"} and call["args"]["unit"] in ("celsius", "fahrenheit")
+    assert got["stream"][0]["args"] == got["GetWeather"][0]["args"]

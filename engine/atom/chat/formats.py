@@ -73,7 +73,11 @@ class ChatFormat:
         return out
 
     def template_tools(self, tools: list[dict] | None) -> list[dict] | None:
-        return tools if self.native_tools else None
+        """Tools as a native template gets them: a description always there (OpenAI's is optional, and
+        gpt-oss's template concatenates it, so a tool without one would not render)."""
+        if not self.native_tools or not tools:
+            return None
+        return [{**t, "function": {"description": "", **t["function"]}} for t in tools]
 
 
 @functools.lru_cache(maxsize=256)
