@@ -58,7 +58,10 @@ class Grammars:
         import llguidance
 
         text, vocab, eos = self._source
-        return llguidance.LLTokenizer(text, n_vocab=vocab, eos_token=eos)
+        try:
+            return llguidance.LLTokenizer(text, n_vocab=vocab, eos_token=eos)
+        except TypeError:  # llguidance before 1.7 takes one end-of-sequence id (the others stay sampleable)
+            return llguidance.LLTokenizer(text, n_vocab=vocab, eos_token=eos[0] if eos else None)
 
     def _llg_tokenizer(self):
         return self._tokenizer.result()  # raises what building it raised (llguidance missing, say)
