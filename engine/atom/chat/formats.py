@@ -77,7 +77,10 @@ class ChatFormat:
         gpt-oss's template concatenates it, so a tool without one would not render)."""
         if not self.native_tools or not tools:
             return None
-        return [{**t, "function": {"description": "", **t["function"]}} for t in tools]
+        return [
+            {**t, "function": {**t["function"], "description": t["function"].get("description", "")}}
+            for t in tools
+        ]
 
 
 @functools.lru_cache(maxsize=256)

@@ -27,7 +27,8 @@ def parameters(tool: dict) -> dict:
 def closed(schema: object) -> object:
     """Objects that list their properties and say nothing of others get no others: a parameter list
     means these arguments (OpenAI's strict mode requires saying so; small models otherwise invent keys
-    until max_tokens). Whatever this admits, the caller's own schema admits too."""
+    until max_tokens). Integers without bounds get JSON's safe range, +-(2**53 - 1) (a small model
+    otherwise writes digits until max_tokens; past it JSON parsers lose precision anyway). Whatever this admits, the caller's own schema admits too."""
     if not isinstance(schema, dict):
         return schema
     out = dict(schema)
@@ -39,9 +40,13 @@ def closed(schema: object) -> object:
         out[key] = closed(out[key])
     if "properties" in schema and "additionalProperties" not in schema:
         out["additionalProperties"] = False
+    if schema.get("type") == "integer":
+        out.setdefault("minimum", -SAFE_INTEGER)
+        out.setdefault("maximum", SAFE_INTEGER)
     return out
 
 
+SAFE_INTEGER = 2**53 - 1
 SCHEMA_MAPS = {"properties", "$defs", "definitions", "patternProperties"}
 SCHEMA_LISTS = {"anyOf", "oneOf", "allOf", "prefixItems"}
 SCHEMA_ONE = {"items", "not", "if", "then", "else", "contains", "additionalProperties"}
