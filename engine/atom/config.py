@@ -68,6 +68,7 @@ class EngineConfig:
     load_format: str = "auto"  # auto | dummy
     moe_backend: str | None = None  # force one; None = best exact match
     attention_backend: str | None = None
+    linear_backend: str | None = None  # an FP8 checkpoint's dense projections: triton (FP8 kept) | torch
     seed: int = 0
     enforce_eager: bool = False  # no CUDA graphs for decode
     tensor_parallel_size: int = 1

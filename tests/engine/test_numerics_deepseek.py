@@ -59,3 +59,17 @@ def test_fp8_block_dequantization_and_the_fnuz_reading_agree():
     values[0, 0] = torch.tensor(-0.0).to(torch.float8_e4m3fn)  # the pattern fnuz reads as NaN
     fnuz, fnuz_scale = fp8.to_fnuz(values, scale)
     assert torch.equal(fp8.dequantize(fnuz, fnuz_scale, (32, 32)), fp8.dequantize(values, scale, (32, 32)))
+
+
+def test_fp8_weights_kept_by_the_triton_linear_match_hf(tiny_deepseek_v3_fp8):
+    """The Triton FP8 linear (Triton's interpreter here, fp32) keeps the projections' FP8 weights and
+    block scales as stored and gives the same greedy tokens and logprobs as HF on the dequantized ones."""
+    quantized, dequantized = tiny_deepseek_v3_fp8
+    with LLM(str(quantized), linear_backend="triton", num_kv_blocks=16, block_size=8) as llm:
+        kept = [m for m in llm.runner.model.modules() if getattr(m, "fp8", None) is not None]
+        assert kept and all(m.weight.dtype == torch.float8_e4m3fn for m in kept)
+        assert {type(m).__name__ for m in kept} == {"Linear"} and not any(m is a.kv_b_proj for a in
+            llm.runner.model.attention_layers() for m in kept)  # fmt: skip
+    assert_greedy_matches_hf(
+        quantized, prompts(), N, reference=dequantized, block_size=8, linear_backend="triton"
+    )

@@ -10,7 +10,7 @@ import pytest
 
 from atom.backends import registry
 from atom.backends.routing import SIGMOID_GROUPED, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX
-from atom.backends.spec import AttentionSpec, MoESpec
+from atom.backends.spec import AttentionSpec, LinearSpec, MoESpec
 from atom.errors import BackendError
 from atom.platform import simulated
 
@@ -143,5 +143,26 @@ def test_cuda_graph_capture_is_declared_by_backends_free_of_host_syncs():
         ("mla", "triton"),
         ("moe", "triton"),
         ("moe", "triton_a8w4"),  # the same kernels (and graphs) with MXFP8 activations
+        ("linear", "triton"),
+        ("linear", "torch"),  # a plain matmul on weights dequantized at load
         ("moe", "triton_kernels"),
     }
+
+
+FP8_LINEAR = LinearSpec("fp8_block", "bfloat16")
+
+
+@pytest.mark.parametrize(
+    "spec,arch,chosen,why_not_triton",
+    [
+        (FP8_LINEAR, "sm90", "triton", None),
+        (FP8_LINEAR, "gfx942", "triton", None),
+        (LinearSpec("fp8_block", "bfloat16", tp_size=2), "sm90", "torch", "no tensor parallelism yet"),
+        (FP8_LINEAR, "cpu", "torch", None),  # the interpreter is a test tool: torch first on the CPU
+    ],
+)
+def test_fp8_linear_selection(spec, arch, chosen, why_not_triton):
+    sel = registry.select("linear", spec, simulated(arch))
+    assert sel.name == chosen
+    if why_not_triton:
+        assert why_not_triton in sel.rejected["triton"]

@@ -31,7 +31,7 @@ import torch
 import triton
 from triton.runtime.jit import JITFunction
 
-from . import triton_attention, triton_mla, triton_moe, triton_pointwise
+from . import triton_attention, triton_fp8_linear, triton_mla, triton_moe, triton_pointwise
 from .routing import TOPK_SOFTMAX
 from .spec import AttentionSpec, MoESpec
 from .triton_moe_a8w4_support import SUPPORT as A8W4_SUPPORT
@@ -51,6 +51,7 @@ DTYPES = {
     torch.int32: "i32",
     torch.int64: "i64",
     torch.float8_e4m3fn: "fp8e4nv",
+    torch.float8_e4m3fnuz: "fp8e4b8",
 }
 # The shapes the engine serves: gpt-oss (MXFP4 experts, attention sinks, sliding window) and a
 # Llama/Mixtral-style model (bf16 experts, plain attention, head_dim 128).
@@ -119,7 +120,9 @@ def recorded_launches(arch: str) -> Iterator[list[Launch]]:
         )
 
     modules = [
-        m for m in (triton_attention, triton_mla, triton_moe, triton_pointwise) if hasattr(m, "device_arch")
+        m
+        for m in (triton_attention, triton_fp8_linear, triton_mla, triton_moe, triton_pointwise)
+        if hasattr(m, "device_arch")
     ]
     saved_run, saved_arch = JITFunction.run, [m.device_arch for m in modules]
     JITFunction.run = record
@@ -147,7 +150,17 @@ def launches_for(arch: str) -> list[Launch]:
         for heads in MLA_HEADS:
             for query_len in (1, 16):
                 _mla(heads, query_len)
+        for rows in (1, 256):  # the decode and the prefill tiles
+            _fp8_linear(rows, arch)
     return list(dict.fromkeys(launches))  # distinct, in first-seen order
+
+
+def _fp8_linear(rows: int, arch: str) -> None:
+    """DeepSeek-V3's q_b_proj (1536 -> 24576) with 128x128 FP8 blocks; gfx942 reads e4m3fnuz."""
+    dtype = torch.float8_e4m3fnuz if arch == "gfx942" else torch.float8_e4m3fn
+    weight = torch.empty(24576, 1536, dtype=dtype)
+    scale = torch.empty(192, 12, dtype=torch.float32)
+    triton_fp8_linear.fp8_block_linear(torch.empty(rows, 1536, dtype=torch.bfloat16), weight, scale)
 
 
 def _norm_and_rotary(hidden: int, spec: AttentionSpec) -> None:

@@ -11,12 +11,13 @@ from dataclasses import dataclass, fields
 
 from ..errors import BackendError
 from ..platform import Platform
-from .spec import AttentionSpec, MLASpec, MoESpec, Support
+from .spec import AttentionSpec, LinearSpec, MLASpec, MoESpec, Support
 
 # name -> module (imported lazily: a backend's module may import optional packages)
 MODULES = {
     "attention": {"aiter": "aiter_attention", "triton": "triton_attention", "torch": "torch_attention"},
     "mla": {"triton": "triton_mla", "torch": "torch_mla"},
+    "linear": {"triton": "triton_fp8_linear", "torch": "torch_linear"},
     "moe": {
         "aiter": "aiter_moe",
         "triton": "triton_moe",
@@ -28,6 +29,7 @@ MODULES = {
 PREFERENCE = {
     "attention": ("aiter", "triton", "torch"),
     "mla": ("triton", "torch"),
+    "linear": ("triton", "torch"),
     # triton_kernels before ours: on the H100 its matmul_ogs is 5-10x faster than our fused kernel today
     # (docs/performance.md); ours stays the exact-match path wherever the real triton_kernels is missing.
     "moe": ("aiter", "triton_kernels", "triton", "torch"),
@@ -69,7 +71,9 @@ def implemented(kind: str, name: str) -> bool:
     return importlib.util.find_spec(f"{__package__}.{MODULES[kind][name]}") is not None
 
 
-def why_not(support: Support, spec: AttentionSpec | MoESpec, platform: Platform) -> str | None:
+def why_not(
+    support: Support, spec: AttentionSpec | MLASpec | MoESpec | LinearSpec, platform: Platform
+) -> str | None:
     """None if the backend can run this layer on this platform exactly; else the first reason it cannot."""
     if platform.kind not in support.devices:
         return f"runs on {sorted(support.devices)}, not {platform.kind}"
@@ -97,6 +101,15 @@ def why_not(support: Support, spec: AttentionSpec | MoESpec, platform: Platform)
         ]
     elif isinstance(spec, MLASpec):
         checks = []  # the latent layout is the only one there is
+    elif isinstance(spec, LinearSpec):
+        checks = [
+            (spec.quant in support.quants, f"weight quant {spec.quant} not in {sorted(support.quants)}"),
+            (
+                not support.act_dtypes or spec.act_dtype in support.act_dtypes,
+                f"activations in {spec.act_dtype}, not {sorted(support.act_dtypes)}",
+            ),
+            (spec.tp_size == 1 or support.tensor_parallel, "no tensor parallelism yet"),
+        ]
     else:
         assert "head_dim" in names
         checks = [
@@ -115,7 +128,10 @@ def why_not(support: Support, spec: AttentionSpec | MoESpec, platform: Platform)
 
 
 def select(
-    kind: str, spec: AttentionSpec | MoESpec, platform: Platform, forced: str | None = None
+    kind: str,
+    spec: AttentionSpec | MLASpec | MoESpec | LinearSpec,
+    platform: Platform,
+    forced: str | None = None,
 ) -> Selection:
     if forced is not None and forced not in MODULES[kind]:
         raise BackendError(f"unknown {kind} backend {forced!r}; choose from {sorted(MODULES[kind])}")

@@ -6,10 +6,12 @@ from pathlib import Path
 
 from ..config import ParallelConfig
 from ..errors import BackendError
+from ..models import checkpoint
 from ..models.loader import read_config
 from ..models.registry import build_model
 from ..platform import detect, simulated
 from . import registry
+from .spec import LinearSpec
 
 
 def backend_report(
@@ -23,15 +25,19 @@ def backend_report(
     import torch
 
     platform = simulated(arch, ck=ck, triton_kernels=triton_kernels) if arch else detect()
+    config = read_config(model)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32 if platform.kind == "cpu" else torch.bfloat16)  # what serve runs
     try:
         with torch.device("meta"):
-            net = build_model(read_config(model), ParallelConfig())
+            net = build_model(config, ParallelConfig())
     finally:
         torch.set_default_dtype(previous)
+    dtype = "float32" if platform.kind == "cpu" else "bfloat16"
+    linear = [LinearSpec("fp8_block", dtype)] if checkpoint.is_fp8(config) else []
     layers, seen = [], set()
     for kind, specs, forced in (
+        ("linear", linear, None),
         (
             "attention",
             [a.spec for a in net.attention_layers() if a.backend_kind == "attention"],

@@ -36,6 +36,15 @@ class MLASpec:
 
 
 @dataclass(frozen=True)
+class LinearSpec:
+    """The model's quantized dense projections (all alike in a model): how the weights are stored."""
+
+    quant: str  # fp8_block (e4m3 with one fp32 scale per 128x128 block)
+    act_dtype: str = "bfloat16"
+    tp_size: int = 1
+
+
+@dataclass(frozen=True)
 class AttentionSpec:
     num_heads: int
     num_kv_heads: int
@@ -64,3 +73,4 @@ class Support:
     requires: tuple[str, ...] = field(default=())  # platform probes that must say yes
     act_dtypes: frozenset[str] = frozenset()  # MoE activation dtypes; empty: any
     cuda_graphs: bool = False  # no host syncs: decode steps using it may be captured in CUDA graphs
+    tensor_parallel: bool = True  # layers split over ranks (a quantized linear's blocks must split too)

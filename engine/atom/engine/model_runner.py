@@ -10,10 +10,12 @@ import numpy as np
 import torch
 
 from ..backends import registry
+from ..backends.spec import LinearSpec
 from ..config import EngineConfig
 from ..errors import EngineDeadError
 from ..layers.context import AttentionMetadata, set_metadata
-from ..models.loader import check_shards, load_model
+from ..models import checkpoint
+from ..models.loader import check_shards, load_model, read_config
 from ..parallel import comm
 from ..parallel.workers import WorkerPool, pick_port
 from ..platform import Platform
@@ -68,10 +70,12 @@ class ModelRunner:
                 self.config = config = replace(config, parallel=pick_port(parallel))
                 self.workers = WorkerPool(config, max_model_len)
             comm.init(config.parallel, self.device)
+        linear = self._select_linear(platform)  # {"linear <spec>": selection}, for an FP8 checkpoint
         self.model = load_model(
-            Path(config.model), self.dtype, self.device, config.parallel, config.load_format, config.seed
-        )
-        self.selections = self._select_backends(platform)
+            Path(config.model), self.dtype, self.device, config.parallel, config.load_format, config.seed,
+            fp8_linear=next(iter(linear.values())).module if linear else None, fnuz=platform.arch == "gfx942",
+        )  # fmt: skip
+        self.selections = {**linear, **self._select_backends(platform)}
         self.block_size = config.block_size
         self.num_blocks = config.num_kv_blocks or self._blocks_for_memory(config.kv_cache_memory_gb)
         if parallel.tp_size > 1:  # every rank holds the same blocks (free memory may differ)
@@ -84,6 +88,14 @@ class ModelRunner:
         if self.workers is not None:
             self.workers.close()
         comm.close()
+
+    def _select_linear(self, platform: Platform) -> dict[str, registry.Selection]:
+        """An FP8 checkpoint's dense projections: chosen before loading, which it decides (FP8 kept or
+        dequantized as it is read)."""
+        if not checkpoint.is_fp8(read_config(Path(self.config.model))):
+            return {}
+        spec = LinearSpec("fp8_block", str(self.dtype).removeprefix("torch."), self.config.parallel.tp_size)
+        return {f"linear {spec}": registry.select("linear", spec, platform, self.config.linear_backend)}
 
     def _select_backends(self, platform: Platform) -> dict[str, registry.Selection]:
         chosen: dict[str, registry.Selection] = {}

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ParallelConfig
+from ..models import fp8
 from ..parallel import comm
 from ..parallel.shard import Shard, split, vocab_rows
 
@@ -17,7 +18,10 @@ class Linear(nn.Module):
 
     shard None: replicated. Shard on dim 0 (column-parallel): each rank computes its slice of y.
     Shard on dim 1 (row-parallel, reduce=True): each rank computes a partial y over its slice of x, one
-    all-reduce sums them; the bias is loaded on rank 0 only (zeros elsewhere) so it is added once."""
+    all-reduce sums them; the bias is loaded on rank 0 only (zeros elsewhere) so it is added once.
+
+    quantizable False: the weight is read as a matrix elsewhere (fused q/k/v, MLA's absorbed up-projection)
+    or is a router, so it never stays FP8 (keep_fp8)."""
 
     def __init__(
         self,
@@ -26,8 +30,11 @@ class Linear(nn.Module):
         bias: bool,
         shard: Shard | None = None,
         parallel: ParallelConfig | None = None,
+        quantizable: bool = True,
     ) -> None:
         super().__init__()
+        self.quantizable = quantizable
+        self.fp8 = None  # the FP8 linear backend, once keep_fp8 made the weight FP8
         self.shard = shard
         self.parallel = parallel or ParallelConfig()
         self.reduce = shard is not None and shard.dim == 1 and self.parallel.tp_size > 1
@@ -60,8 +67,33 @@ class Linear(nn.Module):
             full = torch.zeros_like(full)
         _copy(param, full)
 
+    def keep_fp8(self, backend, block: tuple[int, int], fnuz: bool) -> None:
+        """Hold the weight as an FP8 checkpoint stores it (e4m3 values, `weight_scale_inv` one fp32 scale
+        per block) and multiply with backend.fp8_block_linear. fnuz: gfx942's e4m3 variant, converted
+        as it loads (models/fp8.py)."""
+        if self.shard is not None and self.parallel.tp_size > 1:
+            raise ValueError("FP8 weights split over ranks are not supported yet")  # the selection says so
+        out, inp = self.weight.shape
+        scales = (-(-out // block[0]), -(-inp // block[1]))
+        with torch.device(self.weight.device):
+            dtype = torch.float8_e4m3fnuz if fnuz else torch.float8_e4m3fn
+            self.weight = sharded_parameter((out, inp), (out, inp), self._load_fp8_weight, dtype)
+            self.weight_scale_inv = sharded_parameter(scales, scales, self._load_fp8_scale, torch.float32)
+        self.fp8, self.fnuz, self.fp8_block = backend, fnuz, block
+
+    def _load_fp8_weight(self, param: nn.Parameter, full: torch.Tensor) -> None:
+        if full.dtype not in fp8.FP8_DTYPES:  # random dummy weights: any float, put in e4m3's range
+            full = full.float().clamp(-448, 448).to(torch.float8_e4m3fn)
+        _copy(param, fp8.fnuz_bits(full) if self.fnuz else full.view(param.dtype))
+
+    def _load_fp8_scale(self, param: nn.Parameter, full: torch.Tensor) -> None:
+        _copy(param, full.float() * (2.0 if self.fnuz else 1.0))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.weight, self.bias)
+        if self.fp8 is not None:
+            y = self.fp8.fp8_block_linear(x, self.weight, self.weight_scale_inv, self.bias, self.fp8_block)
+        else:
+            y = F.linear(x, self.weight, self.bias)
         return comm.all_reduce(y) if self.reduce else y
 
 

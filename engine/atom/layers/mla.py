@@ -40,7 +40,8 @@ class MLAttention(nn.Module):
         self.kv_a_proj_with_mqa = Linear(h, self.kv_rank + rope, False)
         self.kv_a_layernorm = RMSNorm(self.kv_rank, rms_eps)
         kv_rows = Shard(0, first * (nope + v), local * (nope + v))
-        self.kv_b_proj = Linear(self.kv_rank, heads * (nope + v), False, kv_rows, parallel)
+        # read as W_UK / W_UV matrices (up_projections), so it stays in the model's dtype
+        self.kv_b_proj = Linear(self.kv_rank, heads * (nope + v), False, kv_rows, parallel, quantizable=False)
         self.o_proj = Linear(heads * v, h, False, Shard(1, first * v, local * v), parallel)
         rope_params = config.get("rope_parameters") or config.get("rope_scaling") or {}
         scaling = rope_params if rope_params.get("rope_type", "default") != "default" else None

@@ -108,7 +108,9 @@ class MoEBlock(nn.Module):
     def __init__(self, spec: MoESpec, router_name: str, router_bias: bool, parallel: ParallelConfig) -> None:
         super().__init__()
         self.router_name = router_name
-        self.add_module(router_name, Linear(spec.hidden_size, spec.num_experts, router_bias))
+        self.add_module(
+            router_name, Linear(spec.hidden_size, spec.num_experts, router_bias, quantizable=False)
+        )
         self.experts = FusedMoE(spec, parallel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -74,9 +74,11 @@ class Attention(nn.Module):
         )
         self.num_heads, self.num_kv_heads, self.head_dim = q_heads, kv_heads, args.head_dim
         h, d = args.hidden_size, args.head_dim
-        self.q_proj = Linear(h, args.num_heads * d, bias, Shard(0, q_first * d, q_heads * d), parallel)
-        self.k_proj = Linear(h, args.num_kv_heads * d, bias, Shard(0, kv_first * d, kv_heads * d), parallel)
-        self.v_proj = Linear(h, args.num_kv_heads * d, bias, Shard(0, kv_first * d, kv_heads * d), parallel)
+        by_q, by_kv = Shard(0, q_first * d, q_heads * d), Shard(0, kv_first * d, kv_heads * d)
+        # fused into one [q; k; v] weight after loading (fuse_qkv), so they stay in the model's dtype
+        self.q_proj = Linear(h, args.num_heads * d, bias, by_q, parallel, quantizable=False)
+        self.k_proj = Linear(h, args.num_kv_heads * d, bias, by_kv, parallel, quantizable=False)
+        self.v_proj = Linear(h, args.num_kv_heads * d, bias, by_kv, parallel, quantizable=False)
         self.o_proj = Linear(args.num_heads * d, h, bias, Shard(1, q_first * d, q_heads * d), parallel)
         self.sinks = None
         if sinks:  # one per query head: split with them

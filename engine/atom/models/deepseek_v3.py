@@ -27,7 +27,7 @@ class DeepseekMoE(nn.Module):
 
     def __init__(self, spec: MoESpec, args: ModelArgs, shared: int, parallel: ParallelConfig) -> None:
         super().__init__()
-        self.gate = Linear(spec.hidden_size, spec.num_experts, False)
+        self.gate = Linear(spec.hidden_size, spec.num_experts, False, quantizable=False)
         self.gate.e_score_correction_bias = nn.Parameter(torch.zeros(spec.num_experts), requires_grad=False)
         self.experts = FusedMoE(spec, parallel, routing_bias=self.gate.e_score_correction_bias)
         self.shared_experts = DenseMLP(args, parallel, spec.intermediate_size * shared) if shared else None

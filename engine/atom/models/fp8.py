@@ -36,6 +36,11 @@ def quantize(weight: torch.Tensor, block: tuple[int, int]) -> tuple[torch.Tensor
 
 def to_fnuz(weight: torch.Tensor, scale_inv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """e4m3fn values and scales -> the e4m3fnuz bits and scales that mean the same numbers (gfx942)."""
+    return fnuz_bits(weight), scale_inv * 2.0
+
+
+def fnuz_bits(weight: torch.Tensor) -> torch.Tensor:
+    """e4m3fn values as e4m3fnuz bits (worth half as much: their scales must double)."""
     bits = weight.view(torch.int8).clone()
     bits[bits == -128] = 0  # fn's -0 is fnuz's NaN
-    return bits.view(torch.float8_e4m3fnuz), scale_inv * 2.0
+    return bits.view(torch.float8_e4m3fnuz)

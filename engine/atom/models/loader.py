@@ -9,6 +9,7 @@ import torch
 
 from ..config import ParallelConfig
 from ..errors import ModelLoadError
+from ..layers.linear import Linear
 from . import checkpoint
 from .common import Attention, CausalLM
 from .registry import build_model
@@ -37,7 +38,11 @@ def load_model(
     parallel: ParallelConfig,
     load_format: str = "auto",
     seed: int = 0,
+    fp8_linear=None,
+    fnuz: bool = False,
 ) -> CausalLM:
+    """fp8_linear: the chosen linear backend of an FP8 checkpoint; where it keeps FP8 weights, the
+    quantizable linears whose checkpoint weights are FP8 keep them (fnuz: as gfx942's variant)."""
     config = read_config(folder)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -46,28 +51,47 @@ def load_model(
             model = build_model(config, parallel)
     finally:
         torch.set_default_dtype(previous)
+    kept: frozenset[str] = frozenset()
+    if fp8_linear is not None and fp8_linear.KEEPS_FP8:
+        stored = None if load_format == "dummy" else checkpoint.fp8_weights(folder)
+        kept = keep_fp8(model, fp8_linear, checkpoint.fp8_block(config), fnuz, stored)
     if load_format == "dummy":
         init_dummy(model, seed)
     else:
-        load_weights(model, folder)
+        load_weights(model, folder, kept)
     for attention in model.attention_layers():
         if isinstance(attention, Attention):
             attention.fuse_qkv()  # the checkpoint's q/k/v become views into one weight
     return model.eval()
 
 
-def load_weights(model: CausalLM, folder: Path) -> None:
+def keep_fp8(
+    model: CausalLM, backend, block: tuple[int, int], fnuz: bool, stored: set[str] | None
+) -> frozenset[str]:
+    """Make the quantizable linears FP8 (those whose weights are FP8 in the checkpoint; with dummy
+    weights, stored None, all of them). Returns their weights' names."""
+    kept = set()
+    for prefix, module in model.named_modules():
+        name = f"{prefix}.weight"
+        if isinstance(module, Linear) and module.quantizable and (stored is None or name in stored):
+            module.keep_fp8(backend, block, fnuz)
+            kept.add(name)
+    return frozenset(kept)
+
+
+def load_weights(model: CausalLM, folder: Path, keep: frozenset[str] = frozenset()) -> None:
     params = dict(model.named_parameters(remove_duplicate=False))
     loaded: set[str] = set()
     pieces: dict[str, set[str]] = {}  # parameter filled from several checkpoint tensors -> names seen
-    for file, name, tensor in checkpoint.tensors(folder, checkpoint.fp8_block(read_config(folder))):
+    for file, name, tensor in checkpoint.tensors(folder, checkpoint.fp8_block(read_config(folder)), keep):
         for target, copy in model.remap(name):
             if target not in params:
                 raise ModelLoadError(
                     f"{file}: tensor {name} has no place in {type(model).__name__} (unexpected tensor)"
                 )
             param = params[target]
-            value = tensor.to(param.dtype) if param.dtype.is_floating_point else tensor
+            fp8_stored = param.dtype.itemsize == 1 and param.dtype.is_floating_point  # the loader converts
+            value = tensor.to(param.dtype) if param.dtype.is_floating_point and not fp8_stored else tensor
             try:
                 if copy is not None:
                     copy(param, value)
@@ -104,6 +128,10 @@ def init_dummy(model: CausalLM, seed: int) -> None:
             full = torch.randint(lo, hi, shape, generator=gen, dtype=torch.uint8, device=device)
         elif name.endswith("norm.weight"):
             full = torch.ones(shape, dtype=p.dtype, device=device)
+        elif name.endswith("weight_scale_inv"):  # FP8 blocks: values ~N(0, 1) times 0.02, as the others
+            full = torch.full(shape, 0.02, device=device)
+        elif p.dtype.itemsize == 1 and p.dtype.is_floating_point:
+            full = torch.randn(shape, generator=gen, device=device)  # the loader makes it FP8
         else:
             full = (torch.randn(shape, generator=gen, device=device) * 0.02).to(p.dtype)
         if hasattr(p, "weight_loader"):
