@@ -378,6 +378,22 @@ def bench_gpt_oss(
         json_out.write_text(json.dumps(rows, indent=2))
 
 
+@bench_app.command("model")
+def bench_model(
+    shape: Annotated[str, typer.Option(help="deepseek-v3, qwen3-30b-a3b, gpt-oss-20b, gpt-oss-120b")],
+    layers: Annotated[int, typer.Option(help="Cut the model to this many layers (random weights).")] = 4,
+    batch: Annotated[list[int], typer.Option(help="Decode batch sizes.")] = [1, 64],  # noqa: B006
+    hf: Annotated[bool, typer.Option(help="also run HF transformers on the same shape")] = True,
+    json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
+) -> None:
+    """Decode tok/s on a published model shape with random weights (GPU), next to HF transformers."""
+    from .bench.models import run_model_bench
+
+    rows = run_model_bench(shape, layers, batch, hf, emit=lambda row: typer.echo(json.dumps(row)))
+    if json_out:
+        json_out.write_text(json.dumps(rows, indent=2))
+
+
 @bench_app.command("tp")
 def bench_tp(
     shape: str = "gpt-oss-120b",
