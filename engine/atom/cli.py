@@ -384,12 +384,16 @@ def bench_model(
     layers: Annotated[int, typer.Option(help="Cut the model to this many layers (random weights).")] = 4,
     batch: Annotated[list[int], typer.Option(help="Decode batch sizes.")] = [1, 64],  # noqa: B006
     hf: Annotated[bool, typer.Option(help="also run HF transformers on the same shape")] = True,
+    linear_backend: Annotated[
+        str | None, typer.Option(help="An FP8 model's projections: triton (FP8 kept) or torch (dequantized).")
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
 ) -> None:
     """Decode tok/s on a published model shape with random weights (GPU), next to HF transformers."""
     from .bench.models import run_model_bench
 
-    rows = run_model_bench(shape, layers, batch, hf, emit=lambda row: typer.echo(json.dumps(row)))
+    kwargs = {"linear_backend": linear_backend} if linear_backend else {}
+    rows = run_model_bench(shape, layers, batch, hf, emit=lambda row: typer.echo(json.dumps(row)), **kwargs)
     if json_out:
         json_out.write_text(json.dumps(rows, indent=2))
 

@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_common import device_arch
+from .triton_common import device_arch, dot
 from .triton_fp8_linear_support import BLOCK, SUPPORT  # noqa: F401  (SUPPORT: the registry reads it)
 
 KEEPS_FP8 = True  # the layers keep their FP8 weights (the torch path dequantizes them at load instead)
@@ -44,7 +44,7 @@ def _fp8_block_linear_kernel(
     x_ptr, w_ptr, s_ptr, b_ptr, y_ptr,
     M, N, K,
     stride_xm, stride_wn, stride_sn, stride_ym,
-    HAS_BIAS: tl.constexpr, SCALE_N: tl.constexpr, EVEN_K: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SCALE_N: tl.constexpr, EVEN_K: tl.constexpr, IEEE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
@@ -67,7 +67,8 @@ def _fp8_block_linear_kernel(
             x = tl.load(x_rows + k[None, :], mask=k[None, :] < K, other=0.0)
             w = tl.load(w_rows + k[None, :], mask=k[None, :] < K, other=0.0)
         scale = tl.load(s_row + kb + 0 * rn)  # one value, as a vector: a scalar per step spilled on AMD
-        acc += tl.dot(x, tl.trans(w.to(x.dtype))) * scale[None, :]
+        part = dot(x, tl.trans(w.to(x.dtype)), tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32), IEEE)
+        acc += part * scale[None, :]
     if HAS_BIAS:
         acc += tl.load(b_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
     y = y_ptr + rm[:, None] * stride_ym + rn[None, :]
@@ -103,7 +104,7 @@ def fp8_block_linear(
         x, weight, scale_inv, bias if bias is not None else y, y,
         m, n, k,
         x.stride(0), weight.stride(0), scale_inv.stride(0), y.stride(0),
-        HAS_BIAS=bias is not None, SCALE_N=block[0], EVEN_K=k % block[1] == 0, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block[1],
+        HAS_BIAS=bias is not None, SCALE_N=block[0], EVEN_K=k % block[1] == 0, IEEE=x.dtype == torch.float32, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block[1],
         num_warps=warps, num_stages=stages,
     )  # fmt: skip
     return y.reshape(*shape[:-1], n)

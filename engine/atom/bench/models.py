@@ -41,7 +41,7 @@ def hf_decode(folder: Path, batch: int, prompt_len: int, new_tokens: int, seed: 
 
 
 def run_model_bench(
-    shape: str, layers: int, batches: list[int], with_hf: bool, emit=print, seed: int = 0
+    shape: str, layers: int, batches: list[int], with_hf: bool, emit=print, seed: int = 0, **engine_kwargs
 ) -> list[dict]:
     """Decode tok/s (128-token prompts, 64 new tokens) at each batch size, ours next to HF's."""
     folder = write_shape(shape, Path(tempfile.mkdtemp()) / shape, layers)
@@ -51,7 +51,9 @@ def run_model_bench(
             rows.append(hf_decode(folder, b, 128, 64, seed) | {"shape": f"{shape} x {layers} layers"})
             emit(rows[-1])
     start = time.perf_counter()
-    llm = LLM(str(folder), load_format="dummy", max_num_seqs=max(batches), kv_cache_memory_gb=8)
+    llm = LLM(
+        str(folder), load_format="dummy", max_num_seqs=max(batches), kv_cache_memory_gb=8, **engine_kwargs
+    )
     chosen = {key.split(" ")[0]: sel.name for key, sel in llm.runner.selections.items()}
     emit({"engine": "atom", "backends": chosen, "startup_s": round(time.perf_counter() - start, 1)})
     for b in batches:
