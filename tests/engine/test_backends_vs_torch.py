@@ -253,12 +253,17 @@ def test_both_e2m1_decoders_give_the_exact_table(f32_bits):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize(
-    "m,n,k,block,bias",
-    [(1, 256, 384, (128, 128), False), (5, 300, 200, (128, 128), True), (70, 96, 160, (32, 32), False)],
+    "m,n,k,block,bias,splits",
+    [
+        (1, 256, 384, (128, 128), False, None),
+        (1, 256, 640, (128, 128), True, 3),  # K split over programs, partials summed, bias added once
+        (5, 300, 200, (128, 128), True, None),
+        (70, 96, 160, (32, 32), False, 2),
+    ],
 )
-def test_triton_fp8_linear_matches_dequantized_weights(dtype, m, n, k, block, bias):
-    """FP8 weights with block scales (partial blocks at the edges, decode and prefill row counts) against
-    the torch path: the weights dequantized, then a plain matmul."""
+def test_triton_fp8_linear_matches_dequantized_weights(dtype, m, n, k, block, bias, splits):
+    """FP8 weights with block scales (partial blocks at the edges, decode and prefill row counts, K split
+    or not) against the torch path: the weights dequantized, then a plain matmul."""
     from atom.backends.triton_fp8_linear import fp8_block_linear
     from atom.models import fp8
 
@@ -269,6 +274,6 @@ def test_triton_fp8_linear_matches_dequantized_weights(dtype, m, n, k, block, bi
     weight = fp8.dequantize(values, scale, block).to(dtype)
     ref = torch.nn.functional.linear(x.float(), weight.float(), None if b is None else b.float())
     out = torch.full((m, n), float("nan"), dtype=dtype, device=DEVICE)
-    got = fp8_block_linear(x, values, scale, b, block, out=out)
+    got = fp8_block_linear(x, values, scale, b, block, out=out, splits=splits)
     assert got.data_ptr() == out.data_ptr() and not got.isnan().any()
     assert rel_err(got, ref) < TOLERANCE[dtype]

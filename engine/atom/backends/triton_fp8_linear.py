@@ -11,6 +11,8 @@ arrive as e4m3fnuz with doubled scales (models/fp8.py, to_fnuz); Triton upcasts 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -27,7 +29,7 @@ KEEPS_FP8 = True  # the layers keep their FP8 weights (the torch path dequantize
 TILES = {
     "default": (16, 64, 4, 3),
     "sm90": (16, 64, 4, 4),
-    "gfx942": (16, 64, 4, 2),
+    "gfx942": (16, 64, 8, 2),
     "gfx950": (16, 64, 4, 1),
     "cpu": (16, 64, 4, 1),
 }
@@ -42,13 +44,16 @@ LARGE_M_TILES = {  # more than 64 rows (prefill)
 @triton.jit
 def _fp8_block_linear_kernel(
     x_ptr, w_ptr, s_ptr, b_ptr, y_ptr,
-    M, N, K,
-    stride_xm, stride_wn, stride_sn, stride_ym,
+    M, N, K, K_BLOCKS_PER_SPLIT,
+    stride_xm, stride_wn, stride_sn, stride_ym, stride_ys,
     HAS_BIAS: tl.constexpr, SCALE_N: tl.constexpr, EVEN_K: tl.constexpr, IEEE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
+    """Program (m, n, split): rows m, columns n, over its split's K blocks. With several splits each
+    writes fp32 partials at y + split * stride_ys (summed after); with one, the output itself."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
+    pid_k = tl.program_id(2)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
@@ -58,7 +63,9 @@ def _fp8_block_linear_kernel(
     w_rows = w_ptr + tl.minimum(rn, N - 1)[:, None] * stride_wn
     s_row = s_ptr + (pid_n * BLOCK_N // SCALE_N) * stride_sn
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for kb in range(0, tl.cdiv(K, BLOCK_K)):
+    first = pid_k * K_BLOCKS_PER_SPLIT
+    last = tl.minimum(first + K_BLOCKS_PER_SPLIT, tl.cdiv(K, BLOCK_K))
+    for kb in range(first, last):
         k = kb * BLOCK_K + rk
         if EVEN_K:
             x = tl.load(x_rows + k[None, :])
@@ -71,13 +78,25 @@ def _fp8_block_linear_kernel(
         acc += part * scale[None, :]
     if HAS_BIAS:
         acc += tl.load(b_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
-    y = y_ptr + rm[:, None] * stride_ym + rn[None, :]
+    y = y_ptr + pid_k * stride_ys + rm[:, None] * stride_ym + rn[None, :]
     tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=(rm[:, None] < M) & (rn[None, :] < N))
 
 
 def tiles(m: int, arch: str) -> tuple[int, int, int, int]:
     table = LARGE_M_TILES if m > 64 else TILES
     return table.get(arch, table["default"])
+
+
+@functools.cache
+def _programs_wanted(device: torch.device) -> int:
+    """Enough programs to fill the GPU a few times over (a decode GEMM has too few output tiles)."""
+    if device.type != "cuda":
+        return 1
+    return 4 * torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def split_k(tiles_mn: int, k_blocks: int, device: torch.device) -> int:
+    return max(1, min(k_blocks, _programs_wanted(device) // max(tiles_mn, 1)))
 
 
 def fp8_block_linear(
@@ -87,9 +106,12 @@ def fp8_block_linear(
     bias: torch.Tensor | None = None,
     block: tuple[int, int] = BLOCK,
     out: torch.Tensor | None = None,
+    splits: int | None = None,
 ) -> torch.Tensor:
     """x [..., K] (bf16/fp16/fp32), weight [N, K] fp8, scale_inv [ceil(N/bn), ceil(K/bk)] fp32 for
-    block (bn, bk): powers of two of at least 16. out: [M, N] to write into (tests poison it)."""
+    block (bn, bk): powers of two of at least 16. out: [M, N] to write into (tests poison it).
+    splits: K split over this many programs per tile (default: enough to fill the GPU), their fp32
+    partials summed in one more pass; 1 writes the output directly."""
     shape = x.shape
     x = x.reshape(-1, shape[-1])
     if x.stride(-1) != 1:
@@ -99,12 +121,23 @@ def fp8_block_linear(
     y = out if out is not None else torch.empty((m, n), dtype=x.dtype, device=x.device)
     block_m, block_n, warps, stages = tiles(m, device_arch(x.device))
     block_n = min(block_n, block[0])
-    grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n))
-    _fp8_block_linear_kernel[grid](
-        x, weight, scale_inv, bias if bias is not None else y, y,
-        m, n, k,
-        x.stride(0), weight.stride(0), scale_inv.stride(0), y.stride(0),
-        HAS_BIAS=bias is not None, SCALE_N=block[0], EVEN_K=k % block[1] == 0, IEEE=x.dtype == torch.float32, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block[1],
-        num_warps=warps, num_stages=stages,
+    tiles_m, tiles_n, k_blocks = triton.cdiv(m, block_m), triton.cdiv(n, block_n), triton.cdiv(k, block[1])
+    splits = splits or split_k(tiles_m * tiles_n, k_blocks, x.device)
+    per_split = triton.cdiv(k_blocks, splits)
+    splits = triton.cdiv(k_blocks, per_split)  # none left empty
+    target = y if splits == 1 else torch.empty((splits, m, n), dtype=torch.float32, device=x.device)
+    with_bias = bias is not None and splits == 1
+    _fp8_block_linear_kernel[(tiles_m, tiles_n, splits)](
+        x, weight, scale_inv, bias if with_bias else target, target,
+        m, n, k, per_split,
+        x.stride(0), weight.stride(0), scale_inv.stride(0), target.stride(-2),
+        target.stride(0) if splits > 1 else 0,
+        HAS_BIAS=with_bias, SCALE_N=block[0], EVEN_K=k % block[1] == 0, IEEE=x.dtype == torch.float32,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block[1], num_warps=warps, num_stages=stages,
     )  # fmt: skip
+    if splits > 1:
+        total = target.sum(0)
+        if bias is not None:
+            total += bias.float()
+        y.copy_(total)
     return y.reshape(*shape[:-1], n)
