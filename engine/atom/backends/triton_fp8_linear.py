@@ -33,7 +33,7 @@ TILES = {
     "gfx950": (16, 64, 4, 1),
     "cpu": (16, 64, 4, 1),
 }
-LARGE_M_TILES = {  # more than 16 rows
+LARGE_M_TILES = {  # more than 64 rows (prefill)
     "default": (64, 128, 4, 3),
     "gfx942": (16, 64, 8, 2),
     "gfx950": (16, 64, 8, 2),
@@ -83,7 +83,7 @@ def _fp8_block_linear_kernel(
 
 
 def tiles(m: int, arch: str) -> tuple[int, int, int, int]:
-    table = LARGE_M_TILES if m > 16 else TILES
+    table = LARGE_M_TILES if m > 64 else TILES
     return table.get(arch, table["default"])
 
 
