@@ -18,6 +18,7 @@ from atom.backends.spec import AttentionSpec, MoESpec
 from atom.backends.triton_moe_common import e2m1_as_float
 from atom.backends.triton_moe_grouping import SMALL_TILE_ELEMENTS, group_by_expert, group_by_expert_torch
 from atom.layers.context import AttentionMetadata
+from atom.models import fp8
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32] + ([torch.bfloat16] if DEVICE == "cuda" else [])
@@ -139,6 +140,25 @@ MOE_CASES = {
         MoESpec(8, 2, 64, 32, "bf16", "silu", SIGMOID_GROUPED, groups=(4, 2), routed_scaling=2.5),
         7,
     ),
+    "deepseek FP8 experts: e4m3 with 16x16 block scales, partial blocks in H": (
+        MoESpec(
+            8,
+            2,
+            72,
+            32,
+            "fp8_block",
+            "silu",
+            SIGMOID_GROUPED,
+            groups=(4, 2),
+            routed_scaling=2.5,
+            quant_block=16,
+        ),
+        7,
+    ),  # fmt: skip
+    "deepseek FP8 prefill: many tokens per expert": (
+        MoESpec(4, 2, 64, 64, "fp8_block", "silu", SOFTMAX_TOPK_RENORM, quant_block=32),
+        70,
+    ),
 }
 
 
@@ -148,6 +168,12 @@ def random_experts(spec: MoESpec, dtype: torch.dtype) -> dict[str, torch.Tensor]
     if spec.quant == "mxfp4":
         (b13, s13), (b2, s2) = mxfp4.quantize(w13), mxfp4.quantize(w2)
         w = {"w13_blocks": b13, "w13_scales": s13, "w2_blocks": b2, "w2_scales": s2}
+    elif spec.quant == "fp8_block":  # per expert, as the checkpoints store them
+        block = (spec.quant_block, spec.quant_block)
+        w = {}
+        for name, t in (("w13", w13), ("w2", w2)):
+            values, scales = zip(*(fp8.quantize(m, block) for m in t), strict=True)
+            w[name], w[f"{name}_scale"] = torch.stack(values), torch.stack(scales)
     else:
         w = {"w13": w13.to(dtype), "w2": w2.to(dtype)}
     if spec.has_bias:

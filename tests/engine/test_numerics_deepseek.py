@@ -73,3 +73,15 @@ def test_fp8_weights_kept_by_the_triton_linear_match_hf(tiny_deepseek_v3_fp8):
     assert_greedy_matches_hf(
         quantized, prompts(), N, reference=dequantized, block_size=8, linear_backend="triton"
     )
+
+
+def test_fp8_experts_kept_by_the_triton_moe_match_hf(tiny_deepseek_v3_fp8):
+    """The experts are FP8 in the checkpoint too (as DeepSeek-V3's): with the Triton linear and MoE
+    (interpreter, fp32) they stay e4m3 with their block scales, and the answers are HF's on the
+    dequantized weights."""
+    quantized, dequantized = tiny_deepseek_v3_fp8
+    kw = {"linear_backend": "triton", "moe_backend": "triton", "block_size": 8}
+    with LLM(str(quantized), num_kv_blocks=16, **kw) as llm:
+        moe = llm.runner.model.moe_layers()
+        assert moe and all(m.spec.quant == "fp8_block" and m.w13.dtype == torch.float8_e4m3fn for m in moe)
+    assert_greedy_matches_hf(quantized, prompts(), N, reference=dequantized, **kw)

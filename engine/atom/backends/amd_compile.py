@@ -32,7 +32,7 @@ import triton
 from triton.runtime.jit import JITFunction
 
 from . import triton_attention, triton_fp8_linear, triton_mla, triton_moe, triton_pointwise
-from .routing import TOPK_SOFTMAX
+from .routing import SIGMOID_GROUPED, TOPK_SOFTMAX
 from .spec import AttentionSpec, MoESpec
 from .triton_moe_a8w4_support import SUPPORT as A8W4_SUPPORT
 
@@ -68,6 +68,10 @@ MODELS = {
     ),
 }
 
+# DeepSeek-V3's routed experts, FP8 with 128x128 block scales
+DEEPSEEK_FP8_MOE = MoESpec(
+    256, 8, 7168, 2048, "fp8_block", "silu", SIGMOID_GROUPED, groups=(8, 4), routed_scaling=2.5
+)
 MLA_HEADS = (16, 128)  # DeepSeek-V3's query heads per rank at 8 ranks and at 1
 
 
@@ -152,6 +156,10 @@ def launches_for(arch: str) -> list[Launch]:
                 _mla(heads, query_len)
         for rows in (1, 256):  # the decode and the prefill tiles
             _fp8_linear(rows, arch)
+        fp8_rows = triton_moe.FP8_MAX_BLOCK_M.get(arch, 1 << 30)
+        for _, tile in triton_moe.TILES[arch]:
+            if 1 < tile.block_m <= fp8_rows:  # FP8 experts take the GEMM tiles only, up to the cap
+                _moe(DEEPSEEK_FP8_MOE, tile, arch=arch)
     return list(dict.fromkeys(launches))  # distinct, in first-seen order
 
 
@@ -209,15 +217,16 @@ def _mla(heads: int, query_len: int) -> None:
     triton_mla.paged_mla(q, cache, meta, 512, 192**-0.5)
 
 
-def _moe(spec: MoESpec, tile, activation_quant: str | None = None) -> None:
+def _moe(spec: MoESpec, tile, activation_quant: str | None = None, arch: str = "") -> None:
     tokens = 8
     x = torch.empty(tokens, spec.hidden_size, dtype=torch.bfloat16)
     ids = torch.arange(tokens * spec.top_k, dtype=torch.int64).remainder(spec.num_experts).view(tokens, -1)
     weights = torch.empty(tokens, spec.top_k, dtype=torch.float32)
-    triton_moe.fused_moe(x, weights, ids, _experts(spec), spec, tile=tile, activation_quant=activation_quant)
+    experts = _experts(spec, arch)
+    triton_moe.fused_moe(x, weights, ids, experts, spec, tile=tile, activation_quant=activation_quant)
 
 
-def _experts(spec: MoESpec) -> dict[str, torch.Tensor]:
+def _experts(spec: MoESpec, arch: str = "") -> dict[str, torch.Tensor]:
     """Uninitialised expert tensors of the real shapes (never read: launches are only recorded)."""
     e, h, i = spec.num_experts, spec.hidden_size, spec.intermediate_size
     w = {}
@@ -225,6 +234,11 @@ def _experts(spec: MoESpec) -> dict[str, torch.Tensor]:
         if spec.quant == "mxfp4":
             w[f"{name}_blocks"] = torch.empty(e, rows, cols // 32, 16, dtype=torch.uint8)
             w[f"{name}_scales"] = torch.empty(e, rows, cols // 32, dtype=torch.uint8)
+        elif spec.quant == "fp8_block":  # gfx942 reads e4m3fnuz
+            dtype = torch.float8_e4m3fnuz if arch == "gfx942" else torch.float8_e4m3fn
+            b = spec.quant_block
+            w[name] = torch.empty(e, rows, cols, dtype=dtype)
+            w[f"{name}_scale"] = torch.empty(e, rows // b, cols // b, dtype=torch.float32)
         else:
             w[name] = torch.empty(e, rows, cols, dtype=torch.bfloat16)
         if spec.has_bias:

@@ -22,6 +22,7 @@ class MoESpec:
     act_dtype: str = "bfloat16"  # the activations' torch dtype name (the model's compute dtype)
     groups: tuple[int, int] = (1, 1)  # sigmoid_grouped_topk: (expert groups, groups kept per token)
     routed_scaling: float = 1.0  # sigmoid_grouped_topk: the routing weights' factor
+    quant_block: int = 128  # fp8_block: the square block of weights one scale covers
 
 
 @dataclass(frozen=True)

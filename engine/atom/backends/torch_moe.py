@@ -7,13 +7,14 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..models import fp8
 from . import mxfp4
 from .routing import SIGMOID_GROUPED, SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX, route
 from .spec import MoESpec, Support
 
 SUPPORT = Support(
     devices=frozenset({"cpu", "cuda", "rocm"}),
-    quants=frozenset({"bf16", "mxfp4"}),
+    quants=frozenset({"bf16", "mxfp4", "fp8_block"}),
     activations=frozenset({"silu", "swiglu_oai"}),
     routings=frozenset({SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX, SIGMOID_GROUPED}),
 )
@@ -30,9 +31,13 @@ def activation(gate_up: torch.Tensor, spec: MoESpec) -> torch.Tensor:
     return (up + 1) * gate * torch.sigmoid(spec.swiglu_alpha * gate)
 
 
-def expert_weights(w: dict[str, torch.Tensor], e: int, name: str, dtype: torch.dtype) -> torch.Tensor:
+def expert_weights(
+    w: dict[str, torch.Tensor], e: int, name: str, dtype: torch.dtype, block: int = 128
+) -> torch.Tensor:
     if f"{name}_blocks" in w:
         return mxfp4.dequantize(w[f"{name}_blocks"][e], w[f"{name}_scales"][e], dtype)
+    if f"{name}_scale" in w:  # FP8 blocks
+        return fp8.dequantize(w[name][e], w[f"{name}_scale"][e], (block, block)).to(dtype)
     return w[name][e]
 
 
@@ -42,9 +47,9 @@ def forward(
     """x [T, H]; w holds w13 [E, 2I, H] / w2 [E, H, I] (or *_blocks/*_scales for mxfp4) and optional biases."""
 
     def expert(e: int, rows: torch.Tensor) -> torch.Tensor:
-        h = F.linear(rows, expert_weights(w, e, "w13", x.dtype), w["w13_bias"][e] if spec.has_bias else None)
-        h = activation(h, spec)
-        return F.linear(h, expert_weights(w, e, "w2", x.dtype), w["w2_bias"][e] if spec.has_bias else None)
+        w13, w2 = (expert_weights(w, e, n, x.dtype, spec.quant_block) for n in ("w13", "w2"))
+        h = activation(F.linear(rows, w13, w["w13_bias"][e] if spec.has_bias else None), spec)
+        return F.linear(h, w2, w["w2_bias"][e] if spec.has_bias else None)
 
     return combine(x, router_logits, spec, expert, w.get("routing_bias"))
 

@@ -42,7 +42,7 @@ from .triton_moe_gemv import gate_up_down
 from .triton_moe_grouping import group_by_expert
 from .triton_moe_support import SUPPORT  # noqa: F401  (what this backend declares)
 
-DENSE, UPCAST, SCALED_DOT, A8W4 = 0, 1, 2, 3  # how the weights reach the dot (see the module docstring)
+DENSE, UPCAST, SCALED_DOT, A8W4, FP8 = 0, 1, 2, 3, 4  # how the weights reach the dot (module docstring)
 E4M3_MAX = 448.0
 X_FORMATS = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -155,9 +155,28 @@ def _weight_dot(
     X_FORMAT: tl.constexpr,
     IEEE: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    SCALE_BLOCK: tl.constexpr,
 ):
     """acc + x[:, k0:k0+BLOCK_K] @ W[rows, k0:k0+BLOCK_K]^T, W read along k (contiguous, vectorised)."""
-    if WEIGHTS != 0:  # MXFP4, either way
+    if WEIGHTS == 4:  # FP8: e4m3 times its block's scale in fp32, rounded once to x's dtype (as dequantizing)
+        w = load_dense(w_ptr, rows, row_ok, k0, K, stride_row, BLOCK_K).to(tl.float32)
+        if SCALE_BLOCK % BLOCK_K == 0:  # the tile's k lie in one block column: one scale per row
+            scale = tl.load(
+                scale_ptr + (rows // SCALE_BLOCK) * stride_scale_row + k0 // SCALE_BLOCK,
+                mask=row_ok,
+                other=0.0,
+            )
+            w = w * scale[:, None]
+        else:
+            k = k0 + tl.arange(0, BLOCK_K)
+            scale = tl.load(
+                scale_ptr + (rows // SCALE_BLOCK)[:, None] * stride_scale_row + (k // SCALE_BLOCK)[None, :],
+                mask=row_ok[:, None] & (k < K)[None, :],
+                other=0.0,
+            )
+            w = w * scale
+        acc = dot(x_even, tl.trans(w.to(x_even.dtype)), acc, IEEE)
+    elif WEIGHTS != 0:  # MXFP4, either way
         packed, exponent = load_mxfp4(
             w_ptr, scale_ptr, rows, row_ok, k0, K, stride_row, stride_scale_row, BLOCK_K
         )
@@ -215,6 +234,7 @@ def _gate_up_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    SCALE_BLOCK: tl.constexpr,  # FP8 experts: the square block one scale covers
 ):
     expert = tl.load(block_expert_ptr + tl.program_id(0))
     if expert < 0:  # a padding block past the last expert's pairs
@@ -232,11 +252,11 @@ def _gate_up_kernel(
         x_even, x_odd = _load_rows(x_ptr, token, pair_ok, k0, hidden, stride_xt, WEIGHTS, BLOCK_K)
         gate = _weight_dot(
             gate, x_even, x_odd, w_base, s_base, gate_rows, col_ok, k0, hidden, stride_wr, stride_sr,
-            WEIGHTS, X_FORMAT, IEEE, BLOCK_K,
+            WEIGHTS, X_FORMAT, IEEE, BLOCK_K, SCALE_BLOCK,
         )  # fmt: skip
         up = _weight_dot(
             up, x_even, x_odd, w_base, s_base, up_rows, col_ok, k0, hidden, stride_wr, stride_sr,
-            WEIGHTS, X_FORMAT, IEEE, BLOCK_K,
+            WEIGHTS, X_FORMAT, IEEE, BLOCK_K, SCALE_BLOCK,
         )  # fmt: skip
     if HAS_BIAS:
         b_base = bias_ptr + expert * stride_be
@@ -277,6 +297,7 @@ def _down_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    SCALE_BLOCK: tl.constexpr,  # FP8 experts: the square block one scale covers
 ):
     expert = tl.load(block_expert_ptr + tl.program_id(0))
     if expert < 0:  # a padding block past the last expert's pairs
@@ -291,7 +312,7 @@ def _down_kernel(
         h_even, h_odd = _load_rows(h_ptr, slots, pair_ok, k0, inter, stride_ht, WEIGHTS, BLOCK_K)
         acc = _weight_dot(
             acc, h_even, h_odd, w_base, s_base, cols, col_ok, k0, inter, stride_wr, stride_sr,
-            WEIGHTS, X_FORMAT, IEEE, BLOCK_K,
+            WEIGHTS, X_FORMAT, IEEE, BLOCK_K, SCALE_BLOCK,
         )  # fmt: skip
     if HAS_BIAS:
         acc += tl.load(bias_ptr + expert * stride_be + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
@@ -303,19 +324,33 @@ def _down_kernel(
     )
 
 
-def pick_tile(num_pairs: int, num_experts: int, device: torch.device, gemm_only: bool = False) -> Tile:
+# FP8 experts on gfx942: the 64-row tile spills (the scales' registers on top of the bf16 tile's), so
+# they stop at the 32-row one (the AMD compile tier checks what is left)
+FP8_MAX_BLOCK_M = {"gfx942": 32}
+
+
+def pick_tile(
+    num_pairs: int,
+    num_experts: int,
+    device: torch.device,
+    gemm_only: bool = False,
+    max_block_m: int = 1 << 30,
+) -> Tile:
     """The arch's tile for this many pairs per expert: small blocks for decode, larger for prefill.
     gemm_only: never the per-pair GEMV (A8W4 quantizes activations in the GEMM tiles only)."""
     per_expert = num_pairs / num_experts
-    table = TILES.get(device_arch(device), TILES["default"])
-    return next(
-        tile
-        for bound, tile in table
-        if (bound is None or per_expert <= bound) and not (gemm_only and tile.block_m == 1)
-    )
+    table = [t for _, t in TILES.get(device_arch(device), TILES["default"])]
+    bounds = [b for b, _ in TILES.get(device_arch(device), TILES["default"])]
+    usable = [
+        (b, t) for b, t in zip(bounds, table, strict=True)
+        if not (gemm_only and t.block_m == 1) and t.block_m <= max_block_m
+    ]  # fmt: skip
+    return next((t for b, t in usable if b is None or per_expert <= b), usable[-1][1])
 
 
 def weights_mode(spec: MoESpec, dtype: torch.dtype, tile: Tile, activation_quant: str | None = None) -> int:
+    if spec.quant == "fp8_block":
+        return FP8
     if spec.quant != "mxfp4":
         return DENSE
     if activation_quant == "mxfp8":
@@ -338,6 +373,8 @@ class Experts(NamedTuple):
     def of(cls, w: dict[str, torch.Tensor], spec: MoESpec, placeholder: torch.Tensor) -> Experts:
         if spec.quant == "mxfp4":
             w13, s13, w2, s2 = w["w13_blocks"], w["w13_scales"], w["w2_blocks"], w["w2_scales"]
+        elif spec.quant == "fp8_block":
+            w13, s13, w2, s2 = w["w13"], w["w13_scale"], w["w2"], w["w2_scale"]
         else:
             w13, w2 = w["w13"], w["w2"]
             s13, s2 = w13, w2
@@ -368,7 +405,10 @@ def fused_moe(
         raise ValueError(
             f"activation_quant {activation_quant!r} needs MXFP4 experts (these are {spec.quant})"
         )
-    tile = tile or pick_tile(t * spec.top_k, spec.num_experts, x.device, gemm_only=bool(activation_quant))
+    # the per-pair GEMV reads MXFP4 or dense weights only: FP8 experts take the GEMM tiles
+    fp8 = spec.quant == "fp8_block"
+    cap = FP8_MAX_BLOCK_M.get(device_arch(x.device), 1 << 30) if fp8 else 1 << 30
+    tile = tile or pick_tile(t * spec.top_k, spec.num_experts, x.device, bool(activation_quant) or fp8, cap)
     experts = Experts.of(w, spec, placeholder=x)
     if tile.block_m == 1:
         out = gate_up_down(x, weights, ids, experts, spec, tile, alloc)
@@ -396,7 +436,7 @@ def _grouped_gate_up_down(
         "WEIGHTS": weights_mode(spec, x.dtype, tile, activation_quant), "X_FORMAT": X_FORMATS.get(x.dtype, "fp32"),
         "HAS_BIAS": spec.has_bias, "IEEE": x.dtype == torch.float32, "BLOCK_M": tile.block_m,
         "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k, "num_warps": tile.num_warps,
-        "num_stages": tile.num_stages,
+        "num_stages": tile.num_stages, "SCALE_BLOCK": spec.quant_block,
     }  # fmt: skip
     h = alloc(sorted_pairs.numel(), inter, dtype=x.dtype, device=x.device)
     grid = (block_expert.numel(), triton.cdiv(inter, tile.block_n))

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..backends import registry
-from ..backends.spec import LinearSpec
+from ..backends.spec import LinearSpec, MoESpec
 from ..config import EngineConfig
-from ..errors import EngineDeadError
+from ..errors import BackendError, EngineDeadError
 from ..layers.context import AttentionMetadata, set_metadata
 from ..models import checkpoint
 from ..models.loader import check_shards, load_model, read_config
@@ -74,6 +75,7 @@ class ModelRunner:
         self.model = load_model(
             Path(config.model), self.dtype, self.device, config.parallel, config.load_format, config.seed,
             fp8_linear=next(iter(linear.values())).module if linear else None, fnuz=platform.arch == "gfx942",
+            experts_fp8=partial(self._moe_takes_fp8, platform),
         )  # fmt: skip
         self.selections = {**linear, **self._select_backends(platform)}
         self.block_size = config.block_size
@@ -96,6 +98,14 @@ class ModelRunner:
             return {}
         spec = LinearSpec("fp8_block", str(self.dtype).removeprefix("torch."), self.config.parallel.tp_size)
         return {f"linear {spec}": registry.select("linear", spec, platform, self.config.linear_backend)}
+
+    def _moe_takes_fp8(self, platform: Platform, spec: MoESpec) -> bool:
+        """Whether a MoE backend (the forced one, if any) multiplies this layer's experts kept in FP8."""
+        try:
+            registry.select("moe", replace(spec, quant="fp8_block"), platform, self.config.moe_backend)
+        except BackendError:
+            return False
+        return True
 
     def _select_backends(self, platform: Platform) -> dict[str, registry.Selection]:
         chosen: dict[str, registry.Selection] = {}

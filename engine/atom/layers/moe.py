@@ -11,6 +11,7 @@ from torch import nn
 
 from ..backends.spec import MoESpec
 from ..config import ParallelConfig
+from ..models import fp8
 from ..parallel import comm
 from ..parallel.shard import split
 from .linear import Linear, sharded_parameter
@@ -79,14 +80,66 @@ class FusedMoE(nn.Module):
             raise ValueError(f"shape {tuple(full.shape)} does not match the layer's (all ranks) {name}")
         param.data.copy_(mine)
 
-    def load_expert(self, expert: int, role: str, full: torch.Tensor) -> None:
-        """One expert's own matrix (checkpoints that store them apart): gate / up [I, H], down [H, I]."""
+    def load_expert(self, expert: int, role: str, full: torch.Tensor, scale: bool = False) -> None:
+        """One expert's own matrix (checkpoints that store them apart): gate / up [I, H], down [H, I]; or,
+        scale True, the block scales of an FP8 one (kept FP8 by keep_fp8)."""
+        if scale:
+            self._load_expert_scale(expert, role, full)
+            return
+        if self.spec.quant == "fp8_block":
+            full = self._fp8_values(full)
         first, size = self.first, self.spec.intermediate_size
         if role == "down":
             self.w2.data[expert].copy_(full.narrow(1, first, size))
         else:
             rows = slice(0, size) if role == "gate" else slice(size, 2 * size)
             self.w13.data[expert, rows].copy_(full.narrow(0, first, size))
+
+    # FP8 experts -------------------------------------------------------------------------------------
+    def keep_fp8(self, block: tuple[int, int], fnuz: bool) -> bool:
+        """Hold the experts as an FP8 checkpoint stores them (w13 / w2 e4m3, w13_scale / w2_scale one fp32
+        scale per square block) for a backend that multiplies them so. False (nothing changed) where the
+        layout does not allow it: non-square blocks, I not a multiple of the block (gate and up are stacked
+        on block edges), or a split over ranks (not done yet)."""
+        b, spec = block[0], self.spec
+        if block[0] != block[1] or spec.intermediate_size % b or self.parallel.tp_size > 1:
+            return False
+        e, h, i = spec.num_experts, spec.hidden_size, spec.intermediate_size
+        dtype = torch.float8_e4m3fnuz if fnuz else torch.float8_e4m3fn
+        shapes = {
+            "w13": ((e, 2 * i, h), dtype),
+            "w2": ((e, h, i), dtype),
+            "w13_scale": ((e, 2 * i // b, -(-h // b)), torch.float32),
+            "w2_scale": ((e, -(-h // b), i // b), torch.float32),
+        }
+        with torch.device(self.w13.device):
+            for name, (shape, dt) in shapes.items():
+                loader = partial(self._load_fp8, name)
+                self.register_parameter(name, sharded_parameter(shape, shape, loader, dt))
+        self.spec, self.fnuz, self._weights = replace(spec, quant="fp8_block", quant_block=b), fnuz, None
+        return True
+
+    def _fp8_values(self, full: torch.Tensor) -> torch.Tensor:
+        if full.dtype not in fp8.FP8_DTYPES:  # random dummy weights: any float, put in e4m3's range
+            full = full.float().clamp(-448, 448).to(torch.float8_e4m3fn)
+        return fp8.fnuz_bits(full) if self.fnuz else full
+
+    def _load_fp8(self, name: str, param: nn.Parameter, full: torch.Tensor) -> None:
+        full = (
+            full.float() * (2.0 if self.fnuz else 1.0) if name.endswith("_scale") else self._fp8_values(full)
+        )
+        if param.shape != full.shape:
+            raise ValueError(f"shape {tuple(full.shape)} does not match the layer's {name}")
+        param.data.copy_(full)
+
+    def _load_expert_scale(self, expert: int, role: str, full: torch.Tensor) -> None:
+        full = full.float() * (2.0 if self.fnuz else 1.0)
+        if role == "down":
+            self.w2_scale.data[expert].copy_(full)
+        else:
+            blocks = self.spec.intermediate_size // self.spec.quant_block
+            rows = slice(0, blocks) if role == "gate" else slice(blocks, 2 * blocks)
+            self.w13_scale.data[expert, rows].copy_(full)
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Built once: parameters are filled in place by the loader, so the dict stays valid."""
@@ -123,24 +176,27 @@ class PerExpertNames:
 
     def __init__(self, block: str, names: dict[str, str]) -> None:
         self.names = names
-        self.pattern = re.compile(rf"(.*\.{block})\.experts\.(\d+)\.({'|'.join(names)})\.weight$")
-        self.stacked = re.compile(rf"(.*\.{block})\.experts\.(w13|w2)$")
+        self.pattern = re.compile(
+            rf"(.*\.{block})\.experts\.(\d+)\.({'|'.join(names)})\.weight(_scale_inv)?$"
+        )
+        self.stacked = re.compile(rf"(.*\.{block})\.experts\.(w13|w2)(_scale)?$")
 
     def remap(self, model: nn.Module, name: str) -> list[tuple[str, object]] | None:
         m = self.pattern.match(name)
         if not m:
             return None
-        prefix, expert, role = m.group(1), int(m.group(2)), self.names[m.group(3)]
+        prefix, expert, role, scale = m.group(1), int(m.group(2)), self.names[m.group(3)], bool(m.group(4))
         experts = model.get_submodule(f"{prefix}.experts")
-        target = f"{prefix}.experts.{'w2' if role == 'down' else 'w13'}"
-        return [(target, lambda p, t: experts.load_expert(expert, role, t))]
+        target = f"{prefix}.experts.{'w2' if role == 'down' else 'w13'}{'_scale' if scale else ''}"
+        return [(target, lambda p, t: experts.load_expert(expert, role, t, scale))]
 
     def pieces(self, model: nn.Module, target: str) -> set[str]:
         """Every checkpoint name that fills `target` (all must be present)."""
         m = self.stacked.match(target)
         if not m:
             return set()
-        prefix, stacked = m.groups()
+        prefix, stacked, scale = m.groups()
         wanted = [n for n, role in self.names.items() if (role == "down") == (stacked == "w2")]
         count = model.get_submodule(f"{prefix}.experts").spec.num_experts
-        return {f"{prefix}.experts.{e}.{n}.weight" for e in range(count) for n in wanted}
+        suffix = "weight_scale_inv" if scale else "weight"
+        return {f"{prefix}.experts.{e}.{n}.{suffix}" for e in range(count) for n in wanted}

@@ -10,6 +10,7 @@ import torch
 from ..config import ParallelConfig
 from ..errors import ModelLoadError
 from ..layers.linear import Linear
+from ..layers.moe import FusedMoE
 from . import checkpoint
 from .common import Attention, CausalLM
 from .registry import build_model
@@ -40,9 +41,11 @@ def load_model(
     seed: int = 0,
     fp8_linear=None,
     fnuz: bool = False,
+    experts_fp8=None,
 ) -> CausalLM:
     """fp8_linear: the chosen linear backend of an FP8 checkpoint; where it keeps FP8 weights, the
-    quantizable linears whose checkpoint weights are FP8 keep them (fnuz: as gfx942's variant)."""
+    quantizable linears whose checkpoint weights are FP8 keep them (fnuz: as gfx942's variant), and so
+    do the MoE layers for which experts_fp8(spec) says a backend multiplies FP8 experts."""
     config = read_config(folder)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -54,7 +57,7 @@ def load_model(
     kept: frozenset[str] = frozenset()
     if fp8_linear is not None and fp8_linear.KEEPS_FP8:
         stored = None if load_format == "dummy" else checkpoint.fp8_weights(folder)
-        kept = keep_fp8(model, fp8_linear, checkpoint.fp8_block(config), fnuz, stored)
+        kept = keep_fp8(model, fp8_linear, checkpoint.fp8_block(config), fnuz, stored, experts_fp8)
     if load_format == "dummy":
         init_dummy(model, seed)
     else:
@@ -66,16 +69,23 @@ def load_model(
 
 
 def keep_fp8(
-    model: CausalLM, backend, block: tuple[int, int], fnuz: bool, stored: set[str] | None
+    model: CausalLM, backend, block: tuple[int, int], fnuz: bool, stored: set[str] | None, experts_fp8=None
 ) -> frozenset[str]:
     """Make the quantizable linears FP8 (those whose weights are FP8 in the checkpoint; with dummy
-    weights, stored None, all of them). Returns their weights' names."""
-    kept = set()
+    weights, stored None, all of them), and the experts where experts_fp8 allows. Returns the names of
+    the checkpoint tensors that stay FP8."""
+    kept: set[str] = set()
     for prefix, module in model.named_modules():
         name = f"{prefix}.weight"
         if isinstance(module, Linear) and module.quantizable and (stored is None or name in stored):
             module.keep_fp8(backend, block, fnuz)
             kept.add(name)
+        elif isinstance(module, FusedMoE) and experts_fp8 is not None and experts_fp8(module.spec):
+            names = set()
+            if model.expert_names:  # checkpoints with one tensor per expert matrix (DeepSeek-V3)
+                names = model.pieces(f"{prefix}.w13") | model.pieces(f"{prefix}.w2")
+            if (stored is None or names <= stored) and module.keep_fp8(block, fnuz):
+                kept |= names
     return frozenset(kept)
 
 
@@ -128,7 +138,7 @@ def init_dummy(model: CausalLM, seed: int) -> None:
             full = torch.randint(lo, hi, shape, generator=gen, dtype=torch.uint8, device=device)
         elif name.endswith("norm.weight"):
             full = torch.ones(shape, dtype=p.dtype, device=device)
-        elif name.endswith("weight_scale_inv"):  # FP8 blocks: values ~N(0, 1) times 0.02, as the others
+        elif name.endswith(("weight_scale_inv", "w13_scale", "w2_scale")):  # FP8 blocks: N(0, 1) x 0.02
             full = torch.full(shape, 0.02, device=device)
         elif p.dtype.itemsize == 1 and p.dtype.is_floating_point:
             full = torch.randn(shape, generator=gen, device=device)  # the loader makes it FP8
