@@ -35,6 +35,7 @@ MOE_MATRIX = [
     ("sm90", False, True, GPT_OSS_MOE, "triton_kernels"),
     ("sm90", False, True, MIXTRAL_MOE, "triton"),
     ("sm90", False, False, DEEPSEEK_MOE, "triton"),  # routing in torch before our kernels
+    ("sm90", False, True, FP8_BLOCK_MOE, "triton"),  # triton_kernels has no FP8 block experts
     ("gfx950", True, False, GPT_OSS_MOE, "triton"),  # aiter's CK MoE has no mxfp4 swiglu_oai with biases
     ("gfx950", True, False, MIXTRAL_MOE, "aiter"),
     ("gfx950", True, False, DEEPSEEK_MOE, "triton"),  # aiter's CK MoE: no grouped sigmoid routing wired
@@ -45,10 +46,10 @@ MOE_MATRIX = [
     ("gfx942", False, True, GPT_OSS_MOE, "triton_kernels"),
     # ENABLE_CK=0 image: no silent Triton path for routing/quant it does not implement
     ("gfx942", False, False, DEEPSEEK_MOE, "triton"),
-    ("gfx950", False, False, FP8_BLOCK_MOE, ("error", "fp8_block")),
+    ("gfx950", False, False, FP8_BLOCK_MOE, "triton"),  # our Triton MoE takes FP8 block experts
     # CK "present" on an arch aiter does not build for: the arch check still applies
     ("gfx1100", True, False, MIXTRAL_MOE, "triton"),
-    ("gfx1100", True, False, FP8_BLOCK_MOE, ("error", "arch gfx1100")),
+    ("gfx1100", True, False, FP8_BLOCK_MOE, "triton"),  # aiter's arch check still applies
     # activation mismatch is never papered over
     ("gfx950", True, True, SWIGLU_AS_SILU_MOE, "triton"),  # triton_kernels only does swiglu_oai
 ]
@@ -98,11 +99,11 @@ def test_rejections_say_why():
     "forced, spec, arch, ck, words",
     [
         (
-            "triton",
+            "triton_kernels",
             FP8_BLOCK_MOE,
-            "gfx942",
+            "sm90",
             False,
-            "--moe-backend triton cannot run this layer on gfx942: weight quant",
+            "--moe-backend triton_kernels cannot run this layer on sm90: needs triton_kernels",
         ),
         (
             "aiter",
@@ -113,7 +114,7 @@ def test_rejections_say_why():
         ),
         ("aiter", MIXTRAL_MOE, "gfx950", False, "needs aiter_ck"),
         ("triton_kernels", MIXTRAL_MOE, "sm90", False, "needs triton_kernels"),
-        ("torch", FP8_BLOCK_MOE, "cpu", False, "weight quant fp8_block"),
+        ("triton_a8w4", FP8_BLOCK_MOE, "gfx950", False, "weight quant fp8_block"),
         ("cutlass", MIXTRAL_MOE, "sm90", False, "unknown moe backend 'cutlass'"),
     ],
 )
