@@ -159,23 +159,12 @@ def _weight_dot(
 ):
     """acc + x[:, k0:k0+BLOCK_K] @ W[rows, k0:k0+BLOCK_K]^T, W read along k (contiguous, vectorised)."""
     if WEIGHTS == 4:  # FP8: e4m3 times its block's scale in fp32, rounded once to x's dtype (as dequantizing)
+        # BLOCK_K divides SCALE_BLOCK (fused_moe cuts the tile so): one scale per row for the whole tile
         w = load_dense(w_ptr, rows, row_ok, k0, K, stride_row, BLOCK_K).to(tl.float32)
-        if SCALE_BLOCK % BLOCK_K == 0:  # the tile's k lie in one block column: one scale per row
-            scale = tl.load(
-                scale_ptr + (rows // SCALE_BLOCK) * stride_scale_row + k0 // SCALE_BLOCK,
-                mask=row_ok,
-                other=0.0,
-            )
-            w = w * scale[:, None]
-        else:
-            k = k0 + tl.arange(0, BLOCK_K)
-            scale = tl.load(
-                scale_ptr + (rows // SCALE_BLOCK)[:, None] * stride_scale_row + (k // SCALE_BLOCK)[None, :],
-                mask=row_ok[:, None] & (k < K)[None, :],
-                other=0.0,
-            )
-            w = w * scale
-        acc = dot(x_even, tl.trans(w.to(x_even.dtype)), acc, IEEE)
+        scale = tl.load(
+            scale_ptr + (rows // SCALE_BLOCK) * stride_scale_row + k0 // SCALE_BLOCK, mask=row_ok, other=0.0
+        )
+        acc = dot(x_even, tl.trans((w * scale[:, None]).to(x_even.dtype)), acc, IEEE)
     elif WEIGHTS != 0:  # MXFP4, either way
         packed, exponent = load_mxfp4(
             w_ptr, scale_ptr, rows, row_ok, k0, K, stride_row, stride_scale_row, BLOCK_K
@@ -409,6 +398,8 @@ def fused_moe(
     fp8 = spec.quant == "fp8_block"
     cap = FP8_MAX_BLOCK_M.get(device_arch(x.device), 1 << 30) if fp8 else 1 << 30
     tile = tile or pick_tile(t * spec.top_k, spec.num_experts, x.device, bool(activation_quant) or fp8, cap)
+    if fp8 and tile.block_k > spec.quant_block:  # a K step within one scale column: one scale per row
+        tile = tile._replace(block_k=spec.quant_block)
     experts = Experts.of(w, spec, placeholder=x)
     if tile.block_m == 1:
         out = gate_up_down(x, weights, ids, experts, spec, tile, alloc)
