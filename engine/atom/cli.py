@@ -104,7 +104,17 @@ def serve(
         str | None, typer.Option(envvar="ATOM_API_KEY", help="Require this bearer key.")
     ] = None,
     max_queued_requests: int = 256,
-    kv_cache_memory_gb: float = 2.0,
+    kv_cache_memory_gb: Annotated[
+        float | None,
+        typer.Option(help="A fixed KV cache size (default: 2 GB on the CPU; on a GPU, see below)."),
+    ] = None,
+    gpu_memory_utilization: Annotated[
+        float,
+        typer.Option(
+            help="On a GPU: the share of its memory the engine may hold; the KV cache takes what "
+            "weights and a full step's activations leave."
+        ),
+    ] = 0.9,
     enforce_eager: Annotated[bool, typer.Option(help="No CUDA graphs for decode steps.")] = False,
     shutdown_timeout: Annotated[
         float, typer.Option(help="Seconds in-flight requests get after SIGTERM.")
@@ -147,6 +157,7 @@ def serve(
         attention_backend=attention_backend,
         load_format=load_format,
         kv_cache_memory_gb=kv_cache_memory_gb,
+        gpu_memory_utilization=gpu_memory_utilization,
         enforce_eager=enforce_eager,
         parallel=parallel_config(
             tensor_parallel_size, nnodes, node_rank, master_addr, master_port, distributed_timeout

@@ -60,8 +60,9 @@ class EngineConfig:
     max_num_seqs: int = 64
     max_num_batched_tokens: int = 2048
     block_size: int = 16
-    num_kv_blocks: int | None = None  # default: from kv_cache_memory_gb
-    kv_cache_memory_gb: float = 2.0
+    num_kv_blocks: int | None = None  # default: from kv_cache_memory_gb, else gpu_memory_utilization
+    kv_cache_memory_gb: float | None = None  # a fixed KV cache size; default: 2 GB on the CPU
+    gpu_memory_utilization: float = 0.9  # on a GPU: the share of its memory this engine may hold
     enable_prefix_caching: bool = True
     dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU
     device: str = "auto"
@@ -75,6 +76,8 @@ class EngineConfig:
     parallel: ParallelConfig | None = None  # the full set (nodes, rendezvous); overrides the size above
 
     def __post_init__(self) -> None:
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
         if self.block_size < 1 or self.block_size & (self.block_size - 1):
             raise ValueError(f"block_size must be a power of two, got {self.block_size}")
         if self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:

@@ -102,3 +102,41 @@ def test_warm_up_leaves_nothing_behind(tiny_mixtral):
     llm.warm_up()
     assert not llm.has_unfinished() and not llm.requests
     assert len(llm.block_manager.free) == 32  # every block back (cached hashes stay revivable)
+
+
+GIB = 2**30
+
+
+def test_kv_cache_takes_what_the_gpu_has_left():
+    """On a GPU the KV cache gets utilization x total, less what is in use (weights, context, others),
+    the activations' peak and the graphs' reserve; too little left is an error that says what to change."""
+    from atom.engine.model_runner import GRAPH_RESERVE_BYTES, kv_blocks_for
+
+    block = 2 * 2**20  # 2 MiB a block
+    # an H200: 140 GiB, 40 in use (weights), 5 GiB of activations, 0.9 of it for us
+    blocks = kv_blocks_for(140 * GIB, 100 * GIB, 5 * GIB, 0.9, block)
+    assert blocks == int((0.9 * 140 * GIB - 40 * GIB - 5 * GIB - GRAPH_RESERVE_BYTES) // block)
+    assert kv_blocks_for(140 * GIB, 100 * GIB, 5 * GIB, 0.5, block) < blocks  # a smaller share, fewer
+    from atom.errors import EngineDeadError
+
+    with pytest.raises(EngineDeadError, match="raise --gpu-memory-utilization.*--kv-cache-memory-gb"):
+        kv_blocks_for(80 * GIB, 10 * GIB, 2 * GIB, 0.9, block)  # 70 GiB in use already
+
+
+@pytest.mark.parametrize("utilization", [0.0, 1.5, -0.1])
+def test_gpu_memory_utilization_out_of_range_is_refused(utilization):
+    from atom.config import EngineConfig
+
+    with pytest.raises(ValueError, match=r"gpu_memory_utilization must be in \(0, 1\]"):
+        EngineConfig(model="m", gpu_memory_utilization=utilization)
+
+
+def test_the_cpu_kv_cache_keeps_its_fixed_default(tiny_llama):
+    """No GPU: 2 GB of KV cache unless told otherwise (the utilization rule is for GPUs)."""
+    from atom.engine.model_runner import CPU_KV_CACHE_GB
+
+    with LLM(str(tiny_llama)) as llm:
+        per_block = llm.runner._bytes_per_block()
+        assert llm.runner.num_blocks == int(CPU_KV_CACHE_GB * GIB // per_block)
+    with LLM(str(tiny_llama), kv_cache_memory_gb=0.5) as llm:
+        assert llm.runner.num_blocks == int(0.5 * GIB // per_block)

@@ -57,6 +57,28 @@ def resolve_device(config: EngineConfig, platform: Platform) -> tuple[torch.devi
     return device, dtype
 
 
+CPU_KV_CACHE_GB = 2.0
+SAMPLER_COPIES = 4  # fp32 [rows, vocab] tensors the sampler may hold at once (logits, probabilities, ...)
+GRAPH_RESERVE_BYTES = 1 << 30  # CUDA graphs' pools and the allocator's slack
+
+
+def kv_blocks_for(total: int, free: int, peak: int, utilization: float, bytes_per_block: int) -> int:
+    """The KV blocks that fit in `utilization` of a GPU's `total` bytes once everything in use now
+    (total - free: weights, the CUDA context, other processes), the activations' `peak` and a reserve
+    for CUDA graphs are counted. Raises when nothing is left, saying what to change."""
+    budget = utilization * total - (total - free) - peak - GRAPH_RESERVE_BYTES
+    blocks = int(budget // bytes_per_block)
+    if blocks < 16:
+        gib = 2**30
+        raise EngineDeadError(
+            f"no room for a KV cache: {utilization:.0%} of the GPU's {total / gib:.1f} GiB, less "
+            f"{(total - free) / gib:.1f} GiB in use and {peak / gib:.1f} GiB of activations, leaves "
+            f"{max(budget, 0) / gib:.2f} GiB; raise --gpu-memory-utilization, lower --max-num-batched-tokens "
+            "or --max-num-seqs, or set --kv-cache-memory-gb"
+        )
+    return blocks
+
+
 class ModelRunner:
     """One per rank. Rank 0's also starts the other ranks (tensor parallelism) and sends them each step."""
 
@@ -79,7 +101,7 @@ class ModelRunner:
         )  # fmt: skip
         self.selections = {**linear, **self._select_backends(platform)}
         self.block_size = config.block_size
-        self.num_blocks = config.num_kv_blocks or self._blocks_for_memory(config.kv_cache_memory_gb)
+        self.num_blocks = self._kv_blocks(config, max_model_len)
         if parallel.tp_size > 1:  # every rank holds the same blocks (free memory may differ)
             self.num_blocks = comm.min_over_ranks(self.num_blocks, self.device)
         self._allocate_kv_cache()
@@ -122,10 +144,41 @@ class ModelRunner:
             chosen.setdefault(f"moe {layer.spec}", sel)
         return chosen
 
-    def _blocks_for_memory(self, gb: float) -> int:
+    def _kv_blocks(self, config: EngineConfig, max_model_len: int) -> int:
+        """Given, or from a fixed size, or (on a GPU, by default) from what the GPU has left."""
+        if config.num_kv_blocks:
+            return config.num_kv_blocks
+        if config.kv_cache_memory_gb is not None or self.device.type != "cuda":
+            return max(
+                16, int((config.kv_cache_memory_gb or CPU_KV_CACHE_GB) * 2**30 // self._bytes_per_block())
+            )
+        peak = self._profile_prefill(min(config.max_num_batched_tokens, max_model_len))
+        peak += config.max_num_seqs * self.model.args.vocab_size * 4 * SAMPLER_COPIES  # a full decode batch
+        torch.cuda.empty_cache()
+        free, total = torch.cuda.mem_get_info(self.device)
+        return kv_blocks_for(total, free, peak, config.gpu_memory_utilization, self._bytes_per_block())
+
+    def _bytes_per_block(self) -> int:
         layers = self.model.attention_layers()
-        per_block = sum(a.cache_values_per_token() for a in layers) * self.block_size * self.dtype.itemsize
-        return max(16, int(gb * 2**30 // per_block))
+        return sum(a.cache_values_per_token() for a in layers) * self.block_size * self.dtype.itemsize
+
+    def _profile_prefill(self, tokens: int) -> int:
+        """Peak activation bytes of the largest prefill step (one sequence of `tokens`), run on a cache just
+        large enough for it, which is freed after."""
+        blocks = -(-tokens // self.block_size)
+        for layer in self.model.attention_layers():
+            layer.allocate_cache(blocks + 1, self.block_size, self.dtype, self.device)
+        vocab = self.model.args.vocab_size
+        step = StepInput([i % vocab for i in range(tokens)], [0], [tokens], [True], [list(range(blocks))])
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        before = torch.cuda.memory_allocated(self.device)
+        self.execute(step)
+        torch.cuda.synchronize(self.device)
+        peak = torch.cuda.max_memory_allocated(self.device) - before
+        for layer in self.model.attention_layers():
+            layer.allocate_cache(0, self.block_size, self.dtype, self.device)
+        return peak
 
     def _graphs_usable(self) -> bool:
         """Only when every chosen backend declares itself free of host syncs (the torch references are not)."""
