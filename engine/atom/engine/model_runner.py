@@ -101,6 +101,7 @@ class ModelRunner:
         )  # fmt: skip
         self.selections = {**linear, **self._select_backends(platform)}
         self.block_size = config.block_size
+        self.graphs: DecodeGraphs | None = None  # captured once the cache exists
         self.num_blocks = self._kv_blocks(config, max_model_len)
         if parallel.tp_size > 1:  # every rank holds the same blocks (free memory may differ)
             self.num_blocks = comm.min_over_ranks(self.num_blocks, self.device)
