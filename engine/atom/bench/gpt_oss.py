@@ -3,7 +3,6 @@ same shape in the same process for the ratio (HF first, then freed, so both fit 
 
 from __future__ import annotations
 
-import gc
 import json
 import tempfile
 import time
@@ -13,43 +12,10 @@ import torch
 
 from ..engine.llm_engine import LLM
 from ..sampling_params import SamplingParams
+from .models import hf_decode, ours_generate
 from .profile import kernel_table, print_kernel_table
 from .shapes import write_shape
 from .workload import random_prompts
-
-
-def hf_decode(folder: Path, batch: int, prompt_len: int, new_tokens: int, seed: int) -> dict:
-    from transformers import GptOssConfig, GptOssForCausalLM
-
-    config = json.loads((folder / "config.json").read_text())
-    config.pop("quantization_config")  # HF then holds the experts in bf16, as its eager path runs them
-    hf_config = GptOssConfig(**config)
-    hf_config._attn_implementation = "eager"
-    with torch.device("cuda"):
-        model = GptOssForCausalLM._from_config(hf_config, torch_dtype=torch.bfloat16).eval()
-    ids = torch.tensor(random_prompts(config["vocab_size"], batch, prompt_len, seed), device="cuda")
-    kw = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False}
-    model.generate(ids[:, :8], max_new_tokens=2, do_sample=False)  # warm-up
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    model.generate(ids, **kw)
-    torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    del model
-    gc.collect()
-    torch.cuda.empty_cache()
-    return {"engine": "hf-transformers", "batch": batch, "tok_s": round(batch * new_tokens / elapsed, 1)}
-
-
-def ours_generate(llm: LLM, num: int, prompt_len: int, new_tokens: int, seed: int) -> float:
-    prompts = random_prompts(llm.runner.model.args.vocab_size, num, prompt_len, seed)
-    params = SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    outs = llm.generate(prompts, params)
-    torch.cuda.synchronize()
-    assert all(len(o.output_token_ids) == new_tokens for o in outs)
-    return num * new_tokens / (time.perf_counter() - start)
 
 
 def run_gpt_oss_bench(
@@ -60,7 +26,7 @@ def run_gpt_oss_bench(
     rows = []
     if with_hf:
         for b in (1, 16):
-            rows.append(hf_decode(folder, b, 128, 64, seed))
+            rows.append(hf_decode(folder, b, 128, 64, seed, attention="eager"))
             emit(rows[-1])
     start = time.perf_counter()
     llm = LLM(str(folder), load_format="dummy", max_num_seqs=256, kv_cache_memory_gb=16, **engine_kwargs)

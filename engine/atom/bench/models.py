@@ -13,17 +13,24 @@ from pathlib import Path
 import torch
 
 from ..engine.llm_engine import LLM
-from .gpt_oss import ours_generate
+from ..sampling_params import SamplingParams
 from .shapes import write_shape
 from .workload import random_prompts
 
 
-def hf_decode(folder: Path, batch: int, prompt_len: int, new_tokens: int, seed: int) -> dict:
+def hf_decode(
+    folder: Path, batch: int, prompt_len: int, new_tokens: int, seed: int, attention: str | None = None
+) -> dict:
+    """HF transformers' greedy decode tok/s on the shape in `folder` (random bf16 weights: the quantization
+    config dropped, so HF holds every weight in bf16 as its eager path runs them). attention: HF's
+    attention implementation, where the model needs one (gpt-oss's sinks: eager)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = json.loads((folder / "config.json").read_text())
-    config.pop("quantization_config", None)  # HF holds every weight in bf16 (no FP8 kernels assumed)
+    config.pop("quantization_config", None)
     hf_config = AutoConfig.for_model(**config)
+    if attention:
+        hf_config._attn_implementation = attention
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(hf_config, torch_dtype=torch.bfloat16).eval()
     ids = torch.tensor(random_prompts(config["vocab_size"], batch, prompt_len, seed), device="cuda")
@@ -38,6 +45,17 @@ def hf_decode(folder: Path, batch: int, prompt_len: int, new_tokens: int, seed: 
     gc.collect()
     torch.cuda.empty_cache()
     return {"engine": "hf-transformers", "batch": batch, "tok_s": round(batch * new_tokens / elapsed, 1)}
+
+
+def ours_generate(llm: LLM, num: int, prompt_len: int, new_tokens: int, seed: int) -> float:
+    prompts = random_prompts(llm.runner.model.args.vocab_size, num, prompt_len, seed)
+    params = SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    outs = llm.generate(prompts, params)
+    torch.cuda.synchronize()
+    assert all(len(o.output_token_ids) == new_tokens for o in outs)
+    return num * new_tokens / (time.perf_counter() - start)
 
 
 def run_model_bench(

@@ -14,7 +14,7 @@ import torch
 
 from ..engine.llm_engine import LLM
 from ..sampling_params import SamplingParams
-from .gpt_oss import ours_generate
+from .models import ours_generate
 from .profile import kernel_table
 from .shapes import write_shape
 from .workload import random_prompts
