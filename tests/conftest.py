@@ -252,7 +252,7 @@ def tiny_deepseek_v3_fp8(tiny_deepseek_v3: Path) -> tuple[Path, Path]:
     some partial), and an fp32 copy of exactly the weights that dequantizes to, for HF."""
     from safetensors.torch import load_file, save_file
 
-    from atom.models import fp8
+    from atom.backends import fp8
 
     out, plain = CACHE / "tiny-deepseek-v3-fp8", CACHE / "tiny-deepseek-v3-fp8-dequantized"
     if (out / "model.safetensors").exists() and (plain / "model.safetensors").exists():

@@ -12,13 +12,12 @@ import torch
 import triton
 import triton.language as tl
 
-from atom.backends import mxfp4, torch_attention, torch_moe, triton_attention, triton_moe
+from atom.backends import fp8, mxfp4, torch_attention, torch_moe, triton_attention, triton_moe
 from atom.backends.routing import SIGMOID_GROUPED, SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX
 from atom.backends.spec import AttentionSpec, MoESpec
 from atom.backends.triton_moe_common import e2m1_as_float
 from atom.backends.triton_moe_grouping import SMALL_TILE_ELEMENTS, group_by_expert, group_by_expert_torch
 from atom.layers.context import AttentionMetadata
-from atom.models import fp8
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32] + ([torch.bfloat16] if DEVICE == "cuda" else [])
@@ -290,8 +289,8 @@ def test_both_e2m1_decoders_give_the_exact_table(f32_bits):
 def test_triton_fp8_linear_matches_dequantized_weights(dtype, m, n, k, block, bias, splits):
     """FP8 weights with block scales (partial blocks at the edges, decode and prefill row counts, K split
     or not) against the torch path: the weights dequantized, then a plain matmul."""
+    from atom.backends import fp8
     from atom.backends.triton_fp8_linear import fp8_block_linear
-    from atom.models import fp8
 
     values, scale = fp8.quantize(torch.randn(n, k) * 0.05, block)
     values, scale = values.to(DEVICE), scale.to(DEVICE)

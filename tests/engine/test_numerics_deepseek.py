@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from atom import LLM
-from atom.models import fp8
+from atom.backends import fp8
 
 from .hf_reference import assert_greedy_matches_hf
 

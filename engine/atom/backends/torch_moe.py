@@ -7,8 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..models import fp8
-from . import mxfp4
+from . import fp8, mxfp4
 from .routing import SIGMOID_GROUPED, SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX, route
 from .spec import MoESpec, Support
 

@@ -6,7 +6,7 @@ The weights are upcast to the activations' dtype in registers (e4m3 values are e
 K block's partial product is scaled by its block's scale in fp32: the same numbers as dequantizing the
 weights first (the torch path), up to where the rounding falls. Activations are not quantized, so this
 is the model's weights as the checkpoint holds them, not a W8A8 approximation. On gfx942 the weights
-arrive as e4m3fnuz with doubled scales (models/fp8.py, to_fnuz); Triton upcasts either kind.
+arrive as e4m3fnuz with doubled scales (backends/fp8.py, to_fnuz); Triton upcasts either kind.
 """
 
 from __future__ import annotations

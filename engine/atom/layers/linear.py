@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..backends import fp8
 from ..config import ParallelConfig
-from ..models import fp8
 from ..parallel import comm
 from ..parallel.shard import Shard, split, vocab_rows
 
@@ -70,7 +70,7 @@ class Linear(nn.Module):
     def keep_fp8(self, backend, block: tuple[int, int], fnuz: bool) -> None:
         """Hold the weight as an FP8 checkpoint stores it (e4m3 values, `weight_scale_inv` one fp32 scale
         per block) and multiply with backend.fp8_block_linear. fnuz: gfx942's e4m3 variant, converted
-        as it loads (models/fp8.py)."""
+        as it loads (backends/fp8.py)."""
         if self.shard is not None and self.parallel.tp_size > 1:
             raise ValueError("FP8 weights split over ranks are not supported yet")  # the selection says so
         out, inp = self.weight.shape

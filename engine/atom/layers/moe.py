@@ -9,9 +9,9 @@ from functools import partial
 import torch
 from torch import nn
 
+from ..backends import fp8
 from ..backends.spec import MoESpec
 from ..config import ParallelConfig
-from ..models import fp8
 from ..parallel import comm
 from ..parallel.shard import split
 from .linear import Linear, sharded_parameter

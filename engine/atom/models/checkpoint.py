@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from ..backends import fp8
 from ..errors import ModelLoadError
-from . import fp8
 
 IGNORED = ("rotary_emb.inv_freq",)
 SCALE = "_scale_inv"
