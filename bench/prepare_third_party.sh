@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fill the git-ignored third_party/ that bench/h100.sh expects to be carried to the GPU machine (which has
+# Fill the git-ignored third_party/ that the GPU-side bench scripts expect to be carried to the GPU machine (which has
 # no network): the real triton_kernels matching its Triton 3.6 (the copy inside the vLLM 0.19.1 wheel; not
 # on PyPI, never committed) and wheels of what that machine lacks (typer, pytest, the server's packages).
 set -euo pipefail

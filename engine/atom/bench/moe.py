@@ -1,8 +1,8 @@
 """MoE layer microbenchmark: every available backend at gpt-oss shapes, under CUDA graphs, next to the floors.
 
-Floors (H100, measured copy bandwidth and dense bf16 matmul rate from the project's notes):
-  bandwidth: bytes of the experts a batch touches (MXFP4 nibbles + scales + biases) / 3.0 TB/s
-  compute:   2 * M * top_k * (2I*H + H*I) flops / 790 TFLOP/s
+Floors, from the device's own copy bandwidth and bf16 matmul rate, measured first (bench/floors.py):
+  bandwidth: bytes of the experts a batch touches (MXFP4 nibbles + scales + biases) / copy bytes per second
+  compute:   2 * M * top_k * (2I*H + H*I) flops / matmul flops per second
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from ..backends import registry
 from ..backends.routing import TOPK_SOFTMAX
 from ..backends.spec import MoESpec
 from ..platform import detect
+from .floors import Floors, measure
 from .profile import kernel_table, print_kernel_table
 
-COPY_BYTES_PER_S = 3.0e12
-MATMUL_FLOPS = 790e12
 SHAPES = {
     "gpt-oss-20b": MoESpec(32, 4, 2880, 2880, "mxfp4", "swiglu_oai", TOPK_SOFTMAX, has_bias=True),
     "gpt-oss-120b": MoESpec(128, 4, 2880, 2880, "mxfp4", "swiglu_oai", TOPK_SOFTMAX, has_bias=True),
@@ -40,12 +39,12 @@ def random_mxfp4_experts(spec: MoESpec, device: str, gen: torch.Generator) -> di
     return w
 
 
-def floors_us(spec: MoESpec, m: int) -> tuple[float, float]:
+def floors_us(spec: MoESpec, m: int, floors: Floors) -> tuple[float, float]:
     e, k, h, i = spec.num_experts, spec.top_k, spec.hidden_size, spec.intermediate_size
     active = e * (1 - (1 - k / e) ** m)  # expected distinct experts hit by m tokens
     per_expert = 3 * h * i / 2 + 3 * h * i / 32 + 2 * (3 * i + h) / 2  # nibbles + scales + bf16 biases
-    bandwidth = active * per_expert / COPY_BYTES_PER_S * 1e6
-    compute = 2 * m * k * 3 * h * i / MATMUL_FLOPS * 1e6
+    bandwidth = active * per_expert / floors.copy_bytes_per_s * 1e6
+    compute = 2 * m * k * 3 * h * i / floors.matmul_flops_per_s * 1e6
     return bandwidth, compute
 
 
@@ -77,7 +76,8 @@ def run_moe_bench(
     platform = detect()
     assert platform.device == "cuda", "the MoE microbenchmark needs a GPU"
     gen = torch.Generator(device="cuda").manual_seed(seed)
-    rows = []
+    floors = measure()
+    rows = [{"floors": floors.as_dict()}]  # what the floor columns divide by, measured here first
     for shape in shapes:
         spec = SHAPES[shape]
         w = random_mxfp4_experts(spec, "cuda", gen)
@@ -97,7 +97,7 @@ def run_moe_bench(
             x = torch.randn(m, spec.hidden_size, device="cuda", generator=gen).to(torch.bfloat16)
             logits = torch.randn(m, spec.num_experts, device="cuda", generator=gen)
             ref = usable["torch"].forward(x, logits, w, spec).float() if "torch" in usable else None
-            bandwidth, compute = floors_us(spec, m)
+            bandwidth, compute = floors_us(spec, m, floors)
             for name, module in usable.items():
 
                 def call(module=module, x=x, logits=logits, w=w, spec=spec):
@@ -125,6 +125,9 @@ def print_moe_table(rows: list[dict]) -> None:
         f"{'shape':14} {'backend':15} {'M':>6} {'time us':>10} {'bw floor':>9} {'fl floor':>9} {'rel err':>9}"
     )
     for r in rows:
+        if "floors" in r:
+            print(f"floors measured on {r['floors']['device']}: {r['floors']}")
+            continue
         if "skipped" in r:
             print(f"{r['shape']:14} {r['backend']:15} skipped: {r['skipped']}")
             continue

@@ -2,7 +2,7 @@
 # Everything GPU-side in one device command (see docs/performance.md):
 #   kernel tests on the GPU, greedy agreement, the MoE microbenchmark, the gpt-oss-20b offline benchmark next
 #   to HF transformers, and the serving benchmark (bench/serve_bench.sh) when the server's packages import.
-# Usage on the GPU machine, from the repo root:  bash bench/h100.sh   (results under $OUT, default ./bench-out)
+# Usage on the GPU machine, from the repo root:  bash bench/gpu_suite.sh   (results under $OUT, default ./bench-out)
 # A copy of the real triton_kernels matching the GPU's Triton may be placed in third_party/ (git-ignored).
 set -euo pipefail
 OUT=${OUT:-bench-out}
