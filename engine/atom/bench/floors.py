@@ -40,15 +40,21 @@ def _best_seconds(fn, iters: int = 20) -> float:
     return best
 
 
-@functools.cache
-def measure(device: str = "cuda") -> Floors:
-    src = torch.empty(1 << 30, dtype=torch.uint8, device=device)  # 1 GiB: far past every cache
+def _copy_seconds(device: str, nbytes: int) -> float:
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
-    copy_s = _best_seconds(lambda: dst.copy_(src))
-    n = 8192
+    return _best_seconds(lambda: dst.copy_(src))
+
+
+def _matmul_seconds(device: str, n: int) -> float:
     a = torch.randn(n, n, dtype=torch.bfloat16, device=device)
     b = torch.randn(n, n, dtype=torch.bfloat16, device=device)
-    matmul_s = _best_seconds(lambda: a @ b)
-    del src, dst, a, b
+    return _best_seconds(lambda: a @ b)
+
+
+@functools.cache
+def measure(device: str = "cuda") -> Floors:
+    nbytes, n = 1 << 30, 8192  # 1 GiB copies run far past every cache; 8192^3 fills the tensor cores
+    copy_s, matmul_s = _copy_seconds(device, nbytes), _matmul_seconds(device, n)
     torch.cuda.empty_cache()
-    return Floors(torch.cuda.get_device_name(device), 2 * (1 << 30) / copy_s, 2 * n**3 / matmul_s)
+    return Floors(torch.cuda.get_device_name(device), 2 * nbytes / copy_s, 2 * n**3 / matmul_s)
