@@ -133,6 +133,16 @@ def serve(
         float, typer.Option(min=0.1, help="Seconds an idle keep-alive connection stays open.")
     ] = 15.0,
     tensor_parallel_size: TensorParallelOpt = 1,
+    data_parallel_size: Annotated[
+        int,
+        typer.Option(
+            "--data-parallel-size",
+            "-dp",
+            min=1,
+            help="Engine replicas behind this endpoint, each with its own GPUs (tensor-parallel size each); "
+            "requests go to the replica holding their prefix, else the least loaded.",
+        ),
+    ] = 1,
     nnodes: NnodesOpt = 1,
     node_rank: NodeRankOpt = 0,
     master_addr: MasterAddrOpt = "127.0.0.1",
@@ -178,7 +188,14 @@ def serve(
         failures.append(error)
         server.should_exit = True  # an orchestrator restarts a process that exits; a 503 forever helps no one
 
-    app_ = create_app(config, api_key, max_queued_requests, served_model_name, limits, stop_on_failure)
+    if data_parallel_size > 1 and config.parallel and config.parallel.nnodes > 1:
+        raise typer.BadParameter(
+            "replicas of a model spread over several nodes are not supported yet",
+            param_hint="--data-parallel-size",
+        )
+    app_ = create_app(
+        config, api_key, max_queued_requests, served_model_name, limits, stop_on_failure, data_parallel_size
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app_,

@@ -30,9 +30,11 @@ def create_app(
     served_model_name: str | None = None,
     limits: ServerLimits | None = None,
     on_failure: Callable[[str], None] | None = None,
+    data_parallel_size: int = 1,
 ) -> FastAPI:
     """on_failure(error) is called if the model cannot be loaded or the engine core dies (`atom serve`
-    then exits non-zero instead of answering 503 forever)."""
+    then exits non-zero instead of answering 503 forever); with data_parallel_size replicas, when the
+    last one is gone."""
     limits = limits or ServerLimits()
     state = ServerState(served_model_name or config.model.rstrip("/").split("/")[-1])
 
@@ -40,7 +42,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         state.loop = asyncio.get_running_loop()
         # the core loads and warms up in its own process; /health stays 503 until it is ready
-        state.engine = EngineClient(config, max_queued_requests, on_failure)
+        state.engine = EngineClient(config, max_queued_requests, on_failure, data_parallel_size)
         starting = asyncio.create_task(state.engine.start())
         yield
         starting.cancel()

@@ -1,23 +1,23 @@
-"""The API process's side of the engine: the core runs in its own process (core_process.py); this client
-sends it requests and aborts, turns what comes back into RequestOutputs (OutputProcessor, here in the
-API process) and hands them to each request's stream. It never touches the scheduler: what it knows of
-the core's state arrives as EngineStats with every step.
+"""The API process's side of the engine: each core runs in its own process (replica.py, core_process.py);
+this client sends them requests and aborts, turns what comes back into RequestOutputs (OutputProcessor,
+here in the API process) and hands them to each request's stream. It never touches a scheduler: what it
+knows of a core's state arrives as EngineStats with every step.
 
-If the core process dies, every open request fails, /health turns "failed" and the server is told to
-exit (on_failure), so an orchestrator restarts it instead of a server hanging.
+With one core, if it dies every open request fails, /health turns "failed" and the server is told to
+exit (on_failure), so an orchestrator restarts it instead of a server hanging. With several (data
+parallelism, --data-parallel-size), the router (router.py) picks a replica per request; a replica that
+dies has its requests that had produced nothing yet sent to another, the others end with a retryable
+503, and it is started again; only when none is left does the server fail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
-import tempfile
+import dataclasses
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-
-import zmq
-import zmq.asyncio
 
 from ..config import EngineConfig
 from ..engine.core import ModelInfo, check_prompt
@@ -27,15 +27,14 @@ from ..output import OutputProcessor, RequestOutput, merge
 from ..sampling_params import SamplingParams
 from ..tokenizer import load_tokenizer
 from . import ipc
-from .core_process import run_core
+from .replica import CoreReplica, EngineUnavailable
+from .router import PrefixRouter
+
+__all__ = ["EngineClient", "EngineUnavailable", "QueueFullError", "RequestFailed", "ShuttingDown"]
 
 
 class QueueFullError(AtomError):
     pass
-
-
-class EngineUnavailable(AtomError):
-    """The core is loading, failed to load, or died."""
 
 
 class ShuttingDown(EngineUnavailable):
@@ -75,6 +74,7 @@ class EngineClient:
         config: EngineConfig,
         max_queued_requests: int = 256,
         on_failure: Callable[[str], None] | None = None,
+        data_parallel_size: int = 1,
     ) -> None:
         self.config = config
         self.max_queued_requests = max_queued_requests
@@ -83,74 +83,50 @@ class EngineClient:
         self.output: OutputProcessor | None = None
         self.info: ModelInfo | None = None
         self.error: str | None = None
-        self.stats = EngineStats()
         self.sinks: dict[str, OutputStream] = {}
         self.unstarted: set[str] = set()  # sent, no token yet: what counts against the queue limit
-        self.process: multiprocessing.process.BaseProcess | None = None
+        self.assigned: dict[str, CoreReplica] = {}  # request -> the replica computing it
+        self.prompts: dict[str, tuple[list[int], SamplingParams]] = {}  # to resend an unstarted request
+        self.replicas = [
+            CoreReplica(i, config, data_parallel_size, self._on_message, self._on_exit)
+            for i in range(data_parallel_size)
+        ]
+        self.router = PrefixRouter(config.block_size)
+        self.routed: Counter[tuple[int, str]] = Counter()  # (replica, why) -> requests
         self._closing = False
-        self._tasks: list[asyncio.Task] = []
 
     @property
     def ready(self) -> bool:
-        return self.info is not None and self.error is None
+        return self.info is not None and self.error is None and any(r.ready for r in self.replicas)
+
+    @property
+    def stats(self) -> EngineStats:
+        """The replicas' stats together: counts summed, ratios averaged over the live replicas."""
+        live = [r.stats for r in self.replicas if r.ready] or [EngineStats()]
+        if len(live) == 1:
+            return live[0]
+        total = {f.name: sum(getattr(s, f.name) for s in live) for f in dataclasses.fields(EngineStats)}
+        for ratio in ("kv_usage", "prefix_hit_rate"):
+            total[ratio] /= len(live)
+        return EngineStats(**total)
 
     # ---- life cycle --------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Spawn the core, wait for it to load; on failure, record why and tell on_failure."""
+        """Load the tokenizer, start every replica, wait for them; on failure, record why and tell
+        on_failure."""
         try:
-            await self._start()
+            loop = asyncio.get_running_loop()
+            folder = Path(self.config.model)
+            self.tokenizer = await loop.run_in_executor(None, load_tokenizer, folder, self.config.load_format)
+            self.output = OutputProcessor(self.tokenizer)
+            await asyncio.gather(*(r.start() for r in self.replicas))
+            self.info = self.replicas[0].info
         except Exception as e:
-            self._fail(f"{e.__class__.__name__}: {e}")
-
-    async def _start(self) -> None:
-        loop = asyncio.get_running_loop()
-        folder = Path(self.config.model)
-        self.tokenizer = await loop.run_in_executor(None, load_tokenizer, folder, self.config.load_format)
-        self.output = OutputProcessor(self.tokenizer)
-        self._dir = tempfile.TemporaryDirectory(prefix="atom-ipc-")
-        inbox, outbox = f"ipc://{self._dir.name}/inbox", f"ipc://{self._dir.name}/outbox"
-        # sending never waits (a plain socket, NOBLOCK); receiving is awaited on the event loop
-        self.send_context, self.context = zmq.Context(), zmq.asyncio.Context()
-        self.push, self.pull = self.send_context.socket(zmq.PUSH), self.context.socket(zmq.PULL)
-        self.push.setsockopt(zmq.SNDHWM, 0)  # never full: a send fails only when no core is connected
-        self.push.bind(inbox)
-        self.pull.bind(outbox)
-        # spawn, not fork: the core gets a fresh interpreter (CUDA/ROCm cannot be forked into)
-        self.process = multiprocessing.get_context("spawn").Process(
-            target=run_core, args=(self.config, inbox, outbox), name="atom-engine-core", daemon=True
-        )
-        self.process.start()
-        loop.add_reader(self.process.sentinel, self._core_exited)
-        first = ipc.from_core.decode(await self.pull.recv())
-        if isinstance(first, ipc.CoreFailed):
-            self._fail(first.error)
-            return
-        self.info, self.stats = first.info, first.stats
-        self._tasks.append(asyncio.create_task(self._receive(), name="atom-core-outputs"))
+            self._fail(f"{e.__class__.__name__}: {e}" if not isinstance(e, EngineUnavailable) else str(e))
 
     async def shutdown(self) -> None:
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        if self.process is None:
-            return
-        asyncio.get_running_loop().remove_reader(self.process.sentinel)
-        if self.process.is_alive():
-            with contextlib.suppress(EngineUnavailable):
-                self._post(ipc.Shutdown())
-            await asyncio.get_running_loop().run_in_executor(None, self.process.join, 10)
-        if self.process.is_alive():
-            self.process.kill()
-        self.push.close(linger=0)
-        self.pull.close(linger=0)
-        self.send_context.term()
-        self.context.term()
-        self._dir.cleanup()
-
-    def _core_exited(self) -> None:
-        asyncio.get_running_loop().remove_reader(self.process.sentinel)
-        if not self._closing:
-            self._fail(f"the engine core process exited (exit code {self.process.exitcode})")
+        await asyncio.gather(*(r.stop() for r in self.replicas))
 
     def fail_all(self, error: Exception) -> None:
         """Every open request ends with this error (their streams say so; the core is told to stop)."""
@@ -166,6 +142,32 @@ class EngineClient:
         self.sinks.clear()
         if self.on_failure:
             self.on_failure(error)
+
+    def _on_exit(self, replica: CoreReplica, error: str) -> None:
+        """A replica's core is gone: with one, the engine is; with several, its unstarted requests go
+        to another replica, its started ones end retryably, and it is started again."""
+        if self._closing:
+            return
+        if len(self.replicas) == 1 or not any(r.ready for r in self.replicas):
+            self._fail(error)
+            return
+        self.router.forget(replica.index)
+        for request_id, where in list(self.assigned.items()):
+            if where is not replica:
+                continue
+            if request_id in self.unstarted and request_id in self.prompts:
+                self._send(request_id, *self.prompts[request_id])
+            else:
+                self._deliver(request_id, EngineUnavailable(f"{error}; retry the request"))
+        asyncio.get_running_loop().create_task(self._restart(replica))
+
+    async def _restart(self, replica: CoreReplica) -> None:
+        with contextlib.suppress(Exception):
+            await replica.stop()
+        try:
+            await replica.start()
+        except Exception as e:  # it stays out; the others serve
+            replica.error = f"engine core {replica.index} did not come back: {e}"
 
     # ---- requests ----------------------------------------------------------------------------------
     def admit(self, prompts: list[list[int]], params: SamplingParams, n: int = 1) -> None:
@@ -198,7 +200,7 @@ class EngineClient:
         self.output.add(request_id, prompt_token_ids, params)
         finished = False
         try:
-            self._post(ipc.AddRequest(request_id, prompt_token_ids, params))
+            self._send(request_id, prompt_token_ids, params)
             while True:
                 item = await sink.get()
                 if isinstance(item, Exception):
@@ -211,39 +213,51 @@ class EngineClient:
         finally:
             self.sinks.pop(request_id, None)
             self.unstarted.discard(request_id)
+            self.prompts.pop(request_id, None)
+            replica = self.assigned.pop(request_id, None)
             if not finished:  # the client went away or the handler failed: free the KV blocks now
                 self.output.abort(request_id)
-                if self.ready:
+                if replica is not None and replica.ready:
                     with contextlib.suppress(EngineUnavailable):  # a core that is gone holds no blocks
-                        self._post(ipc.Abort([request_id]))
+                        replica.post(ipc.Abort([request_id]))
 
-    def _post(self, message) -> None:
-        """Send without waiting (usable in a cancelled task's cleanup). A PUSH socket with no peer would
-        wait for one forever: with the core gone, this fails at once instead."""
-        try:
-            self.push.send(ipc.encoder.encode(message), flags=zmq.NOBLOCK)
-        except zmq.Again as e:
-            raise EngineUnavailable(self.error or "the engine core is not connected") from e
+    def _send(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> None:
+        """To the router's replica (the only one, without data parallelism)."""
+        if len(self.replicas) == 1:
+            replica = self.replicas[0]
+        else:
+            loads = Counter(r.index for r in self.assigned.values())
+            index, why = self.router.choose(
+                prompt_token_ids, [loads[r.index] if r.ready else None for r in self.replicas]
+            )
+            replica = self.replicas[index]
+            self.routed[(index, why)] += 1
+            self.prompts[request_id] = (prompt_token_ids, params)
+        self.assigned[request_id] = replica
+        replica.post(ipc.AddRequest(request_id, prompt_token_ids, params))
 
-    async def _receive(self) -> None:
-        while True:
-            message = ipc.from_core.decode(await self.pull.recv())
-            if isinstance(message, ipc.CoreFailed):
-                self._fail(message.error)
-                continue
-            if not isinstance(message, ipc.StepOutputs):
-                continue
-            self.stats = message.stats
-            failed = [o for o in message.outputs if o.error]
-            for out in failed:
-                self.output.abort(out.request_id)
-                self._deliver(out.request_id, RequestFailed(out.error))
-            results, stopped = self.output.process([o for o in message.outputs if not o.error])
-            for result in results:
-                self._deliver(result.request_id, result)
-            if stopped:  # stop strings ended these: the core stops computing them
-                with contextlib.suppress(EngineUnavailable):
-                    self._post(ipc.Abort(stopped))
+    def replica_loads(self) -> list[int]:
+        """In-flight requests per replica (for /metrics)."""
+        loads = Counter(r.index for r in self.assigned.values())
+        return [loads[r.index] for r in self.replicas]
+
+    def _on_message(self, replica: CoreReplica, message) -> None:
+        if isinstance(message, ipc.CoreFailed):
+            replica.failed(message.error)
+            return
+        if not isinstance(message, ipc.StepOutputs):
+            return
+        replica.stats = message.stats
+        failed = [o for o in message.outputs if o.error]
+        for out in failed:
+            self.output.abort(out.request_id)
+            self._deliver(out.request_id, RequestFailed(out.error))
+        results, stopped = self.output.process([o for o in message.outputs if not o.error])
+        for result in results:
+            self._deliver(result.request_id, result)
+        if stopped:  # stop strings ended these: the core stops computing them
+            with contextlib.suppress(EngineUnavailable):
+                replica.post(ipc.Abort(stopped))
 
     def _deliver(self, request_id: str, item) -> None:
         self.unstarted.discard(request_id)

@@ -121,8 +121,10 @@ async def respond(state: ServerState, request: Request, reply: Reply, streams):
     except ShuttingDown as e:
         count(request, 503)
         return error(503, str(e), kind="service_unavailable")
-    except EngineUnavailable:
+    except EngineUnavailable as e:
         count(request, 503)
+        if state.engine.ready:  # one replica of several went: the others serve, a retry will work
+            return error(503, str(e), kind="service_unavailable", headers={"Retry-After": "1"})
         return state.not_ready()
     except RequestFailed as e:
         count(request, 500)

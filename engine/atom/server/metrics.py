@@ -42,6 +42,21 @@ class Metrics:
         self.free_blocks = Gauge("atom_kv_cache_free_blocks", "Free KV blocks", registry=r)
         self.core_counters = CoreCounters()
         r.register(self.core_counters)
+        # data parallelism: each replica's load and cache, and why the router sent requests where it did
+        self.replica_up = Gauge("atom_replica_up", "1 while a replica serves", ["replica"], registry=r)
+        self.replica_load = Gauge(
+            "atom_replica_requests_in_flight", "Requests a replica is computing", ["replica"], registry=r
+        )
+        self.replica_prefix_hit = Gauge(
+            "atom_replica_prefix_cache_hit_rate",
+            "A replica's prefix-cache block hit rate",
+            ["replica"],
+            registry=r,
+        )
+        self.replica_routed = Gauge(
+            "atom_replica_routed_requests", "Requests sent to a replica, by the router's reason",
+            ["replica", "reason"], registry=r,
+        )  # fmt: skip
 
     def observe_stats(self, stats) -> None:
         """From the EngineStats the core sends with every step (never from the scheduler itself)."""
@@ -51,6 +66,16 @@ class Metrics:
         self.prefix_hit.set(stats.prefix_hit_rate)
         self.free_blocks.set(stats.free_blocks)
         self.core_counters.stats = stats
+
+    def observe_replicas(self, engine) -> None:
+        loads = engine.replica_loads()
+        for replica in engine.replicas:
+            label = str(replica.index)
+            self.replica_up.labels(label).set(1 if replica.ready else 0)
+            self.replica_load.labels(label).set(loads[replica.index])
+            self.replica_prefix_hit.labels(label).set(replica.stats.prefix_hit_rate)
+        for (index, reason), count in engine.routed.items():
+            self.replica_routed.labels(str(index), reason).set(count)
 
 
 class CoreCounters:

@@ -18,6 +18,10 @@ async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "failed", "error": state.engine.error}, status_code=503)
     if not state.ready_engine():
         return JSONResponse({"status": "loading"}, status_code=503)
+    replicas = state.engine.replicas
+    if len(replicas) > 1:  # data parallelism: ok while one serves; say which are out
+        down = {r.index: r.error or "starting" for r in replicas if not r.ready}
+        return JSONResponse({"status": "ok", "replicas": len(replicas), "down": down})
     return JSONResponse({"status": "ok"})
 
 
@@ -25,6 +29,7 @@ async def health(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> PlainTextResponse:
     state = server_state(request)
     if state.ready_engine():
-        state.metrics.observe_stats(state.engine.stats)  # what the core reported with its last step
+        state.metrics.observe_stats(state.engine.stats)  # what the cores reported with their last step
+        state.metrics.observe_replicas(state.engine)
     text = generate_latest(state.metrics.registry).decode()
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
