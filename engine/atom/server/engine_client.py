@@ -155,10 +155,12 @@ class EngineClient:
         for request_id, where in list(self.assigned.items()):
             if where is not replica:
                 continue
-            if request_id in self.unstarted and request_id in self.prompts:
-                self._send(request_id, *self.prompts[request_id])
-            else:
-                self._deliver(request_id, EngineUnavailable(f"{error}; retry the request"))
+            try:
+                if request_id not in self.unstarted or request_id not in self.prompts:
+                    raise EngineUnavailable(f"{error}; retry the request")
+                self._send(request_id, *self.prompts[request_id])  # nothing streamed yet: another replica
+            except EngineUnavailable as e:
+                self._deliver(request_id, e)
         asyncio.get_running_loop().create_task(self._restart(replica))
 
     async def _restart(self, replica: CoreReplica) -> None:
