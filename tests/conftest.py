@@ -250,13 +250,44 @@ def tiny_deepseek_v3(smollm2: Path) -> Path:
 def tiny_deepseek_v3_fp8(tiny_deepseek_v3: Path) -> tuple[Path, Path]:
     """The same model with its projections FP8 block-quantized (32x32 blocks, so matrices hold several,
     some partial), and an fp32 copy of exactly the weights that dequantizes to, for HF."""
+    return _deepseek_fp8(tiny_deepseek_v3, "tiny-deepseek-v3-fp8", (32, 32))
+
+
+@pytest.fixture(scope="session")
+def tiny_deepseek_v3_fp8_16(tiny_deepseek_v3: Path) -> tuple[Path, Path]:
+    """As tiny_deepseek_v3_fp8 with 16x16 blocks: two ranks' slices of every split matrix (heads, MLP and
+    expert intermediates) fall on block edges, as DeepSeek-V3's 128x128 blocks do at 8 ranks."""
+    return _deepseek_fp8(tiny_deepseek_v3, "tiny-deepseek-v3-fp8-16", (16, 16))
+
+
+def _deepseek_fp8(source: Path, name: str, block: tuple[int, int]) -> tuple[Path, Path]:
     from safetensors.torch import load_file, save_file
 
     from atom.backends import fp8
 
-    out, plain = CACHE / "tiny-deepseek-v3-fp8", CACHE / "tiny-deepseek-v3-fp8-dequantized"
+    out, plain = CACHE / name, CACHE / f"{name}-dequantized"
     if (out / "model.safetensors").exists() and (plain / "model.safetensors").exists():
         return out, plain
+    quantized, dequantized = {}, {}
+    for tensor_name, t in load_file(source / "model.safetensors").items():
+        if tensor_name.endswith("proj.weight") or tensor_name.endswith("proj_with_mqa.weight"):
+            values, scale = fp8.quantize(t.float(), block)
+            quantized[tensor_name], quantized[tensor_name + "_scale_inv"] = values, scale
+            dequantized[tensor_name] = fp8.dequantize(values, scale, block)
+        else:
+            quantized[tensor_name] = dequantized[tensor_name] = t.float()
+    config = json.loads((source / "config.json").read_text())
+    for folder, state, quant in (
+        (out, quantized, {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": list(block)}),
+        (plain, dequantized, None),
+    ):
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(state, folder / "model.safetensors")
+        (folder / "config.json").write_text(
+            json.dumps({**config, "quantization_config": quant} if quant else config)
+        )
+        _copy_tokenizer(source, folder)
+    return out, plain
     block = (32, 32)
     quantized, dequantized = {}, {}
     for name, t in load_file(tiny_deepseek_v3 / "model.safetensors").items():

@@ -158,7 +158,7 @@ FP8_LINEAR = LinearSpec("fp8_block", "bfloat16")
     [
         (FP8_LINEAR, "sm90", "triton", None),
         (FP8_LINEAR, "gfx942", "triton", None),
-        (LinearSpec("fp8_block", "bfloat16", tp_size=2), "sm90", "torch", "no tensor parallelism yet"),
+        (LinearSpec("fp8_block", "float32"), "sm90", "triton", None),
         (FP8_LINEAR, "cpu", "torch", None),  # the interpreter is a test tool: torch first on the CPU
     ],
 )

@@ -87,3 +87,19 @@ def test_random_dummy_weights_are_the_same_model_at_any_size(tiny_gpt_oss):
         with LLM(str(tiny_gpt_oss), load_format="dummy", seed=5, tensor_parallel_size=tp) as llm:
             tokens.append([o.output_token_ids for o in llm.generate(ids, params)])
     assert tokens[0] == tokens[1]
+
+
+def test_fp8_deepseek_over_two_ranks_keeps_fp8_slices_and_matches_hf(tiny_deepseek_v3_fp8_16):
+    """FP8 under tensor parallelism (what DeepSeek-V3 at 8 ranks needs: dequantized, it no longer fits):
+    each rank keeps its block-aligned slice of the FP8 projections and experts with their scales
+    (Triton linear and MoE, interpreter), and the answers are HF's on the dequantized weights."""
+    quantized, dequantized = tiny_deepseek_v3_fp8_16
+    kw = {"linear_backend": "triton", "moe_backend": "triton", "block_size": 8}
+    with LLM(str(quantized), tensor_parallel_size=2, num_kv_blocks=32, **kw) as llm:
+        model = llm.runner.model
+        q_b = model.attention_layers()[0].q_b_proj
+        assert q_b.weight.dtype == torch.float8_e4m3fn and q_b.weight.shape[0] == 2 * 24  # 2 of 4 heads
+        assert all(m.spec.quant == "fp8_block" for m in model.moe_layers())
+    assert_greedy_matches_hf(
+        quantized, prompts(49152), N, reference=dequantized, tensor_parallel_size=2, **kw
+    )

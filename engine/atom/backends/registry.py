@@ -108,7 +108,6 @@ def why_not(
                 not support.act_dtypes or spec.act_dtype in support.act_dtypes,
                 f"activations in {spec.act_dtype}, not {sorted(support.act_dtypes)}",
             ),
-            (spec.tp_size == 1 or support.tensor_parallel, "no tensor parallelism yet"),
         ]
     else:
         assert "head_dim" in names

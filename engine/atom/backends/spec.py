@@ -42,7 +42,6 @@ class LinearSpec:
 
     quant: str  # fp8_block (e4m3 with one fp32 scale per 128x128 block)
     act_dtype: str = "bfloat16"
-    tp_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -74,4 +73,3 @@ class Support:
     requires: tuple[str, ...] = field(default=())  # platform probes that must say yes
     act_dtypes: frozenset[str] = frozenset()  # MoE activation dtypes; empty: any
     cuda_graphs: bool = False  # no host syncs: decode steps using it may be captured in CUDA graphs
-    tensor_parallel: bool = True  # layers split over ranks (a quantized linear's blocks must split too)

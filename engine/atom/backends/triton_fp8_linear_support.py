@@ -10,5 +10,4 @@ SUPPORT = Support(
     act_dtypes=frozenset({"bfloat16", "float16", "float32"}),
     cuda_graphs=True,
     requires=("triton",),
-    tensor_parallel=False,  # shards would have to fall on 128-row/column block edges: not done yet
 )

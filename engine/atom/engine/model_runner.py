@@ -119,7 +119,7 @@ class ModelRunner:
         dequantized as it is read)."""
         if not checkpoint.is_fp8(read_config(Path(self.config.model))):
             return {}
-        spec = LinearSpec("fp8_block", str(self.dtype).removeprefix("torch."), self.config.parallel.tp_size)
+        spec = LinearSpec("fp8_block", str(self.dtype).removeprefix("torch."))
         return {f"linear {spec}": registry.select("linear", spec, platform, self.config.linear_backend)}
 
     def _moe_takes_fp8(self, platform: Platform, spec: MoESpec) -> bool:

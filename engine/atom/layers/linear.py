@@ -67,27 +67,42 @@ class Linear(nn.Module):
             full = torch.zeros_like(full)
         _copy(param, full)
 
-    def keep_fp8(self, backend, block: tuple[int, int], fnuz: bool) -> None:
+    def keep_fp8(self, backend, block: tuple[int, int], fnuz: bool) -> bool:
         """Hold the weight as an FP8 checkpoint stores it (e4m3 values, `weight_scale_inv` one fp32 scale
         per block) and multiply with backend.fp8_block_linear. fnuz: gfx942's e4m3 variant, converted
-        as it loads (backends/fp8.py)."""
-        if self.shard is not None and self.parallel.tp_size > 1:
-            raise ValueError("FP8 weights split over ranks are not supported yet")  # the selection says so
+        as it loads (backends/fp8.py). Under tensor parallelism this rank's slice must fall on block
+        edges (its scales are then a slice too); False, and nothing changed, where it does not."""
         out, inp = self.weight.shape
+        full_out, full_in = self.weight.full_shape
+        self.fp8_scale_shard = None
+        if self.shard is not None:
+            unit, full = block[self.shard.dim], (full_out, full_in)[self.shard.dim]
+            end = self.shard.start + self.shard.size
+            if self.shard.start % unit or (self.shard.size % unit and end != full):
+                return False
+            self.fp8_scale_shard = Shard(
+                self.shard.dim, self.shard.start // unit, -(-self.shard.size // unit)
+            )
         scales = (-(-out // block[0]), -(-inp // block[1]))
+        full_scales = (-(-full_out // block[0]), -(-full_in // block[1]))
         with torch.device(self.weight.device):
             dtype = torch.float8_e4m3fnuz if fnuz else torch.float8_e4m3fn
-            self.weight = sharded_parameter((out, inp), (out, inp), self._load_fp8_weight, dtype)
-            self.weight_scale_inv = sharded_parameter(scales, scales, self._load_fp8_scale, torch.float32)
+            self.weight = sharded_parameter((out, inp), (full_out, full_in), self._load_fp8_weight, dtype)
+            self.weight_scale_inv = sharded_parameter(
+                scales, full_scales, self._load_fp8_scale, torch.float32
+            )
         self.fp8, self.fnuz, self.fp8_block = backend, fnuz, block
+        return True
 
     def _load_fp8_weight(self, param: nn.Parameter, full: torch.Tensor) -> None:
         if full.dtype not in fp8.FP8_DTYPES:  # random dummy weights: any float, put in e4m3's range
             full = full.float().clamp(-448, 448).to(torch.float8_e4m3fn)
-        _copy(param, fp8.fnuz_bits(full) if self.fnuz else full.view(param.dtype))
+        mine = self.shard.take(full) if self.shard is not None else full
+        _copy(param, fp8.fnuz_bits(mine) if self.fnuz else mine.view(param.dtype))
 
     def _load_fp8_scale(self, param: nn.Parameter, full: torch.Tensor) -> None:
-        _copy(param, full.float() * (2.0 if self.fnuz else 1.0))
+        mine = self.fp8_scale_shard.take(full) if self.fp8_scale_shard is not None else full
+        _copy(param, mine.float() * (2.0 if self.fnuz else 1.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fp8 is not None:

@@ -62,17 +62,22 @@ class FusedMoE(nn.Module):
         return {name: (shape(size), shape(full), dtype) for name, (shape, dtype) in shapes.items()}
 
     def local(self, name: str, full: torch.Tensor) -> torch.Tensor:
-        """This rank's slice of a full stacked tensor (our layout, all of I)."""
-        first, size = self.first, self.spec.intermediate_size
+        """This rank's slice of a full stacked tensor (our layout, all of I); scales count I in blocks."""
+        unit = {"w2_blocks": 32, "w2_scales": 32}.get(name, 1)
+        if name in ("w13_scale", "w2_scale"):  # FP8 block scales
+            unit = self.spec.quant_block
+        first, size, half = (
+            self.first // unit,
+            self.spec.intermediate_size // unit,
+            self.full_intermediate // unit,
+        )
         if name.startswith("w13"):  # rows 2I: gate/up interleaved (swiglu_oai) or gate rows then up rows
             if self.spec.activation == "swiglu_oai":
                 return full.narrow(1, 2 * first, 2 * size)
-            half = self.full_intermediate
-            return torch.cat([full.narrow(1, first, size), full.narrow(1, half + first, size)], dim=1)
+            return _cat_rows(full.narrow(1, first, size), full.narrow(1, half + first, size))
         if name == "w2_bias":
             return full if self.parallel.rank == 0 else torch.zeros_like(full)
-        unit = 32 if name in ("w2_blocks", "w2_scales") else 1
-        return full.narrow(2, first // unit, size // unit)
+        return full.narrow(2, first, size)
 
     def _load(self, name: str, param: nn.Parameter, full: torch.Tensor) -> None:
         mine = self.local(name, full)
@@ -99,23 +104,24 @@ class FusedMoE(nn.Module):
     def keep_fp8(self, block: tuple[int, int], fnuz: bool) -> bool:
         """Hold the experts as an FP8 checkpoint stores them (w13 / w2 e4m3, w13_scale / w2_scale one fp32
         scale per square block) for a backend that multiplies them so. False (nothing changed) where the
-        layout does not allow it: non-square blocks, I not a multiple of the block (gate and up are stacked
-        on block edges), or a split over ranks (not done yet)."""
+        layout does not allow it: non-square blocks, or this rank's slice of I off the block edges (gate
+        and up are stacked on block edges; tensor parallelism splits I)."""
         b, spec = block[0], self.spec
-        if block[0] != block[1] or spec.intermediate_size % b or self.parallel.tp_size > 1:
+        if block[0] != block[1] or self.first % b or spec.intermediate_size % b:
             return False
-        e, h, i = spec.num_experts, spec.hidden_size, spec.intermediate_size
+        e, h, full = spec.num_experts, spec.hidden_size, self.full_intermediate
         dtype = torch.float8_e4m3fnuz if fnuz else torch.float8_e4m3fn
-        shapes = {
-            "w13": ((e, 2 * i, h), dtype),
-            "w2": ((e, h, i), dtype),
-            "w13_scale": ((e, 2 * i // b, -(-h // b)), torch.float32),
-            "w2_scale": ((e, -(-h // b), i // b), torch.float32),
+        shapes = {  # name -> (shape given I, dtype)
+            "w13": (lambda i: (e, 2 * i, h), dtype),
+            "w2": (lambda i: (e, h, i), dtype),
+            "w13_scale": (lambda i: (e, 2 * i // b, -(-h // b)), torch.float32),
+            "w2_scale": (lambda i: (e, -(-h // b), i // b), torch.float32),
         }
         with torch.device(self.w13.device):
             for name, (shape, dt) in shapes.items():
                 loader = partial(self._load_fp8, name)
-                self.register_parameter(name, sharded_parameter(shape, shape, loader, dt))
+                param = sharded_parameter(shape(spec.intermediate_size), shape(full), loader, dt)
+                self.register_parameter(name, param)
         self.spec, self.fnuz, self._weights = replace(spec, quant="fp8_block", quant_block=b), fnuz, None
         return True
 
@@ -125,21 +131,24 @@ class FusedMoE(nn.Module):
         return fp8.fnuz_bits(full) if self.fnuz else full
 
     def _load_fp8(self, name: str, param: nn.Parameter, full: torch.Tensor) -> None:
+        """Stacked tensors of all of I (random dummy weights): this rank's slice."""
         full = (
             full.float() * (2.0 if self.fnuz else 1.0) if name.endswith("_scale") else self._fp8_values(full)
         )
-        if param.shape != full.shape:
-            raise ValueError(f"shape {tuple(full.shape)} does not match the layer's {name}")
-        param.data.copy_(full)
+        mine = self.local(name, full)
+        if param.shape != mine.shape:
+            raise ValueError(f"shape {tuple(full.shape)} does not match the layer's (all ranks) {name}")
+        param.data.copy_(mine)
 
     def _load_expert_scale(self, expert: int, role: str, full: torch.Tensor) -> None:
+        b = self.spec.quant_block
+        first, size = self.first // b, self.spec.intermediate_size // b
         full = full.float() * (2.0 if self.fnuz else 1.0)
         if role == "down":
-            self.w2_scale.data[expert].copy_(full)
+            self.w2_scale.data[expert].copy_(full.narrow(1, first, size))
         else:
-            blocks = self.spec.intermediate_size // self.spec.quant_block
-            rows = slice(0, blocks) if role == "gate" else slice(blocks, 2 * blocks)
-            self.w13_scale.data[expert, rows].copy_(full)
+            rows = slice(0, size) if role == "gate" else slice(size, 2 * size)
+            self.w13_scale.data[expert, rows].copy_(full.narrow(0, first, size))
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Built once: parameters are filled in place by the loader, so the dict stays valid."""
@@ -152,6 +161,13 @@ class FusedMoE(nn.Module):
     def forward(self, x: torch.Tensor, router_logits: torch.Tensor) -> torch.Tensor:
         out = self.backend.forward(x, router_logits, self.weights(), self.spec)
         return comm.all_reduce(out) if self.parallel.tp_size > 1 else out
+
+
+def _cat_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """torch.cat along dim 1, FP8 included (through its bytes: cat has no FP8 kernel on every device)."""
+    if a.dtype.itemsize == 1 and a.dtype.is_floating_point:
+        return torch.cat([a.view(torch.uint8), b.view(torch.uint8)], dim=1).view(a.dtype)
+    return torch.cat([a, b], dim=1)
 
 
 class MoEBlock(nn.Module):

@@ -78,8 +78,8 @@ def keep_fp8(
     for prefix, module in model.named_modules():
         name = f"{prefix}.weight"
         if isinstance(module, Linear) and module.quantizable and (stored is None or name in stored):
-            module.keep_fp8(backend, block, fnuz)
-            kept.add(name)
+            if module.keep_fp8(backend, block, fnuz):  # else its rank's slice is off the block edges
+                kept.add(name)
         elif isinstance(module, FusedMoE) and experts_fp8 is not None and experts_fp8(module.spec):
             names = set()
             if model.expert_names:  # checkpoints with one tensor per expert matrix (DeepSeek-V3)
