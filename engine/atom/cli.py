@@ -415,12 +415,14 @@ def bench_model(
     linear_backend: Annotated[
         str | None, typer.Option(help="An FP8 model's projections: triton (FP8 kept) or torch (dequantized).")
     ] = None,
+    tensor_parallel_size: TensorParallelOpt = 1,
     json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
 ) -> None:
     """Decode tok/s on a published model shape with random weights (GPU), next to HF transformers."""
     from .bench.models import run_model_bench
 
     kwargs = {"linear_backend": linear_backend} if linear_backend else {}
+    kwargs["tensor_parallel_size"] = tensor_parallel_size
     rows = run_model_bench(shape, layers, batch, hf, emit=lambda row: typer.echo(json.dumps(row)), **kwargs)
     if json_out:
         json_out.write_text(json.dumps(rows, indent=2))
