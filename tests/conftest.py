@@ -288,27 +288,6 @@ def _deepseek_fp8(source: Path, name: str, block: tuple[int, int]) -> tuple[Path
         )
         _copy_tokenizer(source, folder)
     return out, plain
-    block = (32, 32)
-    quantized, dequantized = {}, {}
-    for name, t in load_file(tiny_deepseek_v3 / "model.safetensors").items():
-        if name.endswith("proj.weight") or name.endswith("proj_with_mqa.weight"):
-            values, scale = fp8.quantize(t.float(), block)
-            quantized[name], quantized[name + "_scale_inv"] = values, scale
-            dequantized[name] = fp8.dequantize(values, scale, block)
-        else:
-            quantized[name] = dequantized[name] = t.float()
-    config = json.loads((tiny_deepseek_v3 / "config.json").read_text())
-    for folder, state, quant in (
-        (out, quantized, {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": list(block)}),
-        (plain, dequantized, None),
-    ):
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file(state, folder / "model.safetensors")
-        (folder / "config.json").write_text(
-            json.dumps({**config, "quantization_config": quant} if quant else config)
-        )
-        _copy_tokenizer(tiny_deepseek_v3, folder)
-    return out, plain
 
 
 @pytest.fixture(scope="session")
