@@ -17,7 +17,8 @@ stage() {  # name timeout command...
   echo "== $name: exit $?"
   grep -v -i "warn" "$OUT/$name.log" | grep -v "^ *$" | tail -${TAIL:-14}
 }
-stage allreduce 60 torchrun --nproc-per-node 2 -m atom.bench.allreduce --json-out "$OUT/allreduce.json"
+# the engine's path next to NCCL's: symmetric memory where ATOM_SYMM_MEM=1 (docs/tensor-parallel.md)
+ATOM_SYMM_MEM=1 stage allreduce 90 torchrun --nproc-per-node 2 -m atom.bench.allreduce --json-out "$OUT/allreduce.json"
 for shape in ${SHAPES:-gpt-oss-120b gpt-oss-20b}; do
   limit_var="LIMIT_${shape#gpt-oss-}"
   stage "tp-${shape#gpt-oss-}" "${!limit_var:-300}" python -m atom.cli bench tp --shape "$shape" --json-out "$OUT/tp-${shape#gpt-oss-}.json"

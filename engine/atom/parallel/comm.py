@@ -13,17 +13,20 @@ import torch.distributed as dist
 
 from ..config import ParallelConfig
 
-# Small bf16 all-reduces (a decode step's, one after each row-parallel layer) through symmetric memory
-# on GPUs: every rank's buffer is mapped into its peers (NVLink), one kernel reads them and sums (torch's
-# two-shot all-reduce), capturable in CUDA graphs, no NCCL ring. Larger ones, fp32 and the CPU use NCCL /
-# gloo. ATOM_SYMM_MEM=0 turns it off.
+# ATOM_SYMM_MEM=1 (opt-in): small bf16 all-reduces (a decode step's, one after each row-parallel layer)
+# through symmetric memory on GPUs: every rank's buffer is mapped into its peers (NVLink), one kernel
+# reads them and sums (torch's two-shot all-reduce), capturable in CUDA graphs, no NCCL ring. Larger
+# ones, fp32 and the CPU use NCCL / gloo. Opt-in because a second engine in the same process hung in the
+# buffer's rendezvous on our H200s (torch 2.11), so only a process's first group gets it
+# (docs/tensor-parallel.md has the numbers).
 SYMM_MEM_BYTES = 8 << 20
 _symm: tuple[torch.Tensor, str] | None = None
+_symm_tried = False
 
 
 def init(parallel: ParallelConfig, device: torch.device) -> None:
     """Join the group (blocks until every rank has joined or the timeout passes)."""
-    global _symm
+    global _symm, _symm_tried
     if dist.is_initialized():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
@@ -41,8 +44,13 @@ def init(parallel: ParallelConfig, device: torch.device) -> None:
         timeout=datetime.timedelta(seconds=parallel.timeout_s),
         device_id=device if device.type == "cuda" else None,  # eager communicator: capturable at once
     )
-    if device.type == "cuda" and os.environ.get("ATOM_SYMM_MEM", "1") != "0":
-        _symm = _symmetric_buffer(device)
+    if device.type == "cuda":  # every rank must take the same decision (workers are fresh processes)
+        wanted = os.environ.get("ATOM_SYMM_MEM") == "1" and not _symm_tried
+        everyone = torch.tensor([wanted], dtype=torch.int32, device=device)
+        dist.all_reduce(everyone, op=dist.ReduceOp.MIN)
+        if everyone.item():
+            _symm_tried = True
+            _symm = _symmetric_buffer(device)
 
 
 def _symmetric_buffer(device: torch.device) -> tuple[torch.Tensor, str] | None:
@@ -51,8 +59,6 @@ def _symmetric_buffer(device: torch.device) -> tuple[torch.Tensor, str] | None:
     try:
         import torch.distributed._symmetric_memory as symm_mem
 
-        if hasattr(symm_mem, "enable_symm_mem_for_group"):  # needed before torch 2.9
-            symm_mem.enable_symm_mem_for_group(name)
         buffer = symm_mem.empty(SYMM_MEM_BYTES // 2, dtype=torch.bfloat16, device=device)
         symm_mem.rendezvous(buffer, name)
     except Exception as e:  # an older torch, no peer access: NCCL carries every all-reduce
