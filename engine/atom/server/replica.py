@@ -104,7 +104,8 @@ class CoreReplica:
     def _exited(self) -> None:
         asyncio.get_running_loop().remove_reader(self.process.sentinel)
         if not self._closing:
-            self.error = f"engine core {self.index} exited (exit code {self.process.exitcode})"
+            which = "the engine core process" if self.replicas == 1 else f"engine core {self.index}"
+            self.error = f"{which} exited (exit code {self.process.exitcode})"
             self.on_exit(self, self.error)
 
     def failed(self, error: str) -> None:
