@@ -44,3 +44,21 @@ def fnuz_bits(weight: torch.Tensor) -> torch.Tensor:
     bits = weight.view(torch.int8).clone()
     bits[bits == -128] = 0  # fn's -0 is fnuz's NaN
     return bits.view(torch.float8_e4m3fnuz)
+
+
+def stored_dtype(fnuz: bool) -> torch.dtype:
+    """What a layer keeping FP8 weights holds them as (gfx942: fnuz)."""
+    return torch.float8_e4m3fnuz if fnuz else torch.float8_e4m3fn
+
+
+def values_as_stored(full: torch.Tensor, fnuz: bool) -> torch.Tensor:
+    """Checkpoint e4m3fn values (or, from random dummy weights, any floats, put in e4m3's range) as a layer
+    keeps them: fnuz bits on gfx942."""
+    if full.dtype not in FP8_DTYPES:
+        full = full.float().clamp(-448, 448).to(torch.float8_e4m3fn)
+    return fnuz_bits(full) if fnuz else full
+
+
+def scales_as_stored(full: torch.Tensor, fnuz: bool) -> torch.Tensor:
+    """Block scales to go with values_as_stored: doubled for fnuz bits, which are worth half."""
+    return full.float() * (2.0 if fnuz else 1.0)

@@ -328,13 +328,12 @@ def pick_tile(
     """The arch's tile for this many pairs per expert: small blocks for decode, larger for prefill.
     gemm_only: never the per-pair GEMV (A8W4 quantizes activations in the GEMM tiles only)."""
     per_expert = num_pairs / num_experts
-    table = [t for _, t in TILES.get(device_arch(device), TILES["default"])]
-    bounds = [b for b, _ in TILES.get(device_arch(device), TILES["default"])]
     usable = [
-        (b, t) for b, t in zip(bounds, table, strict=True)
-        if not (gemm_only and t.block_m == 1) and t.block_m <= max_block_m
+        (bound, tile) for bound, tile in TILES.get(device_arch(device), TILES["default"])
+        if not (gemm_only and tile.block_m == 1) and tile.block_m <= max_block_m
     ]  # fmt: skip
-    return next((t for b, t in usable if b is None or per_expert <= b), usable[-1][1])
+    # past the last usable bound (a capped table): its largest tile
+    return next((tile for bound, tile in usable if bound is None or per_expert <= bound), usable[-1][1])
 
 
 def weights_mode(spec: MoESpec, dtype: torch.dtype, tile: Tile, activation_quant: str | None = None) -> int:

@@ -43,6 +43,19 @@ class ChatDelta:
         return self
 
 
+def parse_json_call(text: str, arguments_keys: tuple[str, str], tool_names: set[str]) -> ToolCall | None:
+    """`{"name": ..., <arguments>: {...}}` as text (the arguments under the first key present, in the
+    family's order of preference), else None."""
+    try:
+        call = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+        return None
+    first, second = arguments_keys
+    return parse_call(call["name"], call.get(first, call.get(second)), tool_names)
+
+
 def parse_call(name: str, arguments: object, tool_names: set[str]) -> ToolCall | None:
     """A call to a declared tool whose arguments are a JSON object (text or already parsed), else None."""
     if isinstance(arguments, str):

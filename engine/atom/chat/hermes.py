@@ -6,9 +6,7 @@ the content as the model wrote it (the client sees it; nothing is dropped, nothi
 
 from __future__ import annotations
 
-import json
-
-from .calls import ChatDelta, ToolCall, parse_call
+from .calls import ChatDelta, parse_json_call
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -20,16 +18,6 @@ def held_tail(text: str, markers: tuple[str, ...]) -> int:
         if any(m.startswith(text[-n:]) for m in markers):
             return n
     return 0
-
-
-def hermes_call(body: str, tool_names: set[str]) -> ToolCall | None:
-    try:
-        call = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-        return None
-    return parse_call(call["name"], call.get("arguments", call.get("parameters")), tool_names)
 
 
 class HermesParser:
@@ -83,7 +71,7 @@ class HermesParser:
         body = self.buffer if at < 0 else self.buffer[:at]
         self.buffer = "" if at < 0 else self.buffer[at + len(CALL_CLOSE) :]
         self.mode = "content"
-        call = hermes_call(body, self.tool_names or set())
+        call = parse_json_call(body, ("arguments", "parameters"), self.tool_names or set())
         if call is not None:
             delta.tool_calls.append(call)
         else:

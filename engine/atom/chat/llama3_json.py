@@ -5,26 +5,12 @@ content, streamed as it comes."""
 
 from __future__ import annotations
 
-import json
-
-from .calls import ChatDelta, ToolCall, parse_call
+from .calls import ChatDelta, ToolCall, parse_json_call
 
 
 def llama3_calls(text: str, tool_names: set[str]) -> list[ToolCall] | None:
-    calls = []
-    for part in text.split(";"):
-        try:
-            call = json.loads(part)
-        except ValueError:
-            return None
-        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-            return None
-        args = call.get("parameters", call.get("arguments"))
-        parsed = parse_call(call["name"], args, tool_names)
-        if parsed is None:
-            return None
-        calls.append(parsed)
-    return calls
+    calls = [parse_json_call(part, ("parameters", "arguments"), tool_names) for part in text.split(";")]
+    return None if None in calls else calls
 
 
 class Llama3JsonParser:

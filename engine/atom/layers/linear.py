@@ -86,7 +86,7 @@ class Linear(nn.Module):
         scales = (-(-out // block[0]), -(-inp // block[1]))
         full_scales = (-(-full_out // block[0]), -(-full_in // block[1]))
         with torch.device(self.weight.device):
-            dtype = torch.float8_e4m3fnuz if fnuz else torch.float8_e4m3fn
+            dtype = fp8.stored_dtype(fnuz)
             self.weight = sharded_parameter((out, inp), (full_out, full_in), self._load_fp8_weight, dtype)
             self.weight_scale_inv = sharded_parameter(
                 scales, full_scales, self._load_fp8_scale, torch.float32
@@ -95,14 +95,12 @@ class Linear(nn.Module):
         return True
 
     def _load_fp8_weight(self, param: nn.Parameter, full: torch.Tensor) -> None:
-        if full.dtype not in fp8.FP8_DTYPES:  # random dummy weights: any float, put in e4m3's range
-            full = full.float().clamp(-448, 448).to(torch.float8_e4m3fn)
         mine = self.shard.take(full) if self.shard is not None else full
-        _copy(param, fp8.fnuz_bits(mine) if self.fnuz else mine.view(param.dtype))
+        _copy(param, fp8.values_as_stored(mine, self.fnuz))
 
     def _load_fp8_scale(self, param: nn.Parameter, full: torch.Tensor) -> None:
         mine = self.fp8_scale_shard.take(full) if self.fp8_scale_shard is not None else full
-        _copy(param, mine.float() * (2.0 if self.fnuz else 1.0))
+        _copy(param, fp8.scales_as_stored(mine, self.fnuz))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fp8 is not None:

@@ -92,7 +92,7 @@ class FusedMoE(nn.Module):
             self._load_expert_scale(expert, role, full)
             return
         if self.spec.quant == "fp8_block":
-            full = self._fp8_values(full)
+            full = fp8.values_as_stored(full, self.fnuz)
         first, size = self.first, self.spec.intermediate_size
         if role == "down":
             self.w2.data[expert].copy_(full.narrow(1, first, size))
@@ -110,7 +110,7 @@ class FusedMoE(nn.Module):
         if block[0] != block[1] or self.first % b or spec.intermediate_size % b:
             return False
         e, h, full = spec.num_experts, spec.hidden_size, self.full_intermediate
-        dtype = torch.float8_e4m3fnuz if fnuz else torch.float8_e4m3fn
+        dtype = fp8.stored_dtype(fnuz)
         shapes = {  # name -> (shape given I, dtype)
             "w13": (lambda i: (e, 2 * i, h), dtype),
             "w2": (lambda i: (e, h, i), dtype),
@@ -125,15 +125,12 @@ class FusedMoE(nn.Module):
         self.spec, self.fnuz, self._weights = replace(spec, quant="fp8_block", quant_block=b), fnuz, None
         return True
 
-    def _fp8_values(self, full: torch.Tensor) -> torch.Tensor:
-        if full.dtype not in fp8.FP8_DTYPES:  # random dummy weights: any float, put in e4m3's range
-            full = full.float().clamp(-448, 448).to(torch.float8_e4m3fn)
-        return fp8.fnuz_bits(full) if self.fnuz else full
-
     def _load_fp8(self, name: str, param: nn.Parameter, full: torch.Tensor) -> None:
         """Stacked tensors of all of I (random dummy weights): this rank's slice."""
         full = (
-            full.float() * (2.0 if self.fnuz else 1.0) if name.endswith("_scale") else self._fp8_values(full)
+            fp8.scales_as_stored(full, self.fnuz)
+            if name.endswith("_scale")
+            else fp8.values_as_stored(full, self.fnuz)
         )
         mine = self.local(name, full)
         if param.shape != mine.shape:
@@ -143,7 +140,7 @@ class FusedMoE(nn.Module):
     def _load_expert_scale(self, expert: int, role: str, full: torch.Tensor) -> None:
         b = self.spec.quant_block
         first, size = self.first // b, self.spec.intermediate_size // b
-        full = full.float() * (2.0 if self.fnuz else 1.0)
+        full = fp8.scales_as_stored(full, self.fnuz)
         if role == "down":
             self.w2_scale.data[expert].copy_(full.narrow(1, first, size))
         else:

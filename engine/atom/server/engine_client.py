@@ -228,9 +228,10 @@ class EngineClient:
         if len(self.replicas) == 1:
             replica = self.replicas[0]
         else:
-            loads = Counter(r.index for r in self.assigned.values())
+            loads = self.replica_loads()
             index, why = self.router.choose(
-                prompt_token_ids, [loads[r.index] if r.ready else None for r in self.replicas]
+                prompt_token_ids,
+                [load if r.ready else None for r, load in zip(self.replicas, loads, strict=True)],
             )
             replica = self.replicas[index]
             self.routed[(index, why)] += 1

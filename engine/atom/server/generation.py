@@ -42,6 +42,10 @@ class Reply:
     def chunk_kind(self) -> str:
         return "chat.completion.chunk" if self.chat else "text_completion"
 
+    def new_parser(self):
+        """A fresh chat output parser for one choice; None: the answer is plain text."""
+        return self.parser() if self.parser else None
+
     def event(self, choices: list, usage: dict | None = None) -> str:
         return responses.event(self.rid, self.chunk_kind, self.model, self.fingerprint, choices, usage)
 
@@ -130,7 +134,7 @@ async def respond(state: ServerState, request: Request, reply: Reply, streams):
         count(request, 500)
         return error(500, str(e), kind="server_error")
     count(request, 200)
-    parsed = [responses.parse_whole(reply.parser(), out) for out in finals] if reply.parser else None
+    parsed = [responses.parse_whole(reply.new_parser(), out) for out in finals] if reply.chat else None
     return responses.full_response(
         reply.rid, reply.kind, reply.model, finals, reply.prompt_tokens, reply.fingerprint, parsed
     )
@@ -169,7 +173,7 @@ async def sse(state: ServerState, request, reply: Reply, streams) -> AsyncIterat
     )
     completion_tokens, finished = 0, False
     offsets = [0] * len(streams)  # completions' text_offset: characters each choice has streamed
-    parsers = [responses.StreamedChoice(reply.parser()) for _ in streams] if reply.parser else None
+    parsed = [responses.StreamedChoice(reply.new_parser()) for _ in streams] if reply.chat else None
 
     def usage() -> dict:
         return responses.usage(reply.prompt_tokens, completion_tokens)
@@ -191,7 +195,7 @@ async def sse(state: ServerState, request, reply: Reply, streams) -> AsyncIterat
                 yield responses.error_event(str(out))
                 continue
             completion_tokens += len(out.delta_token_ids)
-            choice = _choice(reply, i, out, offsets, parsers[i] if parsers else None)
+            choice = _choice(reply, i, out, offsets, parsed[i] if parsed else None)
             yield reply.event([choice], usage() if reply.continuous_usage else None)
         if reply.include_usage:
             yield reply.event([], usage())
@@ -205,15 +209,12 @@ async def sse(state: ServerState, request, reply: Reply, streams) -> AsyncIterat
 
 
 def _choice(reply: Reply, i: int, out: RequestOutput, offsets: list[int], parsed=None) -> dict:
-    """One streamed choice: the new text (or, parsed, its reasoning, content and tool calls), and the
-    logprobs of the tokens that made it when asked for."""
+    """One streamed choice: the new text (chat: through its StreamedChoice, `parsed`), and the logprobs
+    of the tokens that made it when asked for."""
     choice = {"index": i, "finish_reason": out.finish_reason}
     entries = out.delta_logprobs
     if reply.chat:
-        if parsed is not None:
-            choice["delta"], choice["finish_reason"] = parsed.step(out)
-        else:
-            choice["delta"] = {"content": out.delta_text} if out.delta_text else {}
+        choice["delta"], choice["finish_reason"] = parsed.step(out)
         choice["logprobs"] = responses.chat_logprobs(entries) if entries else None
     else:
         choice["text"] = out.delta_text

@@ -141,12 +141,12 @@ def full_response(
     fingerprint: str,
     parsed: list[ChatDelta] | None = None,
 ) -> dict:
-    """parsed: each chat choice through its output parser (None: the text as it is)."""
+    """parsed: each chat choice through its output parser (parse_whole); chat only."""
     choices = []
     for i, out in enumerate(finals):
         choice = {"index": i, "finish_reason": out.finish_reason}
         if kind == "chat.completion":
-            answer = parsed[i] if parsed else ChatDelta(content=out.text)
+            answer = parsed[i]
             choice["message"] = chat_message(answer)
             choice["finish_reason"] = finish_reason(out.finish_reason, bool(answer.tool_calls))
             choice["logprobs"] = chat_logprobs(out.logprobs) if out.logprobs else None

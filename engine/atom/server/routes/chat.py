@@ -16,6 +16,9 @@ from ..state import server_state
 
 router = APIRouter()
 
+# read from the template once per tokenizer (the server has one), not per request
+_chat_format = functools.lru_cache(maxsize=4)(ChatFormat.of)
+
 
 def prepare(tokenizer, chat: ChatFormat, body: ChatCompletionRequest) -> tuple[str, str | None]:
     """The prompt, and the grammar of a required tool call (built once per distinct set of tools)."""
@@ -34,7 +37,7 @@ async def chat(body: ChatCompletionRequest, request: Request):
     engine = state.ready_engine()
     if engine is None:
         return state.not_ready()
-    chat_format = ChatFormat.of(engine.tokenizer)
+    chat_format = _chat_format(engine.tokenizer)
     try:
         prompt, grammar = await state.off_loop(prepare, engine.tokenizer, chat_format, body)
     except InvalidRequestError as e:
