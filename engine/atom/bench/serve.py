@@ -252,7 +252,10 @@ def summarize(load: Load, results: list[dict], slo_ttft_ms: float, slo_tpot_ms: 
 
 
 IDLE_STATS_S = 0.6  # an idle core reports its counters every 0.5 s (server/core_process.py)
-ENGINE_COUNTERS = ("steps", "step_seconds", "batch_sequences", "batch_tokens", "ipc_seconds")
+ENGINE_COUNTERS = (
+    "steps", "step_seconds", "batch_sequences", "batch_tokens", "graph_steps", "graph_step_seconds",
+    "ipc_seconds",
+)  # fmt: skip
 
 
 def engine_counters(url: str) -> dict[str, float] | None:
@@ -284,7 +287,17 @@ def engine_summary(before, after) -> dict | None:
         "mean_batch_tokens": round(d["batch_tokens"] / steps, 1),
         "mean_step_ms": round(d["step_seconds"] / steps * 1000, 3),
         "mean_ipc_ms_per_step": round(d["ipc_seconds"] / steps * 1000, 3),
+        # CUDA-graph (decode) steps against eager ones (prefill, mixed): where a slower step comes from
+        "graph_steps": int(d["graph_steps"]),
+        "mean_graph_step_ms": _mean_ms(d["graph_step_seconds"], d["graph_steps"]),
+        "mean_eager_step_ms": _mean_ms(
+            d["step_seconds"] - d["graph_step_seconds"], d["steps"] - d["graph_steps"]
+        ),
     }
+
+
+def _mean_ms(seconds: float, count: float) -> float | None:
+    return round(seconds / count * 1000, 3) if count else None
 
 
 def run_bench(
@@ -318,5 +331,6 @@ def print_table(r: dict) -> None:
         print(
             f"engine: {e['steps']} steps, mean batch {e['mean_batch_sequences']} sequences / "
             f"{e['mean_batch_tokens']} tokens, {e['mean_step_ms']} ms a step, "
-            f"{e['mean_ipc_ms_per_step']} ms IPC a step"
+            f"{e['mean_ipc_ms_per_step']} ms IPC a step; {e['graph_steps']} from CUDA graphs "
+            f"({e['mean_graph_step_ms']} ms), the rest eager ({e['mean_eager_step_ms']} ms)"
         )

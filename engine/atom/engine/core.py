@@ -6,6 +6,7 @@ The offline LLM drives it in-process; the server runs it in a process of its own
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import time
@@ -157,7 +158,11 @@ class EngineCore:
         try:
             return self._step()
         finally:
-            self.counters.step_seconds += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.counters.step_seconds += elapsed
+            if self.runner.last_step_graphed:
+                self.counters.graph_steps += 1
+                self.counters.graph_step_seconds += elapsed
 
     def _step(self) -> list[CoreOutput]:
         batch = self.scheduler.schedule()
@@ -190,6 +195,8 @@ class EngineCore:
             step_seconds=c.step_seconds,
             batch_sequences=c.batch_sequences,
             batch_tokens=c.batch_tokens,
+            graph_steps=c.graph_steps,
+            graph_step_seconds=c.graph_step_seconds,
             ipc_seconds=c.ipc_seconds,
         )
 
@@ -212,6 +219,10 @@ class EngineCore:
                 if tokens < chunk:
                     self._warm(num_seqs=1, prompt_len=tokens, salt=n + 1)
         self.counters = EngineStats()  # the counters describe the traffic served, not the warm-up
+        # what exists now lives as long as the engine (the model, its kernels' caches): full garbage
+        # collections during serving need not walk it again
+        gc.collect()
+        gc.freeze()
 
     def _warm(self, num_seqs: int, prompt_len: int, salt: int = 0) -> None:
         """salt: a different prompt, so the prefix cache does not shorten the prefill."""

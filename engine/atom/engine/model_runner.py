@@ -102,6 +102,7 @@ class ModelRunner:
         self.selections = {**linear, **self._select_backends(platform)}
         self.block_size = config.block_size
         self.graphs: DecodeGraphs | None = None  # captured once the cache exists
+        self.last_step_graphed = False  # whether the last step replayed a CUDA graph (for the stats)
         self.num_blocks = self._kv_blocks(config, max_model_len)
         if parallel.tp_size > 1:  # every rank holds the same blocks (free memory may differ)
             self.num_blocks = comm.min_over_ranks(self.num_blocks, self.device)
@@ -236,6 +237,7 @@ class ModelRunner:
     def run(self, batch: ScheduledBatch) -> torch.Tensor:
         """Logits [num sequences that finished their tokens this step, vocab] in float32 (rank 0)."""
         step = StepInput.from_batch(batch)
+        self.last_step_graphed = self.graphs is not None and self.graphs.can_run(step)
         if self.workers is None:
             return self.execute(step)
         self.workers.send(step)

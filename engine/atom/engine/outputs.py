@@ -43,4 +43,6 @@ class EngineStats:
     step_seconds: float = 0.0  # inside EngineCore.step: schedule, run the model, sample, update
     batch_sequences: int = 0  # summed over steps: / steps is the mean batch width
     batch_tokens: int = 0
+    graph_steps: int = 0  # steps replayed from CUDA graphs (the rest ran eagerly: prefill, mixed)
+    graph_step_seconds: float = 0.0
     ipc_seconds: float = 0.0  # the core process's own loop: receiving requests, sending outputs

@@ -87,6 +87,8 @@ class CoreCounters:
         ("step_seconds", "atom_engine_step_seconds", "Time inside engine steps"),
         ("batch_sequences", "atom_engine_batch_sequences", "Sequences scheduled, summed over steps"),
         ("batch_tokens", "atom_engine_batch_tokens", "Tokens computed, summed over steps"),
+        ("graph_steps", "atom_engine_graph_steps", "Engine steps replayed from CUDA graphs"),
+        ("graph_step_seconds", "atom_engine_graph_step_seconds", "Time inside CUDA-graph steps"),
         ("ipc_seconds", "atom_engine_ipc_seconds", "Engine-core loop time outside steps while busy"),
     )
 
