@@ -6,7 +6,6 @@ The offline LLM drives it in-process; the server runs it in a process of its own
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import time
@@ -219,10 +218,6 @@ class EngineCore:
                 if tokens < chunk:
                     self._warm(num_seqs=1, prompt_len=tokens, salt=n + 1)
         self.counters = EngineStats()  # the counters describe the traffic served, not the warm-up
-        # what exists now lives as long as the engine (the model, its kernels' caches): full garbage
-        # collections during serving need not walk it again
-        gc.collect()
-        gc.freeze()
 
     def _warm(self, num_seqs: int, prompt_len: int, salt: int = 0) -> None:
         """salt: a different prompt, so the prefix cache does not shorten the prefill."""
