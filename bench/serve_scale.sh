@@ -94,7 +94,7 @@ for name, off_name in (("256", "256"), ("256-again", "256"), ("256-one-client", 
         "server_ipc_ms_per_step": se.get("mean_ipc_ms_per_step", nan),
         # graph (decode) steps vs eager (prefill, mixed) steps, each side: where a slower step comes from
         **{f"{side}_{k}": e.get(k) for side, e in (("offline", oe), ("server", se))
-           for k in ("steps", "graph_steps", "mean_graph_step_ms", "mean_eager_step_ms")},
+           for k in ("steps", "graph_steps", "mean_graph_step_ms", "mean_eager_step_ms", "kernel_compiles")},
     }
 print(f"{'run':>15} {'offline tok/s':>13} {'server tok/s':>12} {'ratio':>6} {'TTFT off/srv ms':>16} "
       f"{'TPOT off/srv ms':>16} {'batch off/srv':>14} {'core step off/srv':>18} {'ipc ms':>7}")
@@ -103,10 +103,11 @@ for c, r in rows.items():
           f"{r['offline_ttft_ms_mean']:>7.0f}/{r['ttft_ms_mean']:<8.0f} {r['offline_tpot_ms_mean']:>7.2f}/{r['tpot_ms_mean']:<8.2f} "
           f"{r['offline_mean_batch']:>6.1f}/{r['server_mean_batch']:<7.1f} "
           f"{r['offline_core_step_ms']:>8.2f}/{r['server_core_step_ms']:<9.2f} {r['server_ipc_ms_per_step']:>7.3f}")
-print(f"{'run':>15} {'steps off/srv':>14} {'graph steps off/srv':>20} {'graph step ms off/srv':>22} {'eager step ms off/srv':>22}")
+print(f"{'run':>15} {'steps off/srv':>14} {'graph steps off/srv':>20} {'graph step ms off/srv':>22} {'eager step ms off/srv':>22} {'compiles off/srv':>17}")
 for c, r in rows.items():
     print(f"{c:>15} {r['offline_steps']!s:>6}/{r['server_steps']!s:<7} {r['offline_graph_steps']!s:>9}/{r['server_graph_steps']!s:<10} "
           f"{r['offline_mean_graph_step_ms']!s:>10}/{r['server_mean_graph_step_ms']!s:<11} "
-          f"{r['offline_mean_eager_step_ms']!s:>10}/{r['server_mean_eager_step_ms']!s:<11}")
+          f"{r['offline_mean_eager_step_ms']!s:>10}/{r['server_mean_eager_step_ms']!s:<11} "
+          f"{r['offline_kernel_compiles']!s:>8}/{r['server_kernel_compiles']!s:<8}")
 json.dump(rows, open(f"{out}/serve-scale.json", "w"), indent=2)
 PY

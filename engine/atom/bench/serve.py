@@ -254,7 +254,7 @@ def summarize(load: Load, results: list[dict], slo_ttft_ms: float, slo_tpot_ms: 
 IDLE_STATS_S = 0.6  # an idle core reports its counters every 0.5 s (server/core_process.py)
 ENGINE_COUNTERS = (
     "steps", "step_seconds", "batch_sequences", "batch_tokens", "graph_steps", "graph_step_seconds",
-    "ipc_seconds",
+    "ipc_seconds", "kernel_compiles",
 )  # fmt: skip
 
 
@@ -289,6 +289,7 @@ def engine_summary(before, after) -> dict | None:
         "mean_ipc_ms_per_step": round(d["ipc_seconds"] / steps * 1000, 3),
         # CUDA-graph (decode) steps against eager ones (prefill, mixed): where a slower step comes from
         "graph_steps": int(d["graph_steps"]),
+        "kernel_compiles": int(d["kernel_compiles"]),
         "mean_graph_step_ms": _mean_ms(d["graph_step_seconds"], d["graph_steps"]),
         "mean_eager_step_ms": _mean_ms(
             d["step_seconds"] - d["graph_step_seconds"], d["steps"] - d["graph_steps"]

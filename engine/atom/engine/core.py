@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from ..backends.compile_watch import CompileWatch
 from ..config import EngineConfig
 from ..errors import InvalidRequestError
 from ..models.loader import read_config
@@ -116,6 +117,7 @@ class EngineCore:
         table = tokenizer.tok.to_str() if hasattr(tokenizer, "tok") else None  # None: ids-only model
         self.grammars = Grammars(table, self.info.vocab_size, self.eos_token_ids)
         self.counters = EngineStats()  # only its counter fields are kept here
+        self.compile_watch = CompileWatch()  # armed by a process that holds this one engine
 
     def add(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> Sequence:
         check_prompt(prompt_token_ids, params, self.info)
@@ -197,6 +199,7 @@ class EngineCore:
             graph_steps=c.graph_steps,
             graph_step_seconds=c.graph_step_seconds,
             ipc_seconds=c.ipc_seconds,
+            kernel_compiles=self.compile_watch.count,
         )
 
     def warm_up(self) -> None:

@@ -46,3 +46,4 @@ class EngineStats:
     graph_steps: int = 0  # steps replayed from CUDA graphs (the rest ran eagerly: prefill, mixed)
     graph_step_seconds: float = 0.0
     ipc_seconds: float = 0.0  # the core process's own loop: receiving requests, sending outputs
+    kernel_compiles: int = 0  # Triton kernels compiled after the warm-up (each one stalls a step)

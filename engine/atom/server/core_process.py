@@ -35,7 +35,7 @@ def run_core(config: EngineConfig, inbox: str, outbox: str) -> None:
     try:
         core = EngineCore(config)
         core.warm_up()
-        freeze_heap()
+        settle(core)
     except Exception as e:
         _say_failed(f"{e.__class__.__name__}: {e}", pull, push, context)
         return
@@ -51,12 +51,14 @@ def run_core(config: EngineConfig, inbox: str, outbox: str) -> None:
     context.term()
 
 
-def freeze_heap() -> None:
-    """What exists once the engine is up lives as long as the process (the model, kernel caches):
-    full garbage collections while serving need not walk it again. Only in a process that holds one
-    engine for its life: frozen objects in reference cycles are never collected."""
+def settle(core: EngineCore) -> None:
+    """Once warmed up, in a process that holds this one engine for its life: what exists now (the
+    model, kernel caches) lives as long as the process, so full garbage collections need not walk it
+    again (frozen objects in reference cycles are never collected: not for a process of many engines);
+    Triton kernels compiled from now on are counted (the warm-up missed them)."""
     gc.collect()
     gc.freeze()
+    core.compile_watch.arm()
 
 
 def _say_failed(error: str, pull: zmq.Socket, push: zmq.Socket, context: zmq.Context) -> None:

@@ -90,6 +90,7 @@ class CoreCounters:
         ("graph_steps", "atom_engine_graph_steps", "Engine steps replayed from CUDA graphs"),
         ("graph_step_seconds", "atom_engine_graph_step_seconds", "Time inside CUDA-graph steps"),
         ("ipc_seconds", "atom_engine_ipc_seconds", "Engine-core loop time outside steps while busy"),
+        ("kernel_compiles", "atom_engine_kernel_compiles", "Triton kernels compiled after the warm-up"),
     )
 
     def __init__(self) -> None:
