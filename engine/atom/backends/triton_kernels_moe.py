@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..platform.device import gpu_arch
+from .row_buckets import PAD_STEP, padded_rows
 from .spec import MoESpec
 from .triton_kernels_moe_support import SUPPORT  # noqa: F401  (what this backend declares)
 
@@ -115,7 +116,28 @@ def _swiglu(a: Api, spec: MoESpec):
     return a.module.FusedActivation(specs, args)
 
 
+@functools.lru_cache(maxsize=8)
+def padding_logits(num_experts: int, top_k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Router logits for padding rows (as many as padding can add): row r picks experts r*k .. r*k+k-1
+    (mod E), so padding is spread over the experts instead of piling onto the first k."""
+    rows = torch.arange(PAD_STEP - 1, device=device)[:, None]
+    picks = (rows * top_k + torch.arange(top_k, device=device)) % num_experts
+    logits = torch.full((PAD_STEP - 1, num_experts), -1e4, dtype=dtype, device=device)
+    return logits.scatter_(1, picks, 0.0)
+
+
 def forward(x: torch.Tensor, router_logits: torch.Tensor, w: dict, spec: MoESpec) -> torch.Tensor:
+    n = x.shape[0]
+    pad = padded_rows(n) - n  # a bounded set of token counts: see row_buckets
+    if pad:
+        x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
+        filler = padding_logits(router_logits.shape[1], spec.top_k, router_logits.dtype, router_logits.device)
+        router_logits = torch.cat([router_logits, filler[:pad]])
+    out = _forward(x, router_logits, w, spec)
+    return out[:n] if pad else out
+
+
+def _forward(x: torch.Tensor, router_logits: torch.Tensor, w: dict, spec: MoESpec) -> torch.Tensor:
     a = api()
     routing_data, gather, scatter = _routing(a, router_logits, spec.top_k)
     w13, b13, p13 = w["triton_kernels"]["w13"]

@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ..backends.compile_watch import CompileWatch
+from ..backends.row_buckets import warm_up_token_counts
 from ..config import EngineConfig
 from ..errors import InvalidRequestError
 from ..models.loader import read_config
@@ -28,9 +29,6 @@ from .sampler import sample
 from .scheduler import Scheduler
 from .sequence import Sequence
 from .structured import Grammars
-
-# prefill sizes the GPU warm-up runs besides a full chunk (see EngineCore.warm_up)
-WARM_UP_TOKEN_COUNTS = (1, 3, 17, 33, 100, 255, 513, 1000, 1500)
 
 
 @dataclass(frozen=True)
@@ -207,9 +205,9 @@ class EngineCore:
         imports) are not paid inside the first users' requests. On a GPU it covers the shapes real
         traffic brings first: a full prefill chunk, then a decode batch as wide as the scheduler allows
         (Triton compiles per shape; a cold server paid seconds of it in its first requests), and
-        prefills of token counts that land in each specialization Triton and the MoE kernels make
-        (1, not a multiple of 16, a multiple of 16, and the block-size buckets): a server's mixed
-        batches bring arbitrary counts, which compiled kernels mid-traffic before."""
+        prefills of token counts that land in each variant Triton compiles for a step's token count
+        (backends/row_buckets.py): a server's mixed batches bring arbitrary counts, which compiled
+        kernels mid-traffic before (the stats count any that still do)."""
         self._warm(num_seqs=2, prompt_len=16)
         if self.platform.kind != "cpu":
             free_tokens = self.block_manager.num_free * self.config.block_size
@@ -217,9 +215,8 @@ class EngineCore:
             self._warm(num_seqs=1, prompt_len=chunk)
             width = min(self.config.max_num_seqs, max(1, free_tokens // 64))
             self._warm(num_seqs=width, prompt_len=8)
-            for n, tokens in enumerate(WARM_UP_TOKEN_COUNTS):
-                if tokens < chunk:
-                    self._warm(num_seqs=1, prompt_len=tokens, salt=n + 1)
+            for n, tokens in enumerate(warm_up_token_counts(chunk)):
+                self._warm(num_seqs=1, prompt_len=tokens, salt=n + 1)
         self.counters = EngineStats()  # the counters describe the traffic served, not the warm-up
 
     def _warm(self, num_seqs: int, prompt_len: int, salt: int = 0) -> None:
