@@ -141,6 +141,28 @@ def serve(
             "requests go to the replica holding their prefix, else the least loaded.",
         ),
     ] = 1,
+    max_data_parallel_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Autoscale: add replicas up to this many while requests queue (--autoscale-queue-depth per "
+            "replica), retire idle ones down to --data-parallel-size.",
+        ),
+    ] = None,
+    autoscale_queue_depth: Annotated[
+        int, typer.Option(min=1, help="Queued requests per replica that call for another replica.")
+    ] = 8,
+    autoscale_idle_s: Annotated[
+        float,
+        typer.Option(min=0.0, help="Seconds a replica above the minimum stays idle before it is retired."),
+    ] = 60.0,
+    distributed_executor_backend: Annotated[
+        str,
+        typer.Option(
+            help="Where replicas run: mp (processes on this host) or ray (Ray actors on the cluster in "
+            "RAY_ADDRESS, or a local one; needs the ray extra).",
+        ),
+    ] = "mp",
     nnodes: NnodesOpt = 1,
     node_rank: NodeRankOpt = 0,
     master_addr: MasterAddrOpt = "127.0.0.1",
@@ -153,6 +175,7 @@ def serve(
     from .server.app import create_app
     from .server.connection import with_header_timeout
     from .server.limits import ServerLimits
+    from .server.scaling import ReplicaConfig
 
     config = engine_config(
         model,
@@ -186,13 +209,23 @@ def serve(
         failures.append(error)
         server.should_exit = True  # an orchestrator restarts a process that exits; a 503 forever helps no one
 
-    if data_parallel_size > 1 and config.parallel and config.parallel.nnodes > 1:
+    if (data_parallel_size > 1 or max_data_parallel_size) and config.parallel and config.parallel.nnodes > 1:
         raise typer.BadParameter(
             "replicas of a model spread over several nodes are not supported yet",
             param_hint="--data-parallel-size",
         )
+    try:
+        replicas = ReplicaConfig(
+            data_parallel_size,
+            max_data_parallel_size,
+            distributed_executor_backend,
+            autoscale_queue_depth,
+            idle_s=autoscale_idle_s,
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
     app_ = create_app(
-        config, api_key, max_queued_requests, served_model_name, limits, stop_on_failure, data_parallel_size
+        config, api_key, max_queued_requests, served_model_name, limits, stop_on_failure, replicas
     )
     server = uvicorn.Server(
         uvicorn.Config(

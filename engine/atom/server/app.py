@@ -20,6 +20,7 @@ from .engine_client import EngineClient
 from .limits import BearerAuth, BodyLimit, ServerLimits
 from .responses import error
 from .routes import chat, completions, models, ops
+from .scaling import ReplicaConfig
 from .state import ServerState
 
 
@@ -30,11 +31,11 @@ def create_app(
     served_model_name: str | None = None,
     limits: ServerLimits | None = None,
     on_failure: Callable[[str], None] | None = None,
-    data_parallel_size: int = 1,
+    replicas: ReplicaConfig | None = None,
 ) -> FastAPI:
     """on_failure(error) is called if the model cannot be loaded or the engine core dies (`atom serve`
-    then exits non-zero instead of answering 503 forever); with data_parallel_size replicas, when the
-    last one is gone."""
+    then exits non-zero instead of answering 503 forever); with several replicas (data parallelism, on
+    this host or on Ray), when the last one is gone."""
     limits = limits or ServerLimits()
     state = ServerState(served_model_name or config.model.rstrip("/").split("/")[-1])
 
@@ -42,7 +43,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         state.loop = asyncio.get_running_loop()
         # the core loads and warms up in its own process; /health stays 503 until it is ready
-        state.engine = EngineClient(config, max_queued_requests, on_failure, data_parallel_size)
+        state.engine = EngineClient(config, max_queued_requests, on_failure, replicas)
         starting = asyncio.create_task(state.engine.start())
         yield
         starting.cancel()

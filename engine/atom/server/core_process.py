@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import threading
 import time
 
 import zmq
@@ -26,8 +27,9 @@ STATS_EVERY_S = 0.5  # while idle, stats still flow (the metrics' gauges stay fr
 
 
 def run_core(config: EngineConfig, inbox: str, outbox: str) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    if threading.current_thread() is threading.main_thread():  # (a Ray actor may run it on another)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     context = zmq.Context()
     pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
     pull.connect(inbox)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from ..tokenizer import load_tokenizer
 from . import ipc
 from .replica import CoreReplica, EngineUnavailable
 from .router import PrefixRouter
+from .scaling import Autoscaler, ReplicaConfig
 
 __all__ = ["EngineClient", "EngineUnavailable", "QueueFullError", "RequestFailed", "ShuttingDown"]
 
@@ -74,7 +76,7 @@ class EngineClient:
         config: EngineConfig,
         max_queued_requests: int = 256,
         on_failure: Callable[[str], None] | None = None,
-        data_parallel_size: int = 1,
+        replicas: ReplicaConfig | None = None,
     ) -> None:
         self.config = config
         self.max_queued_requests = max_queued_requests
@@ -87,13 +89,20 @@ class EngineClient:
         self.unstarted: set[str] = set()  # sent, no token yet: what counts against the queue limit
         self.assigned: dict[str, CoreReplica] = {}  # request -> the replica computing it
         self.prompts: dict[str, tuple[list[int], SamplingParams]] = {}  # to resend an unstarted request
-        self.replicas = [
-            CoreReplica(i, config, data_parallel_size, self._on_message, self._on_exit)
-            for i in range(data_parallel_size)
-        ]
+        self.plan = replicas or ReplicaConfig()
+        self.replicas = [self._replica(i) for i in range(self.plan.replicas)]
+        self.retiring: set[int] = set()  # replicas taking no new requests, stopped once they are empty
+        self.autoscaler = Autoscaler(self.plan) if self.plan.autoscale else None
+        self._scaling: asyncio.Task | None = None
         self.router = PrefixRouter(config.block_size)
         self.routed: Counter[tuple[int, str]] = Counter()  # (replica, why) -> requests
         self._closing = False
+
+    def _replica(self, index: int) -> CoreReplica:
+        kind = CoreReplica
+        if self.plan.executor == "ray":
+            from .ray_replica import RayCoreReplica as kind
+        return kind(index, self.config, self.plan.slots, self._on_message, self._on_exit)
 
     @property
     def ready(self) -> bool:
@@ -119,13 +128,21 @@ class EngineClient:
             folder = Path(self.config.model)
             self.tokenizer = await loop.run_in_executor(None, load_tokenizer, folder, self.config.load_format)
             self.output = OutputProcessor(self.tokenizer)
+            if self.plan.executor == "ray":
+                from .ray_replica import connect
+
+                await loop.run_in_executor(None, connect)
             await asyncio.gather(*(r.start() for r in self.replicas))
             self.info = self.replicas[0].info
+            if self.autoscaler is not None:
+                self._scaling = asyncio.create_task(self._autoscale(), name="atom-autoscaler")
         except Exception as e:
             self._fail(f"{e.__class__.__name__}: {e}" if not isinstance(e, EngineUnavailable) else str(e))
 
     async def shutdown(self) -> None:
         self._closing = True
+        if self._scaling is not None:
+            self._scaling.cancel()
         await asyncio.gather(*(r.stop() for r in self.replicas))
 
     def fail_all(self, error: Exception) -> None:
@@ -165,7 +182,7 @@ class EngineClient:
 
     async def _restart(self, replica: CoreReplica) -> None:
         with contextlib.suppress(Exception):
-            await replica.stop()
+            await replica.stop(final=False)
         try:
             await replica.start()
         except Exception as e:  # it stays out; the others serve
@@ -228,21 +245,54 @@ class EngineClient:
         if len(self.replicas) == 1:
             replica = self.replicas[0]
         else:
-            loads = self.replica_loads()
-            index, why = self.router.choose(
-                prompt_token_ids,
-                [load if r.ready else None for r, load in zip(self.replicas, loads, strict=True)],
-            )
-            replica = self.replicas[index]
+            index, why = self.router.choose(prompt_token_ids, self._taking())
+            replica = next(r for r in self.replicas if r.index == index)
             self.routed[(index, why)] += 1
             self.prompts[request_id] = (prompt_token_ids, params)
         self.assigned[request_id] = replica
         replica.post(ipc.AddRequest(request_id, prompt_token_ids, params))
 
-    def replica_loads(self) -> list[int]:
-        """In-flight requests per replica (for /metrics)."""
+    def replica_loads(self) -> dict[int, int]:
+        """Replica index -> requests in flight on it (for routing, autoscaling and /metrics)."""
         loads = Counter(r.index for r in self.assigned.values())
-        return [loads[r.index] for r in self.replicas]
+        return {r.index: loads[r.index] for r in self.replicas}
+
+    def _taking(self) -> dict[int, int]:
+        """The loads of the replicas that take new requests (ready, not retiring)."""
+        loads = self.replica_loads()
+        return {r.index: loads[r.index] for r in self.replicas if r.ready and r.index not in self.retiring}
+
+    # ---- autoscaling (--max-data-parallel-size) ----------------------------------------------------
+    async def _autoscale(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            decision = self.autoscaler.decide(time.monotonic(), len(self.unstarted), self._taking())
+            if decision == 1:
+                await self._add_replica()
+            elif decision:
+                self.retiring.add(decision[1])
+            await self._stop_retired()
+
+    async def _add_replica(self) -> None:
+        used = {r.index for r in self.replicas}
+        replica = self._replica(min(i for i in range(self.plan.slots) if i not in used))
+        self.replicas.append(replica)
+        try:
+            await replica.start()
+        except Exception as e:  # no room on the cluster, or it failed to load: the others serve
+            replica.error = f"engine core {replica.index} could not be added: {e}"
+            self.replicas.remove(replica)
+            with contextlib.suppress(Exception):
+                await replica.stop()
+
+    async def _stop_retired(self) -> None:
+        for replica in [r for r in self.replicas if r.index in self.retiring]:
+            if any(where is replica for where in self.assigned.values()):
+                continue  # drains first: its requests finish where they run
+            self.retiring.discard(replica.index)
+            self.replicas.remove(replica)
+            self.router.forget(replica.index)
+            await replica.stop()
 
     def _on_message(self, replica: CoreReplica, message) -> None:
         if isinstance(message, ipc.CoreFailed):

@@ -43,6 +43,7 @@ class Metrics:
         self.core_counters = CoreCounters()
         r.register(self.core_counters)
         # data parallelism: each replica's load and cache, and why the router sent requests where it did
+        self.replica_labels: set[str] = set()
         self.replica_up = Gauge("atom_replica_up", "1 while a replica serves", ["replica"], registry=r)
         self.replica_load = Gauge(
             "atom_replica_requests_in_flight", "Requests a replica is computing", ["replica"], registry=r
@@ -69,6 +70,10 @@ class Metrics:
 
     def observe_replicas(self, engine) -> None:
         loads = engine.replica_loads()
+        for gone in self.replica_labels - {str(r.index) for r in engine.replicas}:  # retired (autoscaling)
+            for gauge in (self.replica_up, self.replica_load, self.replica_prefix_hit):
+                gauge.remove(gone)
+        self.replica_labels = {str(r.index) for r in engine.replicas}
         for replica in engine.replicas:
             label = str(replica.index)
             self.replica_up.labels(label).set(1 if replica.ready else 0)

@@ -46,6 +46,8 @@ class CoreReplica:
         self.stats = EngineStats()
         self.error: str | None = None
         self.process: multiprocessing.process.BaseProcess | None = None
+        self.push: zmq.Socket | None = None
+        self._dir: tempfile.TemporaryDirectory | None = None
         self._task: asyncio.Task | None = None
         self._closing = False
 
@@ -54,16 +56,30 @@ class CoreReplica:
         return self.info is not None and self.error is None
 
     async def start(self) -> None:
-        """Spawn the core and wait until it has loaded; raises EngineUnavailable with its reason if not."""
+        """Start the core and wait until it has loaded; raises EngineUnavailable with its reason if not."""
         self.info, self.error, self._closing = None, None, False
-        self._dir = tempfile.TemporaryDirectory(prefix=f"atom-ipc-{self.index}-")
-        inbox, outbox = f"ipc://{self._dir.name}/inbox", f"ipc://{self._dir.name}/outbox"
         # sending never waits (a plain socket, NOBLOCK); receiving is awaited on the event loop
         self.send_context, self.context = zmq.Context(), zmq.asyncio.Context()
         self.push, self.pull = self.send_context.socket(zmq.PUSH), self.context.socket(zmq.PULL)
         self.push.setsockopt(zmq.SNDHWM, 0)  # never full: a send fails only when no core is connected
+        inbox, outbox = self._bind()
+        await self._launch(inbox, outbox)
+        first = ipc.from_core.decode(await self.pull.recv())
+        if isinstance(first, ipc.CoreFailed):
+            self.error = first.error
+            raise EngineUnavailable(first.error)
+        self.info, self.stats = first.info, first.stats
+        self._task = asyncio.create_task(self._receive(), name=f"atom-core-{self.index}-outputs")
+
+    def _bind(self) -> tuple[str, str]:
+        """The core's inbox and outbox, bound here: Unix sockets in a private folder (same host)."""
+        self._dir = tempfile.TemporaryDirectory(prefix=f"atom-ipc-{self.index}-")
+        inbox, outbox = f"ipc://{self._dir.name}/inbox", f"ipc://{self._dir.name}/outbox"
         self.push.bind(inbox)
         self.pull.bind(outbox)
+        return inbox, outbox
+
+    async def _launch(self, inbox: str, outbox: str) -> None:
         # spawn, not fork: the core gets a fresh interpreter (CUDA/ROCm cannot be forked into)
         with _devices_of(self.index, self.replicas, self.config):
             self.process = multiprocessing.get_context("spawn").Process(
@@ -73,14 +89,7 @@ class CoreReplica:
                 daemon=True,
             )
             self.process.start()
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self.process.sentinel, self._exited)
-        first = ipc.from_core.decode(await self.pull.recv())
-        if isinstance(first, ipc.CoreFailed):
-            self.error = first.error
-            raise EngineUnavailable(first.error)
-        self.info, self.stats = first.info, first.stats
-        self._task = asyncio.create_task(self._receive(), name=f"atom-core-{self.index}-outputs")
+        asyncio.get_running_loop().add_reader(self.process.sentinel, self._exited)
 
     def _own_config(self) -> EngineConfig:
         if self.replicas == 1 or self.config.parallel is None or self.config.parallel.master_port is None:
@@ -93,6 +102,8 @@ class CoreReplica:
         """Send without waiting (usable in a cancelled task's cleanup). A PUSH socket with no peer would
         wait for one forever: with the core gone, this fails at once instead."""
         try:
+            if self.push is None:
+                raise zmq.Again()
             self.push.send(ipc.encoder.encode(message), flags=zmq.NOBLOCK)
         except zmq.Again as e:
             raise EngineUnavailable(self.error or f"engine core {self.index} is not connected") from e
@@ -103,9 +114,13 @@ class CoreReplica:
 
     def _exited(self) -> None:
         asyncio.get_running_loop().remove_reader(self.process.sentinel)
+        self._gone(f"exited (exit code {self.process.exitcode})")
+
+    def _gone(self, how: str) -> None:
+        """The core's process ended (unless we ended it): say which and how."""
         if not self._closing:
             which = "the engine core process" if self.replicas == 1 else f"engine core {self.index}"
-            self.error = f"{which} exited (exit code {self.process.exitcode})"
+            self.error = f"{which} {how}"
             self.on_exit(self, self.error)
 
     def failed(self, error: str) -> None:
@@ -114,10 +129,24 @@ class CoreReplica:
             self.error = error
             self.on_exit(self, error)
 
-    async def stop(self) -> None:
+    async def stop(self, final: bool = True) -> None:
+        """Shut the core down (and its sockets); final=False when it is about to be started again."""
         self._closing = True
         if self._task is not None:
             self._task.cancel()
+        await self._terminate(final)
+        if self.push is None:
+            return
+        self.push.close(linger=0)
+        self.pull.close(linger=0)
+        self.send_context.term()
+        self.context.term()
+        self.push = self.pull = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    async def _terminate(self, final: bool) -> None:
         if self.process is None:
             return
         loop = asyncio.get_running_loop()
@@ -128,11 +157,6 @@ class CoreReplica:
             await loop.run_in_executor(None, self.process.join, 10)
         if self.process.is_alive():
             self.process.kill()
-        self.push.close(linger=0)
-        self.pull.close(linger=0)
-        self.send_context.term()
-        self.context.term()
-        self._dir.cleanup()
 
 
 @contextlib.contextmanager

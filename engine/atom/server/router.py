@@ -28,10 +28,10 @@ class PrefixRouter:
             out.append(prev)
         return out
 
-    def choose(self, prompt: list[int], loads: list[int | None]) -> tuple[int, str]:
-        """loads: in-flight requests per replica, None for one that cannot take requests now.
-        Returns (replica, why: "prefix" | "least_loaded")."""
-        live = [r for r, load in enumerate(loads) if load is not None]
+    def choose(self, prompt: list[int], loads: dict[int, int]) -> tuple[int, str]:
+        """loads: replica index -> in-flight requests, for the replicas that take requests now.
+        Returns (replica index, why: "prefix" | "least_loaded")."""
+        live = list(loads)
         if not live:
             raise ValueError("no replica can take requests")
         least = min(live, key=lambda r: loads[r])
@@ -39,7 +39,7 @@ class PrefixRouter:
         holder = None
         for h in hashes:
             r = self.owner.get(h)
-            if r is None or loads[r] is None or (holder is not None and r != holder):
+            if r is None or loads.get(r) is None or (holder is not None and r != holder):
                 break
             holder = r
         if holder is not None and loads[holder] <= loads[least] + self.slack:

@@ -1,0 +1,57 @@
+"""The autoscaling policy (server/scaling.py): plain arithmetic over queue depth and per-replica load."""
+
+import pytest
+
+from atom.server.scaling import Autoscaler, ReplicaConfig
+
+
+def policy(**kw) -> Autoscaler:
+    return Autoscaler(ReplicaConfig(**{"replicas": 1, "max_replicas": 3, "queue_depth": 4, **kw}))
+
+
+def test_adds_a_replica_only_after_the_queue_stays_deep():
+    a = policy(up_after_s=5)
+    assert a.decide(0, queued=8, loads={0: 1}) == 0  # deep, but only just
+    assert a.decide(4, queued=8, loads={0: 1}) == 0
+    assert a.decide(5, queued=8, loads={0: 1}) == 1
+    assert a.decide(6, queued=8, loads={0: 1}) == 0  # the clock starts again after each addition
+
+
+def test_a_queue_that_drains_resets_the_clock():
+    a = policy(up_after_s=5)
+    a.decide(0, queued=8, loads={0: 1})
+    a.decide(3, queued=1, loads={0: 1})  # relieved
+    assert a.decide(6, queued=8, loads={0: 1}) == 0
+    assert a.decide(11, queued=8, loads={0: 1}) == 1
+
+
+def test_depth_is_per_live_replica_and_the_maximum_holds():
+    a = policy(up_after_s=0)
+    assert a.decide(0, queued=7, loads={0: 1, 1: 1}) == 0  # 3.5 a replica < 4
+    assert a.decide(0, queued=8, loads={0: 1, 1: 1}) == 1
+    assert a.decide(0, queued=100, loads={0: 1, 1: 1, 2: 1}) == 0  # at max_replicas
+
+
+def test_retires_the_newest_idle_replica_above_the_minimum_only():
+    a = policy(idle_s=60)
+    assert a.decide(0, queued=0, loads={0: 0, 1: 0, 2: 0}) == 0
+    assert a.decide(59, queued=0, loads={0: 0, 1: 0, 2: 0}) == 0
+    assert a.decide(60, queued=0, loads={0: 0, 1: 0, 2: 0}) == ("retire", 2)
+    assert a.decide(61, queued=0, loads={0: 0, 1: 0}) == ("retire", 1)
+    assert a.decide(200, queued=0, loads={0: 0}) == 0  # the minimum stays
+
+
+def test_a_busy_replica_is_not_retired():
+    a = policy(idle_s=10)
+    a.decide(0, queued=0, loads={0: 0, 1: 0})
+    assert a.decide(5, queued=0, loads={0: 0, 1: 2}) == 0  # busy again: its idle clock restarts
+    assert a.decide(12, queued=0, loads={0: 0, 1: 0}) == ("retire", 0)  # idle for 12 s; 1 for 0 s
+
+
+def test_bad_plans_are_refused_with_the_flag_names():
+    with pytest.raises(ValueError, match="--max-data-parallel-size .* below --data-parallel-size"):
+        ReplicaConfig(replicas=3, max_replicas=2)
+    with pytest.raises(ValueError, match="mp or ray"):
+        ReplicaConfig(executor="slurm")
+    assert not ReplicaConfig(replicas=2, max_replicas=2).autoscale
+    assert ReplicaConfig(replicas=1, max_replicas=2).slots == 2
