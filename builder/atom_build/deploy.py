@@ -42,7 +42,9 @@ def render(target: str, recipe: Recipe, options: DeployOptions) -> dict[str, str
     if target != "kubernetes":
         raise AtomBuildError(
             f"--target {target}: only 'kubernetes' is rendered so far\n"
-            "  why: a KubeRay RayService needs the engine's Ray deployment, which does not exist yet"
+            "  why: KubeRay manifests are not rendered until they can be checked against KubeRay's CRD schema\n"
+            "  fix: for replicas across machines, run `atom serve --distributed-executor-backend ray` on a Ray\n"
+            "       cluster of nodes running an image with [components.ray] (docs/deploy.md)"
         )
     check(recipe, options)
     labels = {"app.kubernetes.io/name": "atom", "app.kubernetes.io/instance": options.name}

@@ -74,6 +74,7 @@ def bench_offline(
     output_len: int = 64,
     load_format: LoadFormatOpt = "auto",
     max_num_seqs: int = 64,
+    max_num_batched_tokens: int | None = None,
     seed: int = 0,
     kv_cache_memory_gb: float | None = None,
     tensor_parallel_size: TensorParallelOpt = 1,
@@ -92,6 +93,7 @@ def bench_offline(
         seed,
         kv_cache_memory_gb,
         tensor_parallel_size,
+        max_num_batched_tokens,
     )
     typer.echo(json.dumps(result, indent=2))
     if json_out:

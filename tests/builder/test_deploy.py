@@ -62,7 +62,7 @@ def test_the_cli_writes_the_files(tmp_path):
 @pytest.mark.parametrize(
     "target,options,says",
     [
-        ("kuberay", {}, "needs the engine's Ray deployment"),
+        ("kuberay", {}, "checked against KubeRay's CRD schema"),
         ("kubernetes", {"name": "Atom_1"}, "lowercase letters"),
         ("kubernetes", {"digest": "sha256:xyz"}, "64 hex digits"),
         ("kubernetes", {"replicas": 0}, "at least 1"),

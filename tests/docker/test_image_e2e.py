@@ -19,53 +19,7 @@ from openai import OpenAI
 from atom_build.docker_driver import find_client
 
 from ..server.conftest import free_port
-
-HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
-FIND_LINKS = os.environ.get("ATOM_FIND_LINKS", "/opt/wheels")
-BASE = "atom-base:bookworm"
-TAG = "atom-e2e:cpu"
-
-
-def sh(*args: str, **kw) -> subprocess.CompletedProcess:
-    result = subprocess.run(list(args), capture_output=True, text=True, **kw)
-    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result
-
-
-@pytest.fixture(scope="module")
-def engine():
-    try:
-        client = docker.from_env()
-        client.ping()
-        find_client()
-    except Exception as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the Docker tier, but: {e}")
-        pytest.skip(f"no Docker engine with BuildKit here ({e}); run ci/start-dockerd.sh")
-    return client
-
-
-@pytest.fixture(scope="module")
-def built(engine, tmp_path_factory):
-    images = {t for i in engine.images.list() for t in i.tags}
-    if BASE not in images:
-        sh("atom-build", "base", "bootstrap", "--tag", BASE, "--docker", find_client().path)
-    bundle = tmp_path_factory.mktemp("bundle")
-    ca = ["--ca-cert", str(HOST_CA)] if HOST_CA.exists() else []
-    sh("atom-build", "wheels", "--recipe", "cpu", "--find-links", FIND_LINKS, *ca, "--out", str(bundle))
-    sh("atom-build", "bundle", "verify", str(bundle))
-    sh("atom-build", "image", "--recipe", "cpu", "--bundle", str(bundle), "--tag", TAG)
-    return bundle
-
-
-def run_in(engine, *cmd: str, image: str = TAG, user: str | None = None) -> tuple[int, str]:
-    container = engine.containers.run(
-        image, entrypoint=list(cmd[:1]), command=list(cmd[1:]), detach=True, user=user
-    )
-    code = container.wait()["StatusCode"]
-    out = container.logs().decode()
-    container.remove()
-    return code, out
+from .conftest import BASE, FIND_LINKS, HOST_CA, TAG, run_in, sh
 
 
 def test_bundle_verify_catches_tampering(built, tmp_path):
@@ -81,20 +35,25 @@ def test_bundle_verify_catches_tampering(built, tmp_path):
 
 
 def test_image_is_clean(engine, built):
-    code, uid = run_in(engine, "id", "-u")
+    assert_clean_image(engine, TAG, built, "cpu")
+
+
+def assert_clean_image(engine, tag: str, bundle: Path, recipe: str) -> None:
+    """Non-root, no compiler, consistent packages, no wheel or pip cache, the bundle's manifest inside."""
+    code, uid = run_in(engine, "id", "-u", image=tag)
     assert code == 0 and uid.strip() != "0", "image must run as a non-root user"
-    code, _ = run_in(engine, "sh", "-c", "command -v gcc || command -v cc")
+    code, _ = run_in(engine, "sh", "-c", "command -v gcc || command -v cc", image=tag)
     assert code != 0, "a compiler is in the runtime image"
-    code, out = run_in(engine, "pip", "check")
+    code, out = run_in(engine, "pip", "check", image=tag)
     assert code == 0, out
     find = ("sh", "-c", "find / -xdev \\( -name '*.whl' -o -path '*/.cache/pip' \\) -print 2>/dev/null")
-    ours = set(run_in(engine, *find, user="root")[1].split())
+    ours = set(run_in(engine, *find, image=tag, user="root")[1].split())
     from_base = set(run_in(engine, *find, image=BASE, user="root")[1].split())  # Debian's ensurepip wheels
     assert ours - from_base == set(), f"wheels or pip cache left in the image: {ours - from_base}"
-    code, out = run_in(engine, "cat", "/etc/atom/build.json")
-    assert json.loads(out) == json.loads((built / "manifest.json").read_text())
-    labels = engine.images.get(TAG).labels
-    assert labels["ai.atom.recipe"] == "cpu" and "org.opencontainers.image.source" in labels
+    code, out = run_in(engine, "cat", "/etc/atom/build.json", image=tag)
+    assert json.loads(out) == json.loads((bundle / "manifest.json").read_text())
+    labels = engine.images.get(tag).labels
+    assert labels["ai.atom.recipe"] == recipe and "org.opencontainers.image.source" in labels
 
 
 def secret_certs(engine) -> list[bytes]:

@@ -23,8 +23,11 @@ def run_offline(
     seed: int,
     kv_cache_memory_gb: float | None = None,
     tensor_parallel_size: int = 1,
+    max_num_batched_tokens: int | None = None,
 ) -> dict:
     extra = {"kv_cache_memory_gb": kv_cache_memory_gb} if kv_cache_memory_gb else {}
+    if max_num_batched_tokens:
+        extra["max_num_batched_tokens"] = max_num_batched_tokens
     llm = LLM(
         str(model),
         load_format=load_format,
@@ -56,6 +59,7 @@ def run_offline(
     return {
         "tensor_parallel_size": tensor_parallel_size,
         "max_num_seqs": max_num_seqs,
+        "max_num_batched_tokens": llm.config.max_num_batched_tokens,
         "steps": steps,
         "mean_step_ms": round(elapsed / max(steps, 1) * 1000, 3),
         "num_prompts": num_prompts,
