@@ -41,12 +41,27 @@ def built(engine, tmp_path_factory):
     images = {t for i in engine.images.list() for t in i.tags}
     if BASE not in images:
         sh("atom-build", "base", "bootstrap", "--tag", BASE, "--docker", find_client().path)
-    bundle = tmp_path_factory.mktemp("bundle")
+    return build_image("cpu", TAG, tmp_path_factory.mktemp("bundle"))
+
+
+def build_image(recipe: str, tag: str, bundle: Path) -> Path:
+    """The recipe's wheel bundle (verified) and its clean image, as a user makes them."""
     ca = ["--ca-cert", str(HOST_CA)] if HOST_CA.exists() else []
-    sh("atom-build", "wheels", "--recipe", "cpu", "--find-links", FIND_LINKS, *ca, "--out", str(bundle))
+    sh("atom-build", "wheels", "--recipe", recipe, "--find-links", FIND_LINKS, *ca, "--out", str(bundle))
     sh("atom-build", "bundle", "verify", str(bundle))
-    sh("atom-build", "image", "--recipe", "cpu", "--bundle", str(bundle), "--tag", TAG)
+    sh("atom-build", "image", "--recipe", recipe, "--bundle", str(bundle), "--tag", tag)
     return bundle
+
+
+def asks_paris(client) -> None:
+    """The demo model, greedy, knows the capital of France."""
+    answer = client.chat.completions.create(
+        model="smollm2-135m",
+        temperature=0,
+        max_tokens=24,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
+    assert "Paris" in answer.choices[0].message.content
 
 
 def run_in(engine, *cmd: str, image: str = TAG, user: str | None = None) -> tuple[int, str]:

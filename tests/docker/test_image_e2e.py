@@ -19,7 +19,7 @@ from openai import OpenAI
 from atom_build.docker_driver import find_client
 
 from ..server.conftest import free_port
-from .conftest import BASE, FIND_LINKS, HOST_CA, TAG, run_in, sh
+from .conftest import BASE, FIND_LINKS, HOST_CA, TAG, asks_paris, run_in, sh
 
 
 def test_bundle_verify_catches_tampering(built, tmp_path):
@@ -121,13 +121,7 @@ def test_serve_answers_chat_over_http(engine, built, smollm2):
         url = out.stdout.strip().splitlines()[-1]
         client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         assert [m.id for m in client.models.list()] == [smollm2.name]  # as `atom serve` on the host says
-        answer = client.chat.completions.create(
-            model="smollm2-135m",
-            temperature=0,
-            max_tokens=24,
-            messages=[{"role": "user", "content": "What is the capital of France?"}],
-        )
-        assert "Paris" in answer.choices[0].message.content
+        asks_paris(client)
         stream = client.chat.completions.create(
             model="smollm2-135m",
             temperature=0,

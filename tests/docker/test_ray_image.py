@@ -12,7 +12,7 @@ import pytest
 from openai import OpenAI
 
 from ..server.conftest import free_port
-from .conftest import FIND_LINKS, HOST_CA, run_in, sh
+from .conftest import asks_paris, build_image, run_in
 from .test_image_e2e import assert_clean_image
 
 TAG = "atom-e2e:cpu-ray"
@@ -21,12 +21,7 @@ TAG = "atom-e2e:cpu-ray"
 @pytest.fixture(scope="module")
 def built_ray(engine, built, tmp_path_factory):
     """After the plain image (`built`): the base exists, and the torch and engine stages are cached."""
-    bundle = tmp_path_factory.mktemp("bundle-ray")
-    ca = ["--ca-cert", str(HOST_CA)] if HOST_CA.exists() else []
-    sh("atom-build", "wheels", "--recipe", "cpu-ray", "--find-links", FIND_LINKS, *ca, "--out", str(bundle))
-    sh("atom-build", "bundle", "verify", str(bundle))
-    sh("atom-build", "image", "--recipe", "cpu-ray", "--bundle", str(bundle), "--tag", TAG)
-    return bundle
+    return build_image("cpu-ray", TAG, tmp_path_factory.mktemp("bundle-ray"))
 
 
 def test_the_ray_image_is_clean(engine, built_ray):
@@ -70,13 +65,7 @@ def test_ray_replicas_serve_inside_the_image(engine, built_ray, smollm2):
             time.sleep(1)
         assert health.json() == {"status": "ok", "replicas": 2, "down": {}}
         client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
-        answer = client.chat.completions.create(
-            model="smollm2-135m",
-            temperature=0,
-            max_tokens=24,
-            messages=[{"role": "user", "content": "What is the capital of France?"}],
-        )
-        assert "Paris" in answer.choices[0].message.content
+        asks_paris(client)
     finally:
         try:
             container.remove(force=True)

@@ -8,7 +8,6 @@ from pathlib import Path
 from ..engine.llm_engine import LLM
 from ..engine.outputs import EngineStats
 from ..sampling_params import SamplingParams
-from ..server.core_process import settle
 from .serve import engine_summary, stats_ms
 from .workload import random_prompts
 
@@ -38,7 +37,7 @@ def run_offline(
     prompts = random_prompts(llm.runner.model.args.vocab_size, num_prompts, input_len, seed)
     params = SamplingParams(max_tokens=output_len, temperature=0, ignore_eos=True)
     llm.warm_up()  # the same warm-up the server runs before it says healthy
-    settle(llm.core)  # as the server's core process does: this process holds one engine
+    llm.core.settle()  # as the server's core process does: this process holds one engine
     for p in prompts:
         llm.add_request(p, params)
     start, steps, tokens = time.perf_counter(), 0, 0

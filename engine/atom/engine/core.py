@@ -6,6 +6,7 @@ The offline LLM drives it in-process; the server runs it in a process of its own
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import time
@@ -218,6 +219,16 @@ class EngineCore:
             for n, tokens in enumerate(warm_up_token_counts(chunk)):
                 self._warm(num_seqs=1, prompt_len=tokens, salt=n + 1)
         self.counters = EngineStats()  # the counters describe the traffic served, not the warm-up
+
+    def settle(self) -> None:
+        """Once warmed up, in a process that holds this one engine for its life (the server's core
+        process, a benchmark): what exists now (the model, kernel caches) lives as long as the process,
+        so full garbage collections need not walk it again (frozen objects in reference cycles are never
+        collected: not for a process of many engines); Triton kernels compiled from now on are counted
+        (the warm-up missed them)."""
+        gc.collect()
+        gc.freeze()
+        self.compile_watch.arm()
 
     def _warm(self, num_seqs: int, prompt_len: int, salt: int = 0) -> None:
         """salt: a different prompt, so the prefix cache does not shorten the prefill."""

@@ -8,7 +8,6 @@ Shutdown.
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import threading
@@ -37,7 +36,7 @@ def run_core(config: EngineConfig, inbox: str, outbox: str) -> None:
     try:
         core = EngineCore(config)
         core.warm_up()
-        settle(core)
+        core.settle()
     except Exception as e:
         _say_failed(f"{e.__class__.__name__}: {e}", pull, push, context)
         return
@@ -51,16 +50,6 @@ def run_core(config: EngineConfig, inbox: str, outbox: str) -> None:
     pull.close(linger=0)
     push.close(linger=1000)
     context.term()
-
-
-def settle(core: EngineCore) -> None:
-    """Once warmed up, in a process that holds this one engine for its life: what exists now (the
-    model, kernel caches) lives as long as the process, so full garbage collections need not walk it
-    again (frozen objects in reference cycles are never collected: not for a process of many engines);
-    Triton kernels compiled from now on are counted (the warm-up missed them)."""
-    gc.collect()
-    gc.freeze()
-    core.compile_watch.arm()
 
 
 def _say_failed(error: str, pull: zmq.Socket, push: zmq.Socket, context: zmq.Context) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +32,8 @@ from . import ipc
 from .replica import CoreReplica, EngineUnavailable
 from .router import PrefixRouter
 from .scaling import Autoscaler, ReplicaConfig
+
+log = logging.getLogger("atom.server")
 
 __all__ = ["EngineClient", "EngineUnavailable", "QueueFullError", "RequestFailed", "ShuttingDown"]
 
@@ -266,12 +269,15 @@ class EngineClient:
     async def _autoscale(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            decision = self.autoscaler.decide(time.monotonic(), len(self.unstarted), self._taking())
-            if decision == 1:
-                await self._add_replica()
-            elif decision:
-                self.retiring.add(decision[1])
-            await self._stop_retired()
+            try:
+                decision = self.autoscaler.decide(time.monotonic(), len(self.unstarted), self._taking())
+                if decision == 1:
+                    await self._add_replica()
+                elif decision:
+                    self.retiring.add(decision[1])
+                await self._stop_retired()
+            except Exception:  # a bad tick must not end autoscaling for the server's life
+                log.exception("autoscaling step failed")
 
     async def _add_replica(self) -> None:
         used = {r.index for r in self.replicas}
@@ -280,7 +286,7 @@ class EngineClient:
         try:
             await replica.start()
         except Exception as e:  # no room on the cluster, or it failed to load: the others serve
-            replica.error = f"engine core {replica.index} could not be added: {e}"
+            log.warning("autoscaling: engine core %d could not be added: %s", replica.index, e)
             self.replicas.remove(replica)
             with contextlib.suppress(Exception):
                 await replica.stop()
