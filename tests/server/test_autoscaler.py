@@ -55,3 +55,15 @@ def test_bad_plans_are_refused_with_the_flag_names():
         ReplicaConfig(executor="slurm")
     assert not ReplicaConfig(replicas=2, max_replicas=2).autoscale
     assert ReplicaConfig(replicas=1, max_replicas=2).slots == 2
+
+
+def test_each_replica_gets_its_own_gpus_or_a_reason():
+    from atom.errors import AtomError
+    from atom.server.replica import replica_devices
+
+    assert replica_devices(0, 2, None, host_gpus=4) == "0,1"
+    assert replica_devices(1, 2, None, host_gpus=4) == "2,3"
+    assert replica_devices(1, 1, ["4", "6"], host_gpus=8) == "6"  # within what this process was given
+    assert replica_devices(3, 1, None, host_gpus=0) is None  # a CPU host: nothing to split
+    with pytest.raises(AtomError, match=r"engine core 2 needs GPUs 4\.\.5 but 4 are visible here"):
+        replica_devices(2, 2, None, host_gpus=4)  # never a replica that quietly starts on the CPU

@@ -29,7 +29,7 @@ from ..output import OutputProcessor, RequestOutput, merge
 from ..sampling_params import SamplingParams
 from ..tokenizer import load_tokenizer
 from . import ipc
-from .replica import CoreReplica, EngineUnavailable
+from .replica import CoreReplica, EngineUnavailable, check_devices
 from .router import PrefixRouter
 from .scaling import Autoscaler, ReplicaConfig
 
@@ -135,6 +135,8 @@ class EngineClient:
                 from .ray_replica import connect
 
                 await loop.run_in_executor(None, connect)
+            else:
+                check_devices(self.plan.slots, self.config)
             await asyncio.gather(*(r.start() for r in self.replicas))
             self.info = self.replicas[0].info
             if self.autoscaler is not None:

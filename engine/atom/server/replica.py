@@ -159,6 +159,32 @@ class CoreReplica:
             self.process.kill()
 
 
+def replica_devices(index: int, ranks: int, visible: list[str] | None, host_gpus: int) -> str | None:
+    """The devices replica `index` (of `ranks` GPUs each) takes, as a *_VISIBLE_DEVICES value; None on a
+    host without GPUs. visible: the devices this process was given (CUDA/HIP_VISIBLE_DEVICES), if any.
+    Raises when the host has too few: a replica without its GPUs would otherwise start on the CPU."""
+    devices = visible if visible is not None else [str(d) for d in range(host_gpus)]
+    if not devices:
+        return None
+    mine = devices[index * ranks : (index + 1) * ranks]
+    if len(mine) < ranks:
+        raise EngineUnavailable(
+            f"engine core {index} needs GPUs {index * ranks}..{(index + 1) * ranks - 1} but "
+            f"{len(devices)} are visible here; lower --data-parallel-size / --max-data-parallel-size or "
+            "--tensor-parallel-size, or spread replicas over machines (--distributed-executor-backend ray)"
+        )
+    return ",".join(mine)
+
+
+def visible_devices() -> tuple[list[str] | None, int]:
+    """(CUDA/HIP_VISIBLE_DEVICES as a list if set, the GPUs torch counts): what replica_devices takes."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") or os.environ.get("HIP_VISIBLE_DEVICES")
+    import torch  # (counting does not create a CUDA context in this process)
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return (visible.split(",") if visible else None), count
+
+
 @contextlib.contextmanager
 def _devices_of(index: int, replicas: int, config: EngineConfig):
     """The environment the replica's process starts with (spawn copies os.environ when it starts)."""
@@ -166,11 +192,9 @@ def _devices_of(index: int, replicas: int, config: EngineConfig):
         yield
         return
     saved = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "OMP_NUM_THREADS")}
-    ranks = config.parallel.ranks_per_node if config.parallel else config.tensor_parallel_size
-    visible = saved["CUDA_VISIBLE_DEVICES"] or saved["HIP_VISIBLE_DEVICES"]
-    devices = visible.split(",") if visible else [str(d) for d in range(replicas * ranks)]
-    mine = ",".join(devices[index * ranks : (index + 1) * ranks])
-    os.environ["CUDA_VISIBLE_DEVICES"] = os.environ["HIP_VISIBLE_DEVICES"] = mine
+    mine = replica_devices(index, _ranks(config), *visible_devices())
+    if mine is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = os.environ["HIP_VISIBLE_DEVICES"] = mine
     os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // replicas))  # CPU: share the cores
     try:
         yield
@@ -180,3 +204,13 @@ def _devices_of(index: int, replicas: int, config: EngineConfig):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _ranks(config: EngineConfig) -> int:
+    return config.parallel.ranks_per_node if config.parallel else config.tensor_parallel_size
+
+
+def check_devices(slots: int, config: EngineConfig) -> None:
+    """Before any replica starts: every replica index that may exist (autoscaling included) has its GPUs."""
+    if slots > 1:
+        replica_devices(slots - 1, _ranks(config), *visible_devices())
