@@ -67,3 +67,27 @@ def test_each_replica_gets_its_own_gpus_or_a_reason():
     assert replica_devices(3, 1, None, host_gpus=0) is None  # a CPU host: nothing to split
     with pytest.raises(AtomError, match=r"engine core 2 needs GPUs 4\.\.5 but 4 are visible here"):
         replica_devices(2, 2, None, host_gpus=4)  # never a replica that quietly starts on the CPU
+
+
+def test_the_cli_names_a_bad_replica_plan(smollm2):
+    import subprocess
+    import sys
+
+    for args, says in (
+        (["--distributed-executor-backend", "slurm"], "mp or ray"),
+        (["-dp", "3", "--max-data-parallel-size", "2"], "below --data-parallel-size"),
+    ):
+        cmd = [sys.executable, "-m", "atom.cli", "serve", "--model", str(smollm2), *args]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and says in result.stderr, result.stderr[-2000:]
+
+
+def test_without_ray_the_server_says_how_to_get_it(monkeypatch):
+    import sys
+
+    from atom.server.ray_replica import connect
+    from atom.server.replica import EngineUnavailable
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
+    with pytest.raises(EngineUnavailable, match=r"pip install 'atom-engine\[ray\]'"):
+        connect()

@@ -247,9 +247,9 @@ class EngineClient:
 
     def _send(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> None:
         """To the router's replica (the only one, without data parallelism)."""
-        if len(self.replicas) == 1:
+        if self.plan.slots == 1:
             replica = self.replicas[0]
-        else:
+        else:  # (also while an autoscaled server runs one replica: its requests stay resendable)
             index, why = self.router.choose(prompt_token_ids, self._taking())
             replica = next(r for r in self.replicas if r.index == index)
             self.routed[(index, why)] += 1
