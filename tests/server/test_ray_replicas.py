@@ -1,7 +1,8 @@
 """Replicas on Ray: a real local Ray cluster of two nodes (two `ray start` processes on this machine, one
 CPU each, so one replica fits on each), and `atom serve --data-parallel-size 2
 --distributed-executor-backend ray` joining it through RAY_ADDRESS. One replica lands on each node; the
-official openai client gets the same greedy answers as from one engine under concurrent load; a prefix
+official openai client gets the same greedy answers as from one engine under concurrent load (each
+replica a tensor-parallel group of 3 ranks, started by its actor); a prefix
 shared by several requests lands on one replica (its cache hits say so); killing one replica's actor
 process loses no request that had not started streaming, and Ray places its replacement in the same
 reservation."""
@@ -49,7 +50,8 @@ def cluster():
 @pytest.fixture(scope="module")
 def served(smollm2, cluster, monkeypatch_module):
     monkeypatch_module.setenv("RAY_ADDRESS", cluster)
-    args = ("--max-model-len", "512", "--data-parallel-size", "2", "--distributed-executor-backend", "ray")
+    # each replica its own tensor-parallel group of 3 ranks (SmolLM2: 9 heads, 3 K/V heads)
+    args = ("--max-model-len", "512", "-dp", "2", "-tp", "3", "--distributed-executor-backend", "ray")
     with running_server(smollm2, *args, timeout=240) as (url, proc):
         yield url, proc
 
