@@ -111,3 +111,33 @@ def test_a_killed_actor_loses_nothing_and_ray_brings_it_back(served, client, ray
     assert after[1][1] != before[1][1]  # a new process
     assert after[1][0] == before[1][0]  # in the replica's reservation, on the same node
     assert after[0] == before[0]  # the other replica untouched
+
+
+def test_a_replacement_that_dies_while_loading_is_tried_again(served, client, ray_client):
+    import time
+
+    import httpx
+
+    url, proc = served
+    first = placement(ray_client, proc.pid)[1][1]
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:  # the replacement actor exists (and loads the model) before the replica is ready
+        try:
+            second = placement(ray_client, proc.pid)[1][1]
+        except Exception:  # between the old actor's end and the new one's name
+            second = first
+        if second != first:
+            break
+        assert time.monotonic() < deadline, "no replacement actor"
+        time.sleep(0.1)
+    assert httpx.get(f"{url}/health").json()["down"]  # still loading
+    os.kill(second, signal.SIGKILL)
+    deadline = time.monotonic() + 180
+    while httpx.get(f"{url}/health").json().get("down"):
+        assert time.monotonic() < deadline, "the replica did not come back after a failed restart"
+        time.sleep(0.5)
+    third = placement(ray_client, proc.pid)[1][1]
+    assert third not in (first, second)
+    assert "Paris" in client.completions.create(model="m", prompt="The capital of France is", max_tokens=8,
+                                                temperature=0).choices[0].text  # fmt: skip

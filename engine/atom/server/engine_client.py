@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import time
 from collections import Counter
@@ -95,6 +96,7 @@ class EngineClient:
         self.plan = replicas or ReplicaConfig()
         self.replicas = [self._replica(i) for i in range(self.plan.replicas)]
         self.retiring: set[int] = set()  # replicas taking no new requests, stopped once they are empty
+        self.restarting: set[int] = set()  # replicas being started again after their core died
         self.autoscaler = Autoscaler(self.plan) if self.plan.autoscale else None
         self._scaling: asyncio.Task | None = None
         self.router = PrefixRouter(config.block_size)
@@ -183,15 +185,28 @@ class EngineClient:
                 self._send(request_id, *self.prompts[request_id])  # nothing streamed yet: another replica
             except EngineUnavailable as e:
                 self._deliver(request_id, e)
-        asyncio.get_running_loop().create_task(self._restart(replica))
+        if replica.index not in self.restarting:  # (one restart loop per replica)
+            asyncio.get_running_loop().create_task(self._restart(replica))
 
     async def _restart(self, replica: CoreReplica) -> None:
-        with contextlib.suppress(Exception):
-            await replica.stop(final=False)
+        """Start the replica again until it comes back (a core that dies while loading, a cluster
+        short of room), waiting 1, 2, 4 .. 30 s between attempts; the others serve meanwhile."""
+        self.restarting.add(replica.index)
         try:
-            await replica.start()
-        except Exception as e:  # it stays out; the others serve
-            replica.error = f"engine core {replica.index} did not come back: {e}"
+            for attempt in itertools.count():
+                with contextlib.suppress(Exception):
+                    await replica.stop(final=False)
+                if self._closing or replica not in self.replicas:
+                    return
+                try:
+                    await replica.start()
+                    return
+                except Exception as e:
+                    replica.error = f"engine core {replica.index} did not come back: {e}"
+                    log.warning("%s; trying again", replica.error)
+                await asyncio.sleep(min(30.0, 2.0**attempt))
+        finally:
+            self.restarting.discard(replica.index)
 
     # ---- requests ----------------------------------------------------------------------------------
     def admit(self, prompts: list[list[int]], params: SamplingParams, n: int = 1) -> None:

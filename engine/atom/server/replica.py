@@ -49,6 +49,7 @@ class CoreReplica:
         self.push: zmq.Socket | None = None
         self._dir: tempfile.TemporaryDirectory | None = None
         self._task: asyncio.Task | None = None
+        self._ended: asyncio.Event | None = None  # set when the core's process ends
         self._closing = False
 
     @property
@@ -62,14 +63,26 @@ class CoreReplica:
         self.send_context, self.context = zmq.Context(), zmq.asyncio.Context()
         self.push, self.pull = self.send_context.socket(zmq.PUSH), self.context.socket(zmq.PULL)
         self.push.setsockopt(zmq.SNDHWM, 0)  # never full: a send fails only when no core is connected
+        self._ended = asyncio.Event()
         inbox, outbox = self._bind()
         await self._launch(inbox, outbox)
-        first = ipc.from_core.decode(await self.pull.recv())
+        first = await self._first_message()
         if isinstance(first, ipc.CoreFailed):
             self.error = first.error
             raise EngineUnavailable(first.error)
         self.info, self.stats = first.info, first.stats
         self._task = asyncio.create_task(self._receive(), name=f"atom-core-{self.index}-outputs")
+
+    async def _first_message(self):
+        """Ready or CoreFailed; if the core's process ends first (killed while loading), say so."""
+        receive = asyncio.ensure_future(self.pull.recv())
+        ended = asyncio.ensure_future(self._ended.wait())
+        done, _ = await asyncio.wait({receive, ended}, return_when=asyncio.FIRST_COMPLETED)
+        ended.cancel()
+        if receive not in done:
+            receive.cancel()
+            raise EngineUnavailable(self.error or f"engine core {self.index} ended before it was ready")
+        return ipc.from_core.decode(receive.result())
 
     def _bind(self) -> tuple[str, str]:
         """The core's inbox and outbox, bound here: Unix sockets in a private folder (same host)."""
@@ -118,6 +131,7 @@ class CoreReplica:
 
     def _gone(self, how: str) -> None:
         """The core's process ended (unless we ended it): say which and how."""
+        self._ended.set()
         if not self._closing:
             which = "the engine core process" if self.replicas == 1 else f"engine core {self.index}"
             self.error = f"{which} {how}"
