@@ -209,7 +209,7 @@ def serve(
         failures.append(error)
         server.should_exit = True  # an orchestrator restarts a process that exits; a 503 forever helps no one
 
-    if (data_parallel_size > 1 or max_data_parallel_size) and config.parallel and config.parallel.nnodes > 1:
+    if (data_parallel_size > 1 or max_data_parallel_size) and config.parallel.nnodes > 1:
         raise typer.BadParameter(
             "replicas of a model spread over several nodes are not supported yet",
             param_hint="--data-parallel-size",

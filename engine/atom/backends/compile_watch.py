@@ -16,14 +16,13 @@ log = logging.getLogger("atom.kernels")
 
 
 class CompileWatch:
-    """Installs itself as Triton's jit_cache_hook (keeping any hook already there) while armed."""
+    """Installs itself as Triton's jit_cache_hook (keeping any hook already there) once armed."""
 
     def __init__(self) -> None:
         self.count = 0
         self.kernels: list[str] = []  # the first few, "name[options](argument types)"
         self._lock = threading.Lock()
         self._previous = None
-        self._armed = False
 
     def arm(self) -> bool:
         """Start counting; False where this Triton has no such hook (nothing is counted then)."""
@@ -36,7 +35,6 @@ class CompileWatch:
             return False
         self._previous = runtime.jit_cache_hook
         runtime.jit_cache_hook = self._hook
-        self._armed = True
         return True
 
     def _hook(self, *args, **kwargs):

@@ -154,14 +154,13 @@ class EngineCore:
         self.runner.close()
 
     def step(self) -> list[CoreOutput]:
-        start = time.perf_counter()
+        start, graph_steps = time.perf_counter(), self.counters.graph_steps
         try:
             return self._step()
         finally:
             elapsed = time.perf_counter() - start
             self.counters.step_seconds += elapsed
-            if self.runner.last_step_graphed:
-                self.counters.graph_steps += 1
+            if self.counters.graph_steps != graph_steps:  # this step replayed a CUDA graph
                 self.counters.graph_step_seconds += elapsed
 
     def _step(self) -> list[CoreOutput]:
@@ -173,6 +172,7 @@ class EngineCore:
         c.batch_sequences += len(batch.seqs)
         c.batch_tokens += batch.total_tokens
         logits = self.runner.run(batch)
+        c.graph_steps += self.runner.last_step_graphed
         ready = self.scheduler.complete_step(batch)
         if not ready:
             return []

@@ -237,7 +237,6 @@ class ModelRunner:
     def run(self, batch: ScheduledBatch) -> torch.Tensor:
         """Logits [num sequences that finished their tokens this step, vocab] in float32 (rank 0)."""
         step = StepInput.from_batch(batch)
-        self.last_step_graphed = self.graphs is not None and self.graphs.can_run(step)
         if self.workers is None:
             return self.execute(step)
         self.workers.send(step)
@@ -249,7 +248,8 @@ class ModelRunner:
     @torch.inference_mode()
     def execute(self, step: StepInput) -> torch.Tensor:
         """One forward pass; every rank runs it with the same step (the collectives pair up inside)."""
-        if self.graphs is not None and self.graphs.can_run(step):
+        self.last_step_graphed = self.graphs is not None and self.graphs.can_run(step)
+        if self.last_step_graphed:
             return self.graphs.run(step)
         input_ids, meta, last_rows = self.prepare(step)
         set_metadata(meta)

@@ -60,7 +60,7 @@ def bundle_for(config: EngineConfig, gpus: bool) -> dict[str, float]:
     """What one replica reserves: every rank's GPU (on one node) and a CPU for its loop."""
     bundle = {"CPU": 1.0}
     if gpus:
-        bundle["GPU"] = float(config.parallel.tp_size if config.parallel else config.tensor_parallel_size)
+        bundle["GPU"] = float(config.parallel.ranks_per_node)
     return bundle
 
 

@@ -105,7 +105,7 @@ class CoreReplica:
         asyncio.get_running_loop().add_reader(self.process.sentinel, self._exited)
 
     def _own_config(self) -> EngineConfig:
-        if self.replicas == 1 or self.config.parallel is None or self.config.parallel.master_port is None:
+        if self.replicas == 1 or self.config.parallel.master_port is None:
             return self.config  # (no port given: each replica's rank 0 picks a free one)
         # each replica's tensor-parallel group rendezvous on its own port
         parallel = replace(self.config.parallel, master_port=self.config.parallel.master_port + self.index)
@@ -206,7 +206,7 @@ def _devices_of(index: int, replicas: int, config: EngineConfig):
         yield
         return
     saved = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "OMP_NUM_THREADS")}
-    mine = replica_devices(index, _ranks(config), *visible_devices())
+    mine = replica_devices(index, config.parallel.ranks_per_node, *visible_devices())
     if mine is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = os.environ["HIP_VISIBLE_DEVICES"] = mine
     os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // replicas))  # CPU: share the cores
@@ -220,11 +220,7 @@ def _devices_of(index: int, replicas: int, config: EngineConfig):
                 os.environ[k] = v
 
 
-def _ranks(config: EngineConfig) -> int:
-    return config.parallel.ranks_per_node if config.parallel else config.tensor_parallel_size
-
-
 def check_devices(slots: int, config: EngineConfig) -> None:
     """Before any replica starts: every replica index that may exist (autoscaling included) has its GPUs."""
     if slots > 1:
-        replica_devices(slots - 1, _ranks(config), *visible_devices())
+        replica_devices(slots - 1, config.parallel.ranks_per_node, *visible_devices())
