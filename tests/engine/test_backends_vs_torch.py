@@ -15,7 +15,7 @@ import triton.language as tl
 from atom.backends import fp8, mxfp4, torch_attention, torch_moe, triton_attention, triton_moe
 from atom.backends.routing import SIGMOID_GROUPED, SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX
 from atom.backends.spec import AttentionSpec, MoESpec
-from atom.backends.triton_moe_common import e2m1_as_float
+from atom.backends.triton_moe_gemv import nibble_as_f32
 from atom.backends.triton_moe_grouping import SMALL_TILE_ELEMENTS, group_by_expert, group_by_expert_torch
 from atom.layers.context import AttentionMetadata
 
@@ -219,7 +219,7 @@ def test_missing_expert_biases_are_named_not_read_from_another_tensor():
 
 ALL_TILES = [(arch, tile) for arch, table in triton_moe.TILES.items() for _, tile in table]
 # routes the sweep (`atom bench moe-tiles`) tries that no table uses yet
-ALL_TILES.append(("sweep", triton_moe.Tile(1, 32, 128, 8, 2, f32_bits=True)))
+ALL_TILES += [("sweep", triton_moe.Tile(1, 16, 256, 4, 2, words=True))]
 
 
 @pytest.mark.parametrize(("arch", "tile"), ALL_TILES, ids=str)
@@ -259,21 +259,38 @@ def test_one_program_grouping_matches_torch_grouping(tokens, num_experts, top_k,
 
 
 @triton.jit
-def _decode_e2m1_kernel(code_ptr, out_ptr, F32_BITS: tl.constexpr):
-    i = tl.arange(0, 16)
-    tl.store(out_ptr + i, e2m1_as_float(tl.load(code_ptr + i), F32_BITS))
+def _decode_words_kernel(words_ptr, out_ptr):
+    """out[c, i] = nibble i of word c, rescaled by 2^126 (nibble_as_f32 leaves it out)."""
+    words = tl.load(words_ptr + tl.arange(0, 16)).to(tl.uint32, bitcast=True)
+    for i in tl.static_range(8):
+        value = nibble_as_f32(words, i) * 8.507059173023462e37  # 2^126
+        tl.store(out_ptr + tl.arange(0, 16) * 8 + i, value)
 
 
-@pytest.mark.parametrize("f32_bits", [True, False], ids=["fp32-bits", "fp16-bits"])
-def test_both_e2m1_decoders_give_the_exact_table(f32_bits):
-    """All 16 codes exactly: the fp32-bits route passes 0.5 through an fp32 subnormal, which a multiply
-    that flushes subnormals would turn into 0."""
-    codes = torch.arange(16, dtype=torch.uint8, device=DEVICE)
-    out = torch.empty(16, dtype=torch.float32, device=DEVICE)
-    _decode_e2m1_kernel[(1,)](codes, out, F32_BITS=f32_bits)
+def test_the_word_decoder_gives_every_e2m1_code_exactly_at_every_nibble():
+    """Word c holds code c in all 8 nibbles; 0.5 passes through an fp32 subnormal, which a multiply that
+    flushes subnormals would turn into 0, and the sign bit of nibble 7 is the word's own sign bit."""
+    words = torch.tensor([c * 0x11111111 for c in range(16)], dtype=torch.int64).to(torch.uint32)
+    out = torch.empty(16, 8, dtype=torch.float32, device=DEVICE)
+    _decode_words_kernel[(1,)](words.view(torch.int32).to(DEVICE), out)
     table = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
-    expected = torch.tensor(table + [-v for v in table], device=DEVICE) * 2.0**-14
+    expected = torch.tensor(table + [-v for v in table], device=DEVICE)[:, None].expand(16, 8)
     assert torch.equal(out, expected), out
+
+
+def test_word_and_byte_decoding_give_the_same_moe():
+    """The GEMV's two MXFP4 decoders in fp32 on a layer whose hidden size is not a multiple of BLOCK_K
+    (the last words and scales masked): the same outputs up to summation order."""
+    spec, x, w, logits, ref = moe_case("gpt-oss: mxfp4, swiglu_oai, topk_softmax, biases", torch.float32)
+    weights, ids = route_for(spec, logits, w)
+    poison = lambda *s, **kw: torch.full(s, float("nan"), **kw)  # noqa: E731
+    got = {
+        words: triton_moe.fused_moe(
+            x, weights, ids, w, spec, alloc=poison, tile=triton_moe.Tile(1, 8, 256, 4, 2, words=words)
+        )
+        for words in (True, False)
+    }
+    assert rel_err(got[True], ref) < 1e-5 and rel_err(got[True], got[False]) < 1e-5
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

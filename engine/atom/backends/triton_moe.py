@@ -54,9 +54,7 @@ class Tile(NamedTuple):
     num_warps: int
     num_stages: int
     scaled_dot: bool = False  # MXFP4 with bf16/fp16 activations through tl.dot_scaled (else UPCAST)
-    f32_bits: bool = (
-        False  # GEMV only: E2M1 decoded straight into fp32 bits (triton_moe_common.e2m1_as_float)
-    )
+    words: bool = False  # GEMV only: MXFP4 read as uint32 words, decoded by shifts (triton_moe_gemv.py)
 
 
 # Per arch, (most pairs per expert, tile) from decode to prefill: the first entry whose bound holds is used.
@@ -84,7 +82,7 @@ TILES = {
         (None, Tile(64, 32, 64, 8, 2)),
     ),
     "sm90": (
-        (1, Tile(1, 32, 128, 8, 2)),
+        (1, Tile(1, 16, 512, 4, 2, words=True)),
         (4, Tile(16, 32, 256, 4, 3, scaled_dot=True)),
         (16, Tile(16, 32, 128, 2, 4, scaled_dot=True)),
         (64, Tile(32, 64, 128, 4, 4)),
@@ -400,10 +398,9 @@ def fused_moe(
     if fp8 and tile.block_k > spec.quant_block:  # a K step within one scale column: one scale per row
         tile = tile._replace(block_k=spec.quant_block)
     experts = Experts.of(w, spec, placeholder=x)
-    if tile.block_m == 1:
-        out = gate_up_down(x, weights, ids, experts, spec, tile, alloc)
-    else:
-        out = _grouped_gate_up_down(x, weights, ids, experts, spec, tile, alloc, activation_quant)
+    if tile.block_m == 1:  # the GEMV sums each token's slots itself
+        return gate_up_down(x, weights, ids, experts, spec, tile, alloc)
+    out = _grouped_gate_up_down(x, weights, ids, experts, spec, tile, alloc, activation_quant)
     return out.view(t, spec.top_k, hidden).sum(dim=1).to(x.dtype)
 
 

@@ -20,24 +20,6 @@ def e2m1_as_half(code):
 
 
 @triton.jit
-def e2m1_as_float(code, F32_BITS: tl.constexpr):
-    """E2M1 codes as fp32 values 2^-14 times too small (e2m1_as_half's scale, so byte_scales fits both).
-
-    F32_BITS places the bits straight into an fp32 (the value times 2^-126, with 0.5 an fp32 subnormal) and
-    rescales with one full-rate multiply, where the fp16 route converts fp16 -> fp32, an eighth-rate
-    instruction on sm90. It relies on subnormal inputs being kept: NVIDIA's mul.f32 keeps them; AMD is
-    unchecked, so only tiles marked f32_bits (never a gfx one) take it.
-    """
-    if F32_BITS:
-        code = code.to(tl.uint32)
-        bits = ((code & 8) << 28) | ((code & 7) << 22)
-        value = bits.to(tl.float32, bitcast=True) * 5.192296858534828e33  # 2^112 = 2^126 / 2^14
-    else:
-        value = e2m1_as_half(code).to(tl.float32)
-    return value
-
-
-@triton.jit
 def gate_up_rows(cols, inter, ACTIVATION: tl.constexpr):
     """Rows of w13 holding output column `cols` of the gate and of the up projection: gpt-oss interleaves
     them (swiglu_oai: gate 2c, up 2c + 1), the others stack [gate | up]."""

@@ -1,9 +1,18 @@
-"""Decode-sized MoE without tensor cores: one program per (token, slot) pair and BLOCK_N output rows.
+"""Decode-sized MoE without tensor cores: one program per (token, slot) pair and BLOCK_N output columns for
+gate/up, one per token and BLOCK_N output rows for down (summing the token's k slots itself).
 
 With a handful of tokens each pair has an expert to itself, so a 16-row GEMM tile is mostly padding and the
 MXFP4 upcast into the tensor cores' layout costs more than the multiply. Here a program streams its
-expert's rows once, decodes the nibbles in registers and accumulates x * w in fp32; no grouping by expert is
-needed. The math is the GEMM path's: fp32 products of the exact weight values, fp32 sums.
+expert's rows once, decodes them in registers and accumulates x * w in fp32; no grouping by expert is
+needed, and no pass over [pairs, H] partials follows. The math is the GEMM path's: fp32 products of the
+exact weight values, fp32 sums, the slots summed in fp32 and rounded once.
+
+MXFP4 rows are decoded one of two ways (the tile's `words` flag), the same values either way:
+  BYTES  packed bytes, each nibble through an fp16 bit pattern converted to fp32 (triton_moe_common);
+  WORDS  uint32 words of 8 nibbles, each placed by two shifts and a mask into the bits of an fp32 that is
+         its value times 2^-126, and one scale multiply per 32 values instead of one per value. The
+         decoded 0.5 is an fp32 subnormal: CUDA's fp32 multiply keeps it, AMD's default is unchecked,
+         so only tiles marked `words` (no gfx table has one) take this path.
 """
 
 from __future__ import annotations
@@ -12,137 +21,178 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_moe_common import (
-    ACTIVATIONS,
-    activate,
-    byte_scales,
-    e2m1_as_float,
-    gate_up_rows,
-    load_dense,
-    load_mxfp4,
-)
+from .triton_moe_common import ACTIVATIONS, activate, byte_scales, e2m1_as_half, load_dense, load_mxfp4
+
+DENSE, BYTES, WORDS = 0, 1, 2  # how a program reads its expert's rows (module docstring)
+# WORDS: x is scaled up by 2^32 so that x * (a weight times 2^-126) stays a normal fp32 for any |x| above
+# 2^-31; the row sums are scaled back by 2^94 once (powers of two: exact)
+X_SHIFT = tl.constexpr(4294967296.0)  # 2^32
+SUM_SHIFT = tl.constexpr(1.9807040628566084e28)  # 2^94
 
 
 @triton.jit
-def _load_x(x_row, k0, K, MXFP4: tl.constexpr, BLOCK_K: tl.constexpr):
-    """One activation row from k0 in fp32; for MXFP4 as (even k, odd k) halves matching the nibbles."""
-    # one return: Triton types every branch's return, even constexpr-dead ones
-    if MXFP4:
-        k = k0 + 2 * tl.arange(0, BLOCK_K // 2)
-        even = tl.load(x_row + k, mask=k < K, other=0.0).to(tl.float32)
-        odd = tl.load(x_row + k + 1, mask=k < K, other=0.0).to(tl.float32)
+def nibble_as_f32(words, i: tl.constexpr):
+    """Nibble i (bits 4i .. 4i+3) of each uint32 word as fp32: its E2M1 value times 2^-126.
+
+    The sign goes to bit 31 and the 3 magnitude bits to bits 22-24 (exponent low bits, mantissa top bit),
+    which makes the fp32 exactly the value times 2^-126, the code for 0.5 a subnormal."""
+    if i <= 5:  # noqa: SIM108 (a compile-time branch: the other shift would be negative)
+        magnitude = (words << (22 - 4 * i)) & 0x01C00000
     else:
-        k = k0 + tl.arange(0, BLOCK_K)
-        even = tl.load(x_row + k, mask=k < K, other=0.0).to(tl.float32)
-        odd = even
-    return even, odd
+        magnitude = (words >> (4 * i - 22)) & 0x01C00000
+    sign = (words << (28 - 4 * i)) & 0x80000000
+    return (magnitude | sign).to(tl.float32, bitcast=True)
 
 
 @triton.jit
-def _rows_times_x(
-    acc, x_even, x_odd, w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_row,
-    MXFP4: tl.constexpr, F32_BITS: tl.constexpr, BLOCK_K: tl.constexpr,
+def _words_times_x(words, x_row, k0, K, BLOCK_W: tl.constexpr):
+    """[rows, BLOCK_W] words (k0 .. k0 + 8 BLOCK_W) times x: per-word fp32 sums, in units of 2^-94."""
+    k = k0 + 8 * tl.arange(0, BLOCK_W)
+    part = tl.zeros(words.shape, tl.float32)
+    for i in tl.static_range(8):  # nibble i of word j holds k0 + 8j + i
+        x = tl.load(x_row + k + i, mask=k + i < K, other=0.0).to(tl.float32) * X_SHIFT
+        part += nibble_as_f32(words, i) * x[None, :]
+    return part
+
+
+@triton.jit
+def _row_dot(
+    x_row, w_base, s_base, rows, row_ok, K, stride_row, stride_scale_row,
+    DECODE: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr, ACC_K: tl.constexpr,
 ):  # fmt: skip
-    """acc + W[rows, k0:k0+BLOCK_K] * x elementwise; the caller sums over k once, after the loop."""
-    if MXFP4:
-        packed, exponent = load_mxfp4(
-            w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_row, BLOCK_K
-        )
-        factor = byte_scales(exponent, BLOCK_K)
-        low = e2m1_as_float(packed & 0xF, F32_BITS)
-        high = e2m1_as_float(packed >> 4, F32_BITS)
-        # both nibbles of a byte share its block's scale, a power of two: scaling the sum is exact
-        acc += (low * x_even[None, :] + high * x_odd[None, :]) * factor
-    else:
-        w = load_dense(w_base, rows, row_ok, k0, K, stride_row, BLOCK_K)
-        acc += w.to(tl.float32) * x_even[None, :]
-    return acc
+    """W[rows, :K] @ x[:K] in fp32 -> [ROWS]; for WORDS, stride_row counts words (int32) not bytes."""
+    acc = tl.zeros([ROWS, ACC_K], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        if DECODE == 2:  # WORDS: acc [rows, BLOCK_K / 32], each 32-value block scaled once
+            j = tl.arange(0, BLOCK_K // 8)
+            words = tl.load(
+                w_base + rows[:, None] * stride_row + (k0 // 8 + j)[None, :],
+                mask=row_ok[:, None] & (k0 + 8 * j < K)[None, :],
+                other=0,
+            ).to(tl.uint32, bitcast=True)
+            g = tl.arange(0, BLOCK_K // 32)
+            exponent = tl.load(
+                s_base + rows[:, None] * stride_scale_row + (k0 // 32 + g)[None, :],
+                mask=row_ok[:, None] & (k0 + 32 * g < K)[None, :],
+                other=127,
+            )
+            part = _words_times_x(words, x_row, k0, K, BLOCK_K // 8)
+            blocks = tl.sum(tl.reshape(part, [ROWS, BLOCK_K // 32, 4]), axis=2)
+            acc += blocks * tl.exp2(exponent.to(tl.float32) - 127.0)
+        elif DECODE == 1:  # BYTES: acc [rows, BLOCK_K / 2], x as (even k, odd k) halves matching the nibbles
+            k = k0 + 2 * tl.arange(0, BLOCK_K // 2)
+            x_even = tl.load(x_row + k, mask=k < K, other=0.0).to(tl.float32)
+            x_odd = tl.load(x_row + k + 1, mask=k < K, other=0.0).to(tl.float32)
+            packed, exponent = load_mxfp4(
+                w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_row, BLOCK_K
+            )
+            factor = byte_scales(exponent, BLOCK_K)
+            low = e2m1_as_half(packed & 0xF).to(tl.float32)
+            high = e2m1_as_half(packed >> 4).to(tl.float32)
+            # both nibbles of a byte share its block's scale, a power of two: scaling the sum is exact
+            acc += (low * x_even[None, :] + high * x_odd[None, :]) * factor
+        else:  # DENSE: acc [rows, BLOCK_K]
+            k = k0 + tl.arange(0, BLOCK_K)
+            x = tl.load(x_row + k, mask=k < K, other=0.0).to(tl.float32)
+            w = load_dense(w_base, rows, row_ok, k0, K, stride_row, BLOCK_K)
+            acc += w.to(tl.float32) * x[None, :]
+    out = tl.sum(acc, axis=1)
+    if DECODE == 2:
+        out = out * SUM_SHIFT
+    return out
 
 
 @triton.jit
 def _gate_up_gemv_kernel(
     x_ptr, ids_ptr, w_ptr, scale_ptr, bias_ptr, h_ptr, hidden, inter,
     stride_xt, stride_we, stride_wr, stride_se, stride_sr, stride_be, stride_ht, alpha, limit,
-    TOP_K: tl.constexpr, ACTIVATION: tl.constexpr, MXFP4: tl.constexpr, F32_BITS: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
+    TOP_K: tl.constexpr, ACTIVATION: tl.constexpr, DECODE: tl.constexpr, HAS_BIAS: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC_K: tl.constexpr,
 ):  # fmt: skip
     pair = tl.program_id(0)
     expert = tl.load(ids_ptr + pair).to(tl.int64)
-    x_row = x_ptr + (pair // TOP_K).to(tl.int64) * stride_xt
-    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    col_ok = cols < inter
-    gate_rows, up_rows = gate_up_rows(cols, inter, ACTIVATION)
-    w_base, s_base = w_ptr + expert * stride_we, scale_ptr + expert * stride_se
-    gate = tl.zeros([BLOCK_N, ACC_K], tl.float32)
-    up = tl.zeros([BLOCK_N, ACC_K], tl.float32)
-    for k0 in range(0, hidden, BLOCK_K):
-        x_even, x_odd = _load_x(x_row, k0, hidden, MXFP4, BLOCK_K)
-        gate = _rows_times_x(
-            gate, x_even, x_odd, w_base, s_base, gate_rows, col_ok, k0, hidden, stride_wr, stride_sr, MXFP4, F32_BITS, BLOCK_K
-        )  # fmt: skip
-        up = _rows_times_x(
-            up, x_even, x_odd, w_base, s_base, up_rows, col_ok, k0, hidden, stride_wr, stride_sr, MXFP4, F32_BITS, BLOCK_K
-        )  # fmt: skip
-    g = tl.sum(gate, axis=1)
-    u = tl.sum(up, axis=1)
+    # BLOCK_N output columns = 2 BLOCK_N rows of w13 in one pass: (gate, up) of each column side by side
+    r = tl.arange(0, 2 * BLOCK_N)
+    cols = tl.program_id(1) * BLOCK_N + r // 2
+    is_up = r % 2
+    # gpt-oss interleaves gate 2c and up 2c + 1; the others stack [gate | up]
+    rows = 2 * cols + is_up if ACTIVATION == 1 else cols + is_up * inter
+    row_ok = cols < inter
+    y = _row_dot(
+        x_ptr + (pair // TOP_K).to(tl.int64) * stride_xt, w_ptr + expert * stride_we,
+        scale_ptr + expert * stride_se, rows, row_ok, hidden, stride_wr, stride_sr,
+        DECODE, 2 * BLOCK_N, BLOCK_K, ACC_K,
+    )  # fmt: skip
     if HAS_BIAS:
-        g += tl.load(bias_ptr + expert * stride_be + gate_rows, mask=col_ok, other=0.0).to(tl.float32)
-        u += tl.load(bias_ptr + expert * stride_be + up_rows, mask=col_ok, other=0.0).to(tl.float32)
-    h = activate(g, u, alpha, limit, ACTIVATION)
-    tl.store(h_ptr + pair * stride_ht + cols, h.to(h_ptr.dtype.element_ty), mask=col_ok)
+        y += tl.load(bias_ptr + expert * stride_be + rows, mask=row_ok, other=0.0).to(tl.float32)
+    gate, up = tl.split(tl.reshape(y, [BLOCK_N, 2]))
+    h = activate(gate, up, alpha, limit, ACTIVATION)
+    out_cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    tl.store(h_ptr + pair * stride_ht + out_cols, h.to(h_ptr.dtype.element_ty), mask=out_cols < inter)
 
 
 @triton.jit
 def _down_gemv_kernel(
     h_ptr, ids_ptr, w_ptr, scale_ptr, bias_ptr, routing_weights_ptr, out_ptr, hidden, inter,
     stride_ht, stride_we, stride_wr, stride_se, stride_sr, stride_be, stride_ot,
-    MXFP4: tl.constexpr, F32_BITS: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr,
+    TOP_K: tl.constexpr, DECODE: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr, ACC_K: tl.constexpr,
 ):  # fmt: skip
-    pair = tl.program_id(0)
-    expert = tl.load(ids_ptr + pair).to(tl.int64)
-    h_row = h_ptr + pair.to(tl.int64) * stride_ht
-    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    col_ok = cols < hidden
-    w_base, s_base = w_ptr + expert * stride_we, scale_ptr + expert * stride_se
-    acc = tl.zeros([BLOCK_N, ACC_K], tl.float32)
-    for k0 in range(0, inter, BLOCK_K):
-        h_even, h_odd = _load_x(h_row, k0, inter, MXFP4, BLOCK_K)
-        acc = _rows_times_x(
-            acc, h_even, h_odd, w_base, s_base, cols, col_ok, k0, inter, stride_wr, stride_sr, MXFP4, F32_BITS, BLOCK_K
+    token = tl.program_id(0)
+    rows = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < hidden
+    out = tl.zeros([BLOCK_N], tl.float32)
+    for slot in tl.static_range(TOP_K):  # the token's slots in order, summed here in fp32
+        pair = token * TOP_K + slot
+        expert = tl.load(ids_ptr + pair).to(tl.int64)
+        y = _row_dot(
+            h_ptr + pair.to(tl.int64) * stride_ht, w_ptr + expert * stride_we, scale_ptr + expert * stride_se,
+            rows, row_ok, inter, stride_wr, stride_sr, DECODE, BLOCK_N, BLOCK_K, ACC_K,
         )  # fmt: skip
-    out = tl.sum(acc, axis=1)
-    if HAS_BIAS:
-        out += tl.load(bias_ptr + expert * stride_be + cols, mask=col_ok, other=0.0).to(tl.float32)
-    out *= tl.load(routing_weights_ptr + pair)
-    tl.store(out_ptr + pair * stride_ot + cols, out, mask=col_ok)
+        if HAS_BIAS:
+            y += tl.load(bias_ptr + expert * stride_be + rows, mask=row_ok, other=0.0).to(tl.float32)
+        out += y * tl.load(routing_weights_ptr + pair)
+    tl.store(out_ptr + token.to(tl.int64) * stride_ot + rows, out.to(out_ptr.dtype.element_ty), mask=row_ok)
+
+
+def _as_words(blocks: torch.Tensor) -> torch.Tensor | None:
+    """MXFP4 blocks [E, rows, ...] as int32 words [E, rows, K/8], or None where the bytes do not allow it
+    (a row not a whole number of aligned words)."""
+    flat = blocks.flatten(2)
+    if flat.stride(2) != 1 or flat.shape[2] % 4 or flat.stride(1) % 4 or flat.storage_offset() % 4:
+        return None
+    return flat.view(torch.int32)
 
 
 def gate_up_down(x, weights, ids, ex, spec, tile, alloc) -> torch.Tensor:
-    """-> [pairs, H] fp32: each pair's down projection times its routing weight (the caller sums slots).
-    `ex` is triton_moe.Experts; the tile's block_n, block_k, num_warps and num_stages size the launches."""
+    """-> [T, H] in x's dtype: the layer's output, the k slots summed. `ex` is triton_moe.Experts; the
+    tile's block_n, block_k, num_warps, num_stages and words size and pick the launches."""
     inter, hidden = spec.intermediate_size, spec.hidden_size
-    num_pairs = ids.numel()
-    flat_ids = ids.flatten()
-    mxfp4 = spec.quant == "mxfp4"
+    tokens, num_pairs = x.shape[0], ids.numel()
+    w13, w2, decode = ex.w13, ex.w2, DENSE
+    if spec.quant == "mxfp4":
+        words = (_as_words(ex.w13), _as_words(ex.w2)) if tile.words else (None, None)
+        if all(w is not None for w in words):  # else the same values decoded from the bytes
+            (w13, w2), decode = words, WORDS
+        else:
+            decode = BYTES
+    acc_k = {DENSE: tile.block_k, BYTES: tile.block_k // 2, WORDS: tile.block_k // 32}[decode]
     meta = {
-        "MXFP4": mxfp4, "F32_BITS": tile.f32_bits, "HAS_BIAS": spec.has_bias,
-        "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k,
-        "ACC_K": tile.block_k // 2 if mxfp4 else tile.block_k,
-        "num_warps": tile.num_warps, "num_stages": tile.num_stages,
+        "DECODE": decode, "HAS_BIAS": spec.has_bias, "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k,
+        "ACC_K": acc_k, "num_warps": tile.num_warps, "num_stages": tile.num_stages,
     }  # fmt: skip
+    flat_ids = ids.flatten()
     h = alloc(num_pairs, inter, dtype=x.dtype, device=x.device)
     _gate_up_gemv_kernel[(num_pairs, triton.cdiv(inter, tile.block_n))](
-        x, flat_ids, ex.w13, ex.s13, ex.b13, h, hidden, inter,
-        x.stride(0), ex.w13.stride(0), ex.w13.stride(1), ex.s13.stride(0), ex.s13.stride(1), ex.b13.stride(0),
+        x, flat_ids, w13, ex.s13, ex.b13, h, hidden, inter,
+        x.stride(0), w13.stride(0), w13.stride(1), ex.s13.stride(0), ex.s13.stride(1), ex.b13.stride(0),
         h.stride(0), spec.swiglu_alpha, spec.swiglu_limit,
         TOP_K=spec.top_k, ACTIVATION=ACTIVATIONS[spec.activation], **meta,
     )  # fmt: skip
-    out = alloc(num_pairs, hidden, dtype=torch.float32, device=x.device)
-    _down_gemv_kernel[(num_pairs, triton.cdiv(hidden, tile.block_n))](
-        h, flat_ids, ex.w2, ex.s2, ex.b2, weights.contiguous(), out, hidden, inter,
-        h.stride(0), ex.w2.stride(0), ex.w2.stride(1), ex.s2.stride(0), ex.s2.stride(1), ex.b2.stride(0),
-        out.stride(0), **meta,
+    out = alloc(tokens, hidden, dtype=x.dtype, device=x.device)
+    _down_gemv_kernel[(tokens, triton.cdiv(hidden, tile.block_n))](
+        h, flat_ids, w2, ex.s2, ex.b2, weights.float().contiguous(), out, hidden, inter,
+        h.stride(0), w2.stride(0), w2.stride(1), ex.s2.stride(0), ex.s2.stride(1), ex.b2.stride(0),
+        out.stride(0), TOP_K=spec.top_k, **meta,
     )  # fmt: skip
     return out

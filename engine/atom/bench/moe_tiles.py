@@ -17,12 +17,9 @@ from .moe import SHAPES, random_mxfp4_experts, time_us
 def candidate_tiles(pairs_per_expert: float) -> list[Tile]:
     """Decode-sized blocks when experts see few pairs, wide ones for prefill (shared memory permitting)."""
     if pairs_per_expert <= 4:  # the per-pair GEMV (block_m 1) and the 16-row GEMM
-        gemv = [
-            Tile(*t, f32_bits=f32_bits)
-            for t in itertools.product([1], [16, 32, 64], [128, 256, 512], [4, 8], [2, 3])
-            for f32_bits in (False, True)  # both E2M1 decoders (f32_bits needs CUDA: subnormals kept)
-            if not (f32_bits and torch.version.hip)
-        ]
+        words = itertools.product([1], [8, 16, 32], [256, 512, 1024], [4, 8], [1, 2])
+        gemv = [Tile(*t, words=True) for t in words] if torch.version.cuda else []  # words: subnormals kept
+        gemv += [Tile(*t) for t in itertools.product([1], [16, 32], [128, 256], [4, 8], [2])]
         gemm = itertools.product([16], [16, 32], [128, 256], [2, 4], [3])
         return gemv + [Tile(*t, scaled_dot=True) for t in gemm]
     if pairs_per_expert <= 16:
@@ -71,7 +68,7 @@ def print_sweep(rows: list[dict], top: int = 5) -> None:
     for r in rows[:top]:
         t = r["tile"]
         tile = f"M{t['block_m']} N{t['block_n']} K{t['block_k']} w{t['num_warps']} s{t['num_stages']}"
-        tile += "".join(f" {flag}" for flag in ("scaled_dot", "f32_bits") if t[flag])  # else rows look alike
+        tile += "".join(f" {flag}" for flag in ("scaled_dot", "words") if t[flag])  # else rows look alike
         result = (
             f"{r['us']:9.1f} us  err {r['rel_err_vs_torch']:.1e}" if r.get("us") else r.get("error", "wrong")
         )
