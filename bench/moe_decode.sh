@@ -6,7 +6,7 @@
 set -uo pipefail
 OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
-source bench/gpu_env.sh typer pytest
+source bench/gpu_env.sh typer pytest zmq msgspec
 export PYTHONFAULTHANDLER=1
 python -c "import torch, triton; print(torch.cuda.get_device_name(0), 'torch', torch.__version__, 'triton', triton.__version__)" | tee "$OUT/versions.txt"
 timeout -s ABRT 240 python -m pytest -q -p no:cacheprovider tests/engine/test_backends_vs_torch.py -k "moe or tile or word" -rf 2>&1 | tail -6 | tee "$OUT/kernel-tests.txt"

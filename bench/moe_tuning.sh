@@ -6,7 +6,7 @@
 set -euo pipefail
 OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
-source bench/gpu_env.sh typer pytest
+source bench/gpu_env.sh typer pytest zmq msgspec
 python -m pytest -q -p no:cacheprovider tests/engine/test_backends_vs_torch.py -rf 2>&1 | tail -6 | tee "$OUT/kernel-tests.txt" || true
 shapes=()
 for s in ${SHAPES:-gpt-oss-20b}; do shapes+=(--shape "$s"); done
