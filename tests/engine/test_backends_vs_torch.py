@@ -209,6 +209,32 @@ def test_triton_fused_moe_matches_torch(case, dtype):
     assert rel_err(got, ref) < TOLERANCE[dtype]
 
 
+@pytest.mark.parametrize("words", [True, False], ids=["words", "bytes"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        c
+        for c, (spec, _) in MOE_CASES.items()
+        if spec.routing in triton_moe.IN_KERNEL and spec.quant != "fp8_block"
+    ],
+)
+def test_the_gemv_routes_inside_its_kernels_as_torch_does(case, words):
+    """triton_moe.forward from the router logits with a GEMV tile: each program takes its token's top-k
+    (and softmax, renormalised or not) itself. Same outputs as torch routing then torch experts."""
+    spec, x, w, logits, ref = moe_case(case, torch.float32)
+    got = triton_moe.forward(x, logits, w, spec, tile=triton_moe.Tile(1, 8, 128, 4, 2, words=words))
+    assert rel_err(got, ref) < TOLERANCE[torch.float32]
+
+
+def test_a_gemv_tile_for_fp8_experts_is_refused_by_name():
+    spec, x, w, logits, _ = moe_case(
+        "deepseek FP8 experts: e4m3 with 16x16 block scales, partial blocks in H", torch.float32
+    )
+    weights, ids = route_for(spec, logits, w)
+    with pytest.raises(ValueError, match="FP8 experts take the GEMM tiles"):
+        triton_moe.fused_moe(x, weights, ids, w, spec, tile=triton_moe.Tile(1, 8, 128, 4, 2))
+
+
 def test_missing_expert_biases_are_named_not_read_from_another_tensor():
     spec, x, w, logits, _ = moe_case("gpt-oss: mxfp4, swiglu_oai, topk_softmax, biases", torch.float32)
     weights, ids = route_for(spec, logits, w)

@@ -38,7 +38,7 @@ from .triton_moe_common import (
     load_dense,
     load_mxfp4,
 )
-from .triton_moe_gemv import gate_up_down
+from .triton_moe_gemv import IN_KERNEL, gate_up_down
 from .triton_moe_grouping import group_by_expert
 from .triton_moe_support import SUPPORT  # noqa: F401  (what this backend declares)
 
@@ -58,8 +58,8 @@ class Tile(NamedTuple):
 
 
 # Per arch, (most pairs per expert, tile) from decode to prefill: the first entry whose bound holds is used.
-# Up to one pair per expert, block_m 1 takes the per-pair GEMV (triton_moe_gemv.py; sm90: 82 us at M=1 on
-# the gpt-oss-20b layer, the GEMM tiles' best was 156 us). sm90's prefill tiles are the sweep's best at
+# Up to one pair per expert, block_m 1 takes the per-pair GEMV (triton_moe_gemv.py; sm90, H200, M=1 on either
+# gpt-oss layer: 41.9 us with MXFP4 read as words, 110 us decoding bytes, the GEMM tiles' best 178 us). sm90's prefill tiles are the sweep's best at
 # M=1024 (4.6 ms) and M=8192 (30.6 ms; the untuned 64x64x128 took 48.3 ms). A tile takes tl.dot_scaled only where it was
 # checked correct on that arch: Triton 3.6 on sm90 miscompiles dot_scaled for some tiles (wrong results at
 # 16x64 with 4 warps and at every 64- and 128-row tile, measured by `atom bench moe-tiles`), so sm90 uses it
@@ -82,7 +82,7 @@ TILES = {
         (None, Tile(64, 32, 64, 8, 2)),
     ),
     "sm90": (
-        (1, Tile(1, 16, 512, 4, 2, words=True)),
+        (1, Tile(1, 8, 1024, 4, 2, words=True)),
         (4, Tile(16, 32, 256, 4, 3, scaled_dot=True)),
         (16, Tile(16, 32, 128, 2, 4, scaled_dot=True)),
         (64, Tile(32, 64, 128, 4, 4)),
@@ -96,6 +96,19 @@ TILES = {
         (None, Tile(64, 64, 64, 4, 2)),
     ),
 }
+
+
+# Per arch, the most tokens for which our GEMV (routing inside its kernels) beats triton_kernels' matmul_ogs
+# on the whole MXFP4 layer, from `bash bench/moe_decode.sh` (docs/performance.md): the triton_kernels
+# backend hands these batches to us. Arches not listed have no measurement: nothing is handed over.
+GEMV_AHEAD_OF_TRITON_KERNELS = {"sm90": 1}
+
+
+def gemv_is_faster(tokens: int, spec: MoESpec, device: torch.device) -> bool:
+    """Whether this batch runs faster through our GEMV than through triton_kernels (same math: exact
+    products of the MXFP4 values, fp32 sums)."""
+    ahead = GEMV_AHEAD_OF_TRITON_KERNELS.get(device_arch(device), 0)
+    return spec.quant == "mxfp4" and spec.routing in IN_KERNEL and tokens <= ahead
 
 
 @triton.jit
@@ -395,6 +408,10 @@ def fused_moe(
     fp8 = spec.quant == "fp8_block"
     cap = FP8_MAX_BLOCK_M.get(device_arch(x.device), 1 << 30) if fp8 else 1 << 30
     tile = tile or pick_tile(t * spec.top_k, spec.num_experts, x.device, bool(activation_quant) or fp8, cap)
+    if fp8 and tile.block_m == 1:
+        raise ValueError(
+            "FP8 experts take the GEMM tiles (block_m > 1): the GEMV reads MXFP4 or dense weights"
+        )
     if fp8 and tile.block_k > spec.quant_block:  # a K step within one scale column: one scale per row
         tile = tile._replace(block_k=spec.quant_block)
     experts = Experts.of(w, spec, placeholder=x)
@@ -444,9 +461,20 @@ def _grouped_gate_up_down(
 
 
 def forward(
-    x: torch.Tensor, router_logits: torch.Tensor, w: dict[str, torch.Tensor], spec: MoESpec
+    x: torch.Tensor,
+    router_logits: torch.Tensor,
+    w: dict[str, torch.Tensor],
+    spec: MoESpec,
+    tile: Tile | None = None,
 ) -> torch.Tensor:
+    """Routing and the experts; at decode sizes (the GEMV) the kernels route from the logits themselves."""
+    gemv = tile or pick_tile(x.shape[0] * spec.top_k, spec.num_experts, x.device)
+    if gemv.block_m == 1 and spec.routing in IN_KERNEL and spec.quant != "fp8_block":
+        experts = Experts.of(w, spec, placeholder=x)
+        return gate_up_down(
+            x, None, None, experts, spec, gemv, torch.empty, logits=router_logits.contiguous()
+        )
     weights, ids = route(
         router_logits, spec.top_k, spec.routing, w.get("routing_bias"), spec.groups, spec.routed_scaling
     )
-    return fused_moe(x, weights, ids, w, spec)
+    return fused_moe(x, weights, ids, w, spec, tile=tile)

@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import routing
 from .triton_moe_common import ACTIVATIONS, activate, byte_scales, e2m1_as_half, load_dense, load_mxfp4
 
 DENSE, BYTES, WORDS = 0, 1, 2  # how a program reads its expert's rows (module docstring)
@@ -102,15 +103,69 @@ def _row_dot(
     return out
 
 
+# How a token's experts reach the kernels: GIVEN as ids and weights (routed by backends.routing), or routed
+# inside each program from the router logits (top-k over at most a few hundred experts is cheaper than the
+# launches of routing apart): the names and semantics of backends.routing.
+GIVEN, TOPK_SOFTMAX, SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM = 0, 1, 2, 3
+IN_KERNEL = {routing.TOPK_SOFTMAX: 1, routing.SOFTMAX_TOPK: 2, routing.SOFTMAX_TOPK_RENORM: 3}
+
+
+@triton.jit
+def _token_experts(
+    token, ids_ptr, weights_ptr, logits_ptr, stride_lt, num_experts,
+    TOP_K: tl.constexpr, ROUTING: tl.constexpr, SLOTS: tl.constexpr, EXPERTS: tl.constexpr,
+):  # fmt: skip
+    """-> (expert ids [SLOTS] int64, routing weights [SLOTS] fp32) of one token; slots past TOP_K unused."""
+    slot = tl.arange(0, SLOTS)
+    if ROUTING == 0:
+        ids = tl.load(ids_ptr + token * TOP_K + slot, mask=slot < TOP_K, other=0).to(tl.int64)
+        weights = tl.load(weights_ptr + token * TOP_K + slot, mask=slot < TOP_K, other=0.0)
+    else:
+        e = tl.arange(0, EXPERTS)
+        scores = tl.load(
+            logits_ptr + token.to(tl.int64) * stride_lt + e, mask=e < num_experts, other=-float("inf")
+        ).to(tl.float32)
+        if ROUTING != 1:  # softmax over every expert first
+            scores = tl.exp(scores - tl.max(scores, axis=0))
+            scores = scores / tl.sum(scores, axis=0)
+        ids = tl.zeros([SLOTS], tl.int64)
+        top = tl.full([SLOTS], -float("inf"), tl.float32)
+        for k in tl.static_range(TOP_K):  # the largest left, the lowest expert id among equals
+            best = tl.max(scores, axis=0)
+            at = tl.argmax(scores, axis=0)
+            ids = tl.where(slot == k, at.to(tl.int64), ids)
+            top = tl.where(slot == k, best, top)
+            scores = tl.where(e == at, -float("inf"), scores)
+        if ROUTING == 1:  # softmax over the k chosen logits
+            top = tl.exp(top - tl.max(top, axis=0))
+            weights = top / tl.sum(top, axis=0)
+        elif ROUTING == 3:  # the k probabilities renormalised
+            top = tl.where(slot < TOP_K, top, 0.0)
+            weights = top / tl.sum(top, axis=0)
+        else:
+            weights = top
+    return ids, weights
+
+
+@triton.jit
+def _pick(values, slot, k):
+    """values[k] of a [SLOTS] vector, as a scalar."""
+    return tl.sum(tl.where(slot == k, values, tl.zeros_like(values)), axis=0)
+
+
 @triton.jit
 def _gate_up_gemv_kernel(
-    x_ptr, ids_ptr, w_ptr, scale_ptr, bias_ptr, h_ptr, hidden, inter,
-    stride_xt, stride_we, stride_wr, stride_se, stride_sr, stride_be, stride_ht, alpha, limit,
-    TOP_K: tl.constexpr, ACTIVATION: tl.constexpr, DECODE: tl.constexpr, HAS_BIAS: tl.constexpr,
+    x_ptr, ids_ptr, weights_ptr, logits_ptr, w_ptr, scale_ptr, bias_ptr, h_ptr, hidden, inter, num_experts,
+    stride_xt, stride_lt, stride_we, stride_wr, stride_se, stride_sr, stride_be, stride_ht, alpha, limit,
+    TOP_K: tl.constexpr, ROUTING: tl.constexpr, SLOTS: tl.constexpr, EXPERTS: tl.constexpr,
+    ACTIVATION: tl.constexpr, DECODE: tl.constexpr, HAS_BIAS: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ACC_K: tl.constexpr,
 ):  # fmt: skip
     pair = tl.program_id(0)
-    expert = tl.load(ids_ptr + pair).to(tl.int64)
+    ids, _ = _token_experts(
+        pair // TOP_K, ids_ptr, weights_ptr, logits_ptr, stride_lt, num_experts, TOP_K, ROUTING, SLOTS, EXPERTS
+    )  # fmt: skip
+    expert = _pick(ids, tl.arange(0, SLOTS), pair % TOP_K)
     # BLOCK_N output columns = 2 BLOCK_N rows of w13 in one pass: (gate, up) of each column side by side
     r = tl.arange(0, 2 * BLOCK_N)
     cols = tl.program_id(1) * BLOCK_N + r // 2
@@ -133,25 +188,29 @@ def _gate_up_gemv_kernel(
 
 @triton.jit
 def _down_gemv_kernel(
-    h_ptr, ids_ptr, w_ptr, scale_ptr, bias_ptr, routing_weights_ptr, out_ptr, hidden, inter,
-    stride_ht, stride_we, stride_wr, stride_se, stride_sr, stride_be, stride_ot,
-    TOP_K: tl.constexpr, DECODE: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr, ACC_K: tl.constexpr,
+    h_ptr, ids_ptr, weights_ptr, logits_ptr, w_ptr, scale_ptr, bias_ptr, out_ptr, hidden, inter, num_experts,
+    stride_ht, stride_lt, stride_we, stride_wr, stride_se, stride_sr, stride_be, stride_ot,
+    TOP_K: tl.constexpr, ROUTING: tl.constexpr, SLOTS: tl.constexpr, EXPERTS: tl.constexpr,
+    DECODE: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ACC_K: tl.constexpr,
 ):  # fmt: skip
     token = tl.program_id(0)
+    ids, weights = _token_experts(
+        token, ids_ptr, weights_ptr, logits_ptr, stride_lt, num_experts, TOP_K, ROUTING, SLOTS, EXPERTS
+    )  # fmt: skip
     rows = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < hidden
     out = tl.zeros([BLOCK_N], tl.float32)
     for slot in tl.static_range(TOP_K):  # the token's slots in order, summed here in fp32
         pair = token * TOP_K + slot
-        expert = tl.load(ids_ptr + pair).to(tl.int64)
+        expert = _pick(ids, tl.arange(0, SLOTS), slot)
         y = _row_dot(
             h_ptr + pair.to(tl.int64) * stride_ht, w_ptr + expert * stride_we, scale_ptr + expert * stride_se,
             rows, row_ok, inter, stride_wr, stride_sr, DECODE, BLOCK_N, BLOCK_K, ACC_K,
         )  # fmt: skip
         if HAS_BIAS:
             y += tl.load(bias_ptr + expert * stride_be + rows, mask=row_ok, other=0.0).to(tl.float32)
-        out += y * tl.load(routing_weights_ptr + pair)
+        out += y * _pick(weights, tl.arange(0, SLOTS), slot)
     tl.store(out_ptr + token.to(tl.int64) * stride_ot + rows, out.to(out_ptr.dtype.element_ty), mask=row_ok)
 
 
@@ -164,11 +223,13 @@ def _as_words(blocks: torch.Tensor) -> torch.Tensor | None:
     return flat.view(torch.int32)
 
 
-def gate_up_down(x, weights, ids, ex, spec, tile, alloc) -> torch.Tensor:
-    """-> [T, H] in x's dtype: the layer's output, the k slots summed. `ex` is triton_moe.Experts; the
-    tile's block_n, block_k, num_warps, num_stages and words size and pick the launches."""
+def gate_up_down(x, weights, ids, ex, spec, tile, alloc, logits=None) -> torch.Tensor:
+    """-> [T, H] in x's dtype: the layer's output, the k slots summed. Routed by `weights` and `ids`, or,
+    where `logits` are given instead, inside the kernels (spec.routing must be in IN_KERNEL). `ex` is
+    triton_moe.Experts; the tile's block_n, block_k, num_warps, num_stages and words pick the launches."""
     inter, hidden = spec.intermediate_size, spec.hidden_size
-    tokens, num_pairs = x.shape[0], ids.numel()
+    tokens = x.shape[0]
+    num_pairs = tokens * spec.top_k
     w13, w2, decode = ex.w13, ex.w2, DENSE
     if spec.quant == "mxfp4":
         words = (_as_words(ex.w13), _as_words(ex.w2)) if tile.words else (None, None)
@@ -177,22 +238,29 @@ def gate_up_down(x, weights, ids, ex, spec, tile, alloc) -> torch.Tensor:
         else:
             decode = BYTES
     acc_k = {DENSE: tile.block_k, BYTES: tile.block_k // 2, WORDS: tile.block_k // 32}[decode]
+    if logits is None:
+        routing_args = (ids.flatten(), weights.float().contiguous(), x, 0)  # the logits pointer unread
+        routed = {"ROUTING": GIVEN, "EXPERTS": 1}
+    else:
+        routing_args = (x, x, logits, logits.stride(0))  # the ids and weights pointers unread
+        routed = {"ROUTING": IN_KERNEL[spec.routing], "EXPERTS": triton.next_power_of_2(spec.num_experts)}
     meta = {
+        "TOP_K": spec.top_k, "SLOTS": triton.next_power_of_2(spec.top_k), **routed,
         "DECODE": decode, "HAS_BIAS": spec.has_bias, "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k,
         "ACC_K": acc_k, "num_warps": tile.num_warps, "num_stages": tile.num_stages,
     }  # fmt: skip
-    flat_ids = ids.flatten()
+    ids_arg, weights_arg, logits_arg, stride_lt = routing_args
     h = alloc(num_pairs, inter, dtype=x.dtype, device=x.device)
     _gate_up_gemv_kernel[(num_pairs, triton.cdiv(inter, tile.block_n))](
-        x, flat_ids, w13, ex.s13, ex.b13, h, hidden, inter,
-        x.stride(0), w13.stride(0), w13.stride(1), ex.s13.stride(0), ex.s13.stride(1), ex.b13.stride(0),
-        h.stride(0), spec.swiglu_alpha, spec.swiglu_limit,
-        TOP_K=spec.top_k, ACTIVATION=ACTIVATIONS[spec.activation], **meta,
+        x, ids_arg, weights_arg, logits_arg, w13, ex.s13, ex.b13, h, hidden, inter, spec.num_experts,
+        x.stride(0), stride_lt, w13.stride(0), w13.stride(1), ex.s13.stride(0), ex.s13.stride(1),
+        ex.b13.stride(0), h.stride(0), spec.swiglu_alpha, spec.swiglu_limit,
+        ACTIVATION=ACTIVATIONS[spec.activation], **meta,
     )  # fmt: skip
     out = alloc(tokens, hidden, dtype=x.dtype, device=x.device)
     _down_gemv_kernel[(tokens, triton.cdiv(hidden, tile.block_n))](
-        h, flat_ids, w2, ex.s2, ex.b2, weights.float().contiguous(), out, hidden, inter,
-        h.stride(0), w2.stride(0), w2.stride(1), ex.s2.stride(0), ex.s2.stride(1), ex.b2.stride(0),
-        out.stride(0), TOP_K=spec.top_k, **meta,
+        h, ids_arg, weights_arg, logits_arg, w2, ex.s2, ex.b2, out, hidden, inter, spec.num_experts,
+        h.stride(0), stride_lt, w2.stride(0), w2.stride(1), ex.s2.stride(0), ex.s2.stride(1),
+        ex.b2.stride(0), out.stride(0), **meta,
     )  # fmt: skip
     return out

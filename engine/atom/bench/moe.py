@@ -101,7 +101,8 @@ def run_moe_bench(
             for name, module in usable.items():
 
                 def call(module=module, x=x, logits=logits, w=w, spec=spec):
-                    return module.forward(x, logits, w, spec)
+                    # a backend that hands some batches to another is timed on its own kernels
+                    return getattr(module, "own_forward", module.forward)(x, logits, w, spec)
 
                 out = call().float()
                 err = ((out - ref).norm() / ref.norm()).item() if ref is not None else None

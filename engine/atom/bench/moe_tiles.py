@@ -17,7 +17,7 @@ from .moe import SHAPES, random_mxfp4_experts, time_us
 def candidate_tiles(pairs_per_expert: float) -> list[Tile]:
     """Decode-sized blocks when experts see few pairs, wide ones for prefill (shared memory permitting)."""
     if pairs_per_expert <= 4:  # the per-pair GEMV (block_m 1) and the 16-row GEMM
-        words = itertools.product([1], [8, 16, 32], [256, 512, 1024], [4, 8], [1, 2])
+        words = itertools.product([1], [4, 8, 16], [512, 1024, 2048], [2, 4, 8], [2])
         gemv = [Tile(*t, words=True) for t in words] if torch.version.cuda else []  # words: subnormals kept
         gemv += [Tile(*t) for t in itertools.product([1], [16, 32], [128, 256], [4, 8], [2])]
         gemm = itertools.product([16], [16, 32], [128, 256], [2, 4], [3])
