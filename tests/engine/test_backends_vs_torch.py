@@ -15,7 +15,7 @@ import triton.language as tl
 from atom.backends import fp8, mxfp4, torch_attention, torch_moe, triton_attention, triton_moe
 from atom.backends.routing import SIGMOID_GROUPED, SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX
 from atom.backends.spec import AttentionSpec, MoESpec
-from atom.backends.triton_moe_gemv import nibble_as_f32
+from atom.backends.triton_moe_gemv import nibble_pair_as_f32
 from atom.backends.triton_moe_grouping import SMALL_TILE_ELEMENTS, group_by_expert, group_by_expert_torch
 from atom.layers.context import AttentionMetadata
 
@@ -286,11 +286,12 @@ def test_one_program_grouping_matches_torch_grouping(tokens, num_experts, top_k,
 
 @triton.jit
 def _decode_words_kernel(words_ptr, out_ptr):
-    """out[c, i] = nibble i of word c, rescaled by 2^126 (nibble_as_f32 leaves it out)."""
+    """out[c, i] = nibble i of word c, rescaled by 2^126 (nibble_pair_as_f32 leaves it out)."""
     words = tl.load(words_ptr + tl.arange(0, 16)).to(tl.uint32, bitcast=True)
-    for i in tl.static_range(8):
-        value = nibble_as_f32(words, i) * 8.507059173023462e37  # 2^126
-        tl.store(out_ptr + tl.arange(0, 16) * 8 + i, value)
+    for p in tl.static_range(4):
+        low, high = nibble_pair_as_f32(words, p)
+        tl.store(out_ptr + tl.arange(0, 16) * 8 + p, low * 8.507059173023462e37)  # 2^126
+        tl.store(out_ptr + tl.arange(0, 16) * 8 + p + 4, high * 8.507059173023462e37)
 
 
 def test_the_word_decoder_gives_every_e2m1_code_exactly_at_every_nibble():

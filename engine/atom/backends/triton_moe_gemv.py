@@ -9,10 +9,13 @@ exact weight values, fp32 sums, the slots summed in fp32 and rounded once.
 
 MXFP4 rows are decoded one of two ways (the tile's `words` flag), the same values either way:
   BYTES  packed bytes, each nibble through an fp16 bit pattern converted to fp32 (triton_moe_common);
-  WORDS  uint32 words of 8 nibbles, each placed by two shifts and a mask into the bits of an fp32 that is
-         its value times 2^-126, and one scale multiply per 32 values instead of one per value. The
-         decoded 0.5 is an fp32 subnormal: CUDA's fp32 multiply keeps it, AMD's default is unchecked,
-         so only tiles marked `words` (no gfx table has one) take this path.
+  WORDS  uint32 words of 8 nibbles, two at a time (nibbles p and p + 4, 16 bits apart) placed by two
+         shifts and masks into the two halves of a word, each half then the top of an fp32 that is the
+         value times 2^-126; one scale multiply per 32 values instead of one per value. The decoded 0.5 is
+         an fp32 subnormal: CUDA's fp32 multiply keeps it, AMD's default is unchecked, so only tiles
+         marked `words` (no gfx table has one) take this path. Here gate/up also writes h for the down
+         kernel in the order its nibbles come (h[8w + i] at i * inter/8 + w, fp32, already scaled), so the
+         down kernel's activations are plain vector loads.
 """
 
 from __future__ import annotations
@@ -32,27 +35,43 @@ SUM_SHIFT = tl.constexpr(1.9807040628566084e28)  # 2^94
 
 
 @triton.jit
-def nibble_as_f32(words, i: tl.constexpr):
-    """Nibble i (bits 4i .. 4i+3) of each uint32 word as fp32: its E2M1 value times 2^-126.
+def nibble_pair_as_f32(words, p: tl.constexpr):
+    """Nibbles p and p + 4 (p < 4) of each uint32 word as fp32: their E2M1 values times 2^-126.
 
-    The sign goes to bit 31 and the 3 magnitude bits to bits 22-24 (exponent low bits, mantissa top bit),
-    which makes the fp32 exactly the value times 2^-126, the code for 0.5 a subnormal."""
-    if i <= 5:  # noqa: SIM108 (a compile-time branch: the other shift would be negative)
-        magnitude = (words << (22 - 4 * i)) & 0x01C00000
+    Both land at once in the two 16-bit halves (magnitude at bits 6-8, sign at bit 15 of each half); a
+    half moved to the top of a 32-bit word is the fp32 with the magnitude in bits 22-24 (exponent low bits,
+    mantissa top bit) and the sign in bit 31: the value times 2^-126, the code for 0.5 a subnormal."""
+    if p <= 1:  # noqa: SIM108 (a compile-time branch: the other shift would be negative)
+        magnitude = (words << (6 - 4 * p)) & 0x01C001C0
     else:
-        magnitude = (words >> (4 * i - 22)) & 0x01C00000
-    sign = (words << (28 - 4 * i)) & 0x80000000
-    return (magnitude | sign).to(tl.float32, bitcast=True)
+        magnitude = (words >> (4 * p - 6)) & 0x01C001C0
+    halves = magnitude | ((words << (12 - 4 * p)) & 0x80008000)
+    low = (halves << 16).to(tl.float32, bitcast=True)
+    high = (halves & 0xFFFF0000).to(tl.float32, bitcast=True)
+    return low, high
 
 
 @triton.jit
-def _words_times_x(words, x_row, k0, K, BLOCK_W: tl.constexpr):
+def _x_nibble(x_row, k0, K, i: tl.constexpr, BLOCK_W: tl.constexpr, X_NIBBLE_MAJOR: tl.constexpr):
+    """x[k0 + 8j + i] for the BLOCK_W words j, in fp32 times 2^32: from x as it is, or from the nibble-major
+    copy gate/up writes (x[8w + i] at i * K/8 + w, already scaled)."""
+    j = tl.arange(0, BLOCK_W)
+    if X_NIBBLE_MAJOR:
+        x = tl.load(x_row + i * (K // 8) + k0 // 8 + j, mask=k0 + 8 * j < K, other=0.0)
+    else:
+        k = k0 + 8 * j + i
+        x = tl.load(x_row + k, mask=k < K, other=0.0).to(tl.float32) * X_SHIFT
+    return x
+
+
+@triton.jit
+def _words_times_x(words, x_row, k0, K, BLOCK_W: tl.constexpr, X_NIBBLE_MAJOR: tl.constexpr):
     """[rows, BLOCK_W] words (k0 .. k0 + 8 BLOCK_W) times x: per-word fp32 sums, in units of 2^-94."""
-    k = k0 + 8 * tl.arange(0, BLOCK_W)
     part = tl.zeros(words.shape, tl.float32)
-    for i in tl.static_range(8):  # nibble i of word j holds k0 + 8j + i
-        x = tl.load(x_row + k + i, mask=k + i < K, other=0.0).to(tl.float32) * X_SHIFT
-        part += nibble_as_f32(words, i) * x[None, :]
+    for p in tl.static_range(4):  # nibble i of word j holds k0 + 8j + i
+        low, high = nibble_pair_as_f32(words, p)
+        part += low * _x_nibble(x_row, k0, K, p, BLOCK_W, X_NIBBLE_MAJOR)[None, :]
+        part += high * _x_nibble(x_row, k0, K, p + 4, BLOCK_W, X_NIBBLE_MAJOR)[None, :]
     return part
 
 
@@ -60,8 +79,10 @@ def _words_times_x(words, x_row, k0, K, BLOCK_W: tl.constexpr):
 def _row_dot(
     x_row, w_base, s_base, rows, row_ok, K, stride_row, stride_scale_row,
     DECODE: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr, ACC_K: tl.constexpr,
+    X_NIBBLE_MAJOR: tl.constexpr = False,
 ):  # fmt: skip
-    """W[rows, :K] @ x[:K] in fp32 -> [ROWS]; for WORDS, stride_row counts words (int32) not bytes."""
+    """W[rows, :K] @ x[:K] in fp32 -> [ROWS]; for WORDS, stride_row counts words (int32) not bytes, and x
+    may be the nibble-major copy (_x_nibble)."""
     acc = tl.zeros([ROWS, ACC_K], tl.float32)
     for k0 in range(0, K, BLOCK_K):
         if DECODE == 2:  # WORDS: acc [rows, BLOCK_K / 32], each 32-value block scaled once
@@ -77,7 +98,7 @@ def _row_dot(
                 mask=row_ok[:, None] & (k0 + 32 * g < K)[None, :],
                 other=127,
             )
-            part = _words_times_x(words, x_row, k0, K, BLOCK_K // 8)
+            part = _words_times_x(words, x_row, k0, K, BLOCK_K // 8, X_NIBBLE_MAJOR)
             blocks = tl.sum(tl.reshape(part, [ROWS, BLOCK_K // 32, 4]), axis=2)
             acc += blocks * tl.exp2(exponent.to(tl.float32) - 127.0)
         elif DECODE == 1:  # BYTES: acc [rows, BLOCK_K / 2], x as (even k, odd k) halves matching the nibbles
@@ -181,9 +202,13 @@ def _gate_up_gemv_kernel(
     if HAS_BIAS:
         y += tl.load(bias_ptr + expert * stride_be + rows, mask=row_ok, other=0.0).to(tl.float32)
     gate, up = tl.split(tl.reshape(y, [BLOCK_N, 2]))
-    h = activate(gate, up, alpha, limit, ACTIVATION)
+    h = activate(gate, up, alpha, limit, ACTIVATION).to(x_ptr.dtype.element_ty)  # rounded as x, always
     out_cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    tl.store(h_ptr + pair * stride_ht + out_cols, h.to(h_ptr.dtype.element_ty), mask=out_cols < inter)
+    if DECODE == 2:  # nibble-major for the down kernel's words, scaled as _x_nibble reads it
+        at = (out_cols % 8) * (inter // 8) + out_cols // 8
+        tl.store(h_ptr + pair * stride_ht + at, h.to(tl.float32) * X_SHIFT, mask=out_cols < inter)
+    else:
+        tl.store(h_ptr + pair * stride_ht + out_cols, h, mask=out_cols < inter)
 
 
 @triton.jit
@@ -206,7 +231,7 @@ def _down_gemv_kernel(
         expert = _pick(ids, tl.arange(0, SLOTS), slot)
         y = _row_dot(
             h_ptr + pair.to(tl.int64) * stride_ht, w_ptr + expert * stride_we, scale_ptr + expert * stride_se,
-            rows, row_ok, inter, stride_wr, stride_sr, DECODE, BLOCK_N, BLOCK_K, ACC_K,
+            rows, row_ok, inter, stride_wr, stride_sr, DECODE, BLOCK_N, BLOCK_K, ACC_K, DECODE == 2,
         )  # fmt: skip
         if HAS_BIAS:
             y += tl.load(bias_ptr + expert * stride_be + rows, mask=row_ok, other=0.0).to(tl.float32)
@@ -250,7 +275,7 @@ def gate_up_down(x, weights, ids, ex, spec, tile, alloc, logits=None) -> torch.T
         "ACC_K": acc_k, "num_warps": tile.num_warps, "num_stages": tile.num_stages,
     }  # fmt: skip
     ids_arg, weights_arg, logits_arg, stride_lt = routing_args
-    h = alloc(num_pairs, inter, dtype=x.dtype, device=x.device)
+    h = alloc(num_pairs, inter, dtype=torch.float32 if decode == WORDS else x.dtype, device=x.device)
     _gate_up_gemv_kernel[(num_pairs, triton.cdiv(inter, tile.block_n))](
         x, ids_arg, weights_arg, logits_arg, w13, ex.s13, ex.b13, h, hidden, inter, spec.num_experts,
         x.stride(0), stride_lt, w13.stride(0), w13.stride(1), ex.s13.stride(0), ex.s13.stride(1),
