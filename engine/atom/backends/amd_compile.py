@@ -223,7 +223,11 @@ def _moe(spec: MoESpec, tile, activation_quant: str | None = None, arch: str = "
     ids = torch.arange(tokens * spec.top_k, dtype=torch.int64).remainder(spec.num_experts).view(tokens, -1)
     weights = torch.empty(tokens, spec.top_k, dtype=torch.float32)
     experts = _experts(spec, arch)
-    triton_moe.fused_moe(x, weights, ids, experts, spec, tile=tile, activation_quant=activation_quant)
+    if activation_quant is None:  # as the layer runs it: a GEMV tile routes inside its kernels
+        logits = torch.zeros(tokens, spec.num_experts, dtype=torch.bfloat16)
+        triton_moe.forward(x, logits, experts, spec, tile=tile)
+    else:
+        triton_moe.fused_moe(x, weights, ids, experts, spec, tile=tile, activation_quant=activation_quant)
 
 
 def _experts(spec: MoESpec, arch: str = "") -> dict[str, torch.Tensor]:

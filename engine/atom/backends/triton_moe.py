@@ -59,7 +59,7 @@ class Tile(NamedTuple):
 
 # Per arch, (most pairs per expert, tile) from decode to prefill: the first entry whose bound holds is used.
 # Up to one pair per expert, block_m 1 takes the per-pair GEMV (triton_moe_gemv.py; sm90, H200, M=1 on either
-# gpt-oss layer: 41.9 us with MXFP4 read as words, 110 us decoding bytes, the GEMM tiles' best 178 us). sm90's prefill tiles are the sweep's best at
+# gpt-oss layer: 39.4 us with MXFP4 read as words, 108.5 us decoding bytes, the GEMM tiles' best 178 us). sm90's prefill tiles are the sweep's best at
 # M=1024 (4.6 ms) and M=8192 (30.6 ms; the untuned 64x64x128 took 48.3 ms). A tile takes tl.dot_scaled only where it was
 # checked correct on that arch: Triton 3.6 on sm90 miscompiles dot_scaled for some tiles (wrong results at
 # 16x64 with 4 warps and at every 64- and 128-row tile, measured by `atom bench moe-tiles`), so sm90 uses it
@@ -99,9 +99,10 @@ TILES = {
 
 
 # Per arch, the most tokens for which our GEMV (routing inside its kernels) beats triton_kernels' matmul_ogs
-# on the whole MXFP4 layer, from `bash bench/moe_decode.sh` (docs/performance.md): the triton_kernels
-# backend hands these batches to us. Arches not listed have no measurement: nothing is handed over.
-GEMV_AHEAD_OF_TRITON_KERNELS = {"sm90": 1}
+# on the whole MXFP4 layer, from `bash bench/moe_decode.sh` (docs/performance.md, H200: 40.5 vs 85.7 us at
+# M=1 and 73.5 vs 103.0 at M=2 on the 20b layer, 129.6 vs 104.6 at M=4): the triton_kernels backend hands
+# these batches to us. Arches not listed have no measurement: nothing is handed over.
+GEMV_AHEAD_OF_TRITON_KERNELS = {"sm90": 2}
 
 
 def gemv_is_faster(tokens: int, spec: MoESpec, device: torch.device) -> bool:
