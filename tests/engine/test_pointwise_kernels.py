@@ -60,3 +60,39 @@ def test_rotary_kernel_matches_the_reference(scaling, dtype):
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-2, "atol": 1e-2}
     torch.testing.assert_close(got_q, want_q, **tol)
     torch.testing.assert_close(got_k, want_k, **tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_rotary_kernel_writes_the_cache_as_the_attention_backends_store_it(dtype):
+    """With the cache handed over, the K heads' programs also write the rotated keys and the values at each
+    token's slot: the same cache as rotary, then torch_attention.store_kv (and nothing else touched)."""
+    from atom.backends.torch_attention import store_kv
+
+    t, hq, hk, d, blocks, block_size = 5, 4, 2, 16, 6, 4
+    rope = RotaryEmbedding(d, 512, 10000.0).to(DEVICE)
+    qkv = torch.randn(t, (hq + 2 * hk) * d, device=DEVICE).to(dtype)
+    q = qkv[:, : hq * d].view(t, hq, d)
+    k = qkv[:, hq * d : (hq + hk) * d].view(t, hk, d)
+    v = qkv[:, (hq + hk) * d :].view(t, hk, d)
+    positions = torch.tensor([0, 1, 7, 100, 300], device=DEVICE)
+    slots = torch.tensor([3, 9, 10, 17, 22], device=DEVICE)  # scattered over blocks, some left empty
+    shape = (blocks, block_size, hk, d)
+    want_k_cache, want_v_cache = (
+        torch.randn(shape, device=DEVICE).to(dtype),
+        torch.randn(shape, device=DEVICE).to(dtype),
+    )
+    k_cache, v_cache = want_k_cache.clone(), want_v_cache.clone()
+    assert triton_pointwise.can_store_kv(k, v, k_cache, v_cache)
+    got_q, got_k = triton_pointwise.rotary(positions, q, k, rope.cos, rope.sin, (v, k_cache, v_cache, slots))
+    want_q, want_k = triton_pointwise.rotary(positions, q, k, rope.cos, rope.sin)
+    store_kv(want_k, v, want_k_cache, want_v_cache, slots)
+    assert torch.equal(got_q, want_q) and torch.equal(got_k, want_k)
+    assert torch.equal(k_cache, want_k_cache) and torch.equal(v_cache, want_v_cache)
+
+
+def test_rotary_leaves_a_cache_of_another_dtype_to_the_backend():
+    """No cast on the way into the cache: a cache in another dtype than the keys is not written here."""
+    k = torch.zeros(2, 1, 8)
+    cache = torch.zeros(2, 4, 1, 8, dtype=torch.float16)
+    assert not triton_pointwise.can_store_kv(k, k, cache, cache)
+    assert triton_pointwise.can_store_kv(k, k, cache.float(), cache.float())

@@ -179,7 +179,10 @@ def _norm_and_rotary(hidden: int, spec: AttentionSpec) -> None:
     q = torch.empty(4, spec.num_heads, spec.head_dim, dtype=torch.bfloat16)
     k = torch.empty(4, spec.num_kv_heads, spec.head_dim, dtype=torch.bfloat16)
     cos = torch.empty(4096, spec.head_dim // 2, dtype=torch.float32)
-    triton_pointwise.rotary(torch.zeros(4, dtype=torch.int64), q, k, cos, cos)
+    positions = torch.zeros(4, dtype=torch.int64)
+    triton_pointwise.rotary(positions, q, k, cos, cos)
+    cache = torch.empty(8, 16, spec.num_kv_heads, spec.head_dim, dtype=torch.bfloat16)  # as the layer runs it
+    triton_pointwise.rotary(positions, q, k, cos, cos, (k, cache, cache, positions))
 
 
 def _attention(spec: AttentionSpec, query_len: int) -> None:

@@ -53,8 +53,11 @@ def forward(
     spec: AttentionSpec,
     sinks: torch.Tensor | None,
     scale: float,
+    kv_stored: bool = False,
 ) -> torch.Tensor:
-    store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+    """kv_stored: this step's keys and values are already in the cache (written by the rotary kernel)."""
+    if not kv_stored:
+        store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
     num_seqs = meta.block_tables.shape[0]
     group = spec.num_heads // spec.num_kv_heads
     keys = gather_context(k_cache, meta).repeat_interleave(group, dim=2)  # [B, L, H, D]

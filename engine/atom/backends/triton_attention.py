@@ -188,7 +188,10 @@ def forward(
     spec: AttentionSpec,
     sinks: torch.Tensor | None,
     scale: float,
+    kv_stored: bool = False,
 ) -> torch.Tensor:
+    """kv_stored: this step's keys and values are already in the cache (written by the rotary kernel)."""
     assert k_cache.stride() == v_cache.stride(), "K and V caches must share one layout (NHD)"
-    store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+    if not kv_stored:
+        store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
     return paged_attention(q.contiguous(), k_cache, v_cache, meta, spec, sinks, scale)

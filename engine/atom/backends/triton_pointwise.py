@@ -60,10 +60,14 @@ def rms_norm(
 @triton.jit
 def _rotary_kernel(
     q_ptr, k_ptr, q_out_ptr, k_out_ptr, cos_ptr, sin_ptr, pos_ptr,
-    stride_qt, stride_qh, stride_kt, stride_kh, stride_cos, num_k_heads,
-    NUM_Q_HEADS: tl.constexpr, HALF: tl.constexpr, HALF_PAD: tl.constexpr,
+    v_ptr, k_cache_ptr, v_cache_ptr, slot_ptr,
+    stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_cos, num_k_heads,
+    stride_slot, stride_cache_head,
+    NUM_Q_HEADS: tl.constexpr, HALF: tl.constexpr, HALF_PAD: tl.constexpr, STORE_KV: tl.constexpr,
 ):  # fmt: skip
-    """One program per (token, head) over q's heads then k's: rotate-half with fp32 cos/sin tables."""
+    """One program per (token, head) over q's heads then k's: rotate-half with fp32 cos/sin tables. With
+    STORE_KV, a K head's program also writes its rotated key and its value into the paged cache at the
+    token's slot (what the attention backend would otherwise do with two scatter launches)."""
     t = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1)
     i = tl.arange(0, HALF_PAD)
@@ -79,23 +83,60 @@ def _rotary_kernel(
         dst = k_out_ptr + (t * num_k_heads + head - NUM_Q_HEADS) * 2 * HALF
     x1 = tl.load(src + i, mask=ok, other=0.0).to(tl.float32)
     x2 = tl.load(src + HALF + i, mask=ok, other=0.0).to(tl.float32)
-    tl.store(dst + i, (x1 * cos - x2 * sin).to(dst.dtype.element_ty), mask=ok)
-    tl.store(dst + HALF + i, (x2 * cos + x1 * sin).to(dst.dtype.element_ty), mask=ok)
+    first = (x1 * cos - x2 * sin).to(dst.dtype.element_ty)
+    second = (x2 * cos + x1 * sin).to(dst.dtype.element_ty)
+    tl.store(dst + i, first, mask=ok)
+    tl.store(dst + HALF + i, second, mask=ok)
+    if STORE_KV and head >= NUM_Q_HEADS:
+        kv_head = head - NUM_Q_HEADS
+        at = tl.load(slot_ptr + t) * stride_slot + kv_head * stride_cache_head
+        tl.store(k_cache_ptr + at + i, first, mask=ok)
+        tl.store(k_cache_ptr + at + HALF + i, second, mask=ok)
+        v_src = v_ptr + t * stride_vt + kv_head * stride_vh
+        tl.store(v_cache_ptr + at + i, tl.load(v_src + i, mask=ok), mask=ok)
+        tl.store(v_cache_ptr + at + HALF + i, tl.load(v_src + HALF + i, mask=ok), mask=ok)
+
+
+def can_store_kv(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor) -> bool:
+    """Whether rotary can write this layer's cache: one dtype throughout (no cast on the way in), K and V
+    caches [blocks, block_size, kv_heads, head_dim] of one layout with contiguous heads."""
+    return (
+        k_cache.dtype == v_cache.dtype == k.dtype == v.dtype
+        and k_cache.dim() == 4
+        and k_cache.shape == v_cache.shape
+        and k_cache.is_contiguous()
+        and v_cache.is_contiguous()
+        and v.stride(-1) == 1
+    )
 
 
 def rotary(
-    positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    positions: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    kv_cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """q [T, Hq, D], k [T, Hk, D] (last dim contiguous), cos/sin [max positions, D/2] fp32 -> rotated
-    q, k (contiguous, same dtypes)."""
+    q, k (contiguous, same dtypes). kv_cache (v, k_cache, v_cache, slot per token), where can_store_kv
+    holds: the rotated keys and the values are written into the cache too, in the same launch."""
     assert q.stride(-1) == 1 and k.stride(-1) == 1 and cos.stride() == sin.stride()
     q_out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     k_out = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     t, num_q, dim = q.shape
+    if kv_cache is None:
+        v, k_cache, v_cache, slots, store = k, k, k, positions, False  # cache pointers never read
+        stride_slot = stride_head = 0
+    else:
+        v, k_cache, v_cache, slots = kv_cache
+        assert can_store_kv(k, v, k_cache, v_cache)
+        stride_slot, stride_head, store = k_cache.stride(1), k_cache.stride(2), True
     if t:
         _rotary_kernel[(t, num_q + k.shape[1])](
-            q, k, q_out, k_out, cos, sin, positions,
-            q.stride(0), q.stride(1), k.stride(0), k.stride(1), cos.stride(0), k.shape[1],
-            NUM_Q_HEADS=num_q, HALF=dim // 2, HALF_PAD=triton.next_power_of_2(dim // 2),
+            q, k, q_out, k_out, cos, sin, positions, v, k_cache, v_cache, slots,
+            q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), cos.stride(0),
+            k.shape[1], stride_slot, stride_head,
+            NUM_Q_HEADS=num_q, HALF=dim // 2, HALF_PAD=triton.next_power_of_2(dim // 2), STORE_KV=store,
         )  # fmt: skip
     return q_out, k_out

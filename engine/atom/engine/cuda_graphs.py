@@ -16,6 +16,14 @@ from .block_manager import cache_slots, padded_block_tables
 from .step import StepInput
 
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+VECTORS = (
+    "input_ids",
+    "positions",
+    "slots",
+    "query_lens",
+    "seq_lens",
+    "query_start_loc",
+)  # rows of one matrix
 
 
 class DecodeGraphs:
@@ -25,14 +33,19 @@ class DecodeGraphs:
         self.scratch_slot = scratch_slot
         self.buckets = [b for b in BUCKETS if b < max_num_seqs] + [max_num_seqs]
         n, dev = self.buckets[-1], next(model.parameters()).device
-        self.input_ids = torch.zeros(n, dtype=torch.long, device=dev)
-        self.positions = torch.zeros(n, dtype=torch.long, device=dev)
-        self.slots = torch.full((n,), scratch_slot, dtype=torch.long, device=dev)
+        # A step's per-row inputs are the rows of one device matrix, filled from one pinned host copy in one
+        # transfer (seven pageable copies cost more host time than a batch-1 step's kernels wait for).
+        self.vectors = torch.zeros(len(VECTORS), n + 1, dtype=torch.long, device=dev)
+        self.staged = torch.zeros(self.vectors.shape, dtype=torch.long, pin_memory=True)
+        self.input_ids, self.positions, self.slots, self.query_lens, self.seq_lens = (
+            self.vectors[VECTORS.index(name), :n] for name in VECTORS[:-1]
+        )
+        self.query_start_loc = self.vectors[VECTORS.index("query_start_loc")]
+        self.slots.fill_(scratch_slot)
         self.seq_idx = torch.zeros(n, dtype=torch.long, device=dev)
-        self.query_start_loc = torch.zeros(n + 1, dtype=torch.long, device=dev)
-        self.query_lens = torch.zeros(n, dtype=torch.long, device=dev)
-        self.seq_lens = torch.zeros(n, dtype=torch.long, device=dev)
         self.block_tables = torch.zeros(n, max_blocks_per_seq, dtype=torch.long, device=dev)
+        self.staged_tables = torch.zeros(self.block_tables.shape, dtype=torch.long, pin_memory=True)
+        self.copied = torch.cuda.Event()  # the last step's transfer out of the staging buffers
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.logits: dict[int, torch.Tensor] = {}
         self.pool = None
@@ -80,15 +93,22 @@ class DecodeGraphs:
         # Only the columns this batch uses: the kernels read a row's blocks up to its length, so stale
         # entries past them are never read (a full-width copy is megabytes a step at large batches).
         tables = padded_block_tables(step.block_tables)
-        pos = np.array(step.starts + [0] * (b - n), dtype=np.int64)
-        slots = np.full(b, self.scratch_slot, dtype=np.int64)
-        slots[:n] = cache_slots(tables, np.arange(n), pos[:n], self.block_size)
-        self.input_ids[:b].copy_(torch.tensor(step.token_ids + [0] * (b - n)))
-        self.positions[:b].copy_(torch.from_numpy(pos))
-        self.slots[:b].copy_(torch.from_numpy(slots))
-        self.block_tables[:n, : tables.shape[1]].copy_(torch.from_numpy(tables))
-        self.query_start_loc[: b + 1].copy_(torch.tensor(list(range(n + 1)) + [n] * (b - n)))
-        self.query_lens[:b].copy_(torch.tensor([1] * n + [0] * (b - n)))
-        self.seq_lens[:b].copy_(torch.from_numpy((pos + 1) * (np.arange(b) < n)))  # padding rows: 0
+        width = tables.shape[1]
+        self.copied.synchronize()  # the staging buffers are free again (long since, in practice)
+        rows = {name: row[: b + 1] for name, row in zip(VECTORS, self.staged.numpy())}
+        for row in rows.values():
+            row[:] = 0
+        rows["input_ids"][:n] = step.token_ids
+        pos = rows["positions"]
+        pos[:n] = step.starts
+        rows["slots"][:] = self.scratch_slot
+        rows["slots"][:n] = cache_slots(tables, np.arange(n), pos[:n], self.block_size)
+        rows["query_lens"][:n] = 1
+        rows["seq_lens"][:n] = pos[:n] + 1  # padding rows: 0
+        rows["query_start_loc"][:] = np.minimum(np.arange(b + 1), n)
+        self.staged_tables.numpy()[:n, :width] = tables
+        self.vectors[:, : b + 1].copy_(self.staged[:, : b + 1], non_blocking=True)
+        self.block_tables[:n, :width].copy_(self.staged_tables[:n, :width], non_blocking=True)
+        self.copied.record()
         self.graphs[b].replay()
         return self.logits[b][:n]

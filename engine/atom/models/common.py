@@ -134,9 +134,12 @@ class Attention(nn.Module):
         if self.q_norm is not None:
             q = self.q_norm(q.reshape(-1, self.head_dim)).view_as(q)
             k = self.k_norm(k.reshape(-1, self.head_dim)).view_as(k)
-        q, k = self.rotary(positions, q, k)
+        meta = get_metadata()
+        q, k, stored = self.rotary.rotate_and_store(
+            positions, q, k, v, self.k_cache, self.v_cache, meta.slot_mapping
+        )
         o = self.backend.forward(
-            q, k, v, self.k_cache, self.v_cache, get_metadata(), self.spec, self.sinks, self.scale
+            q, k, v, self.k_cache, self.v_cache, meta, self.spec, self.sinks, self.scale, kv_stored=stored
         )
         return self.o_proj(o.reshape(t, -1))
 
