@@ -58,12 +58,12 @@ class Tile(NamedTuple):
 
 
 # Per arch, (most pairs per expert, tile) from decode to prefill: the first entry whose bound holds is used.
-# Up to one pair per expert, block_m 1 takes the per-pair GEMV (triton_moe_gemv.py; sm90, H200, M=1 on either
-# gpt-oss layer: 39.4 us with MXFP4 read as words, 108.5 us decoding bytes, the GEMM tiles' best 178 us). sm90's prefill tiles are the sweep's best at
-# M=1024 (4.6 ms) and M=8192 (30.6 ms; the untuned 64x64x128 took 48.3 ms). A tile takes tl.dot_scaled only where it was
-# checked correct on that arch: Triton 3.6 on sm90 miscompiles dot_scaled for some tiles (wrong results at
-# 16x64 with 4 warps and at every 64- and 128-row tile, measured by `atom bench moe-tiles`), so sm90 uses it
-# for its swept decode tiles only. LDS/shared memory bounds the stages: gfx942 has 64 KiB, gfx950 160 KiB,
+# Up to one pair per expert, block_m 1 takes the per-pair GEMV (triton_moe_gemv.py; sm90, H200, M=1 on
+# either gpt-oss layer: 39.4 us with MXFP4 read as words, 108.5 us decoding bytes, the GEMM tiles' best
+# 178 us). sm90's prefill tiles are the sweep's best at M=1024 (4.6 ms) and M=8192 (30.6 ms; the untuned
+# 64x64x128 took 48.3 ms). A tile takes tl.dot_scaled only where it was checked correct on that arch:
+# Triton 3.6 on sm90 miscompiles dot_scaled for some tiles (wrong results at 16x64 with 4 warps and at every
+# 64- and 128-row tile, measured by `atom bench moe-tiles`), so sm90 uses it for its swept decode tiles only. LDS/shared memory bounds the stages: gfx942 has 64 KiB, gfx950 160 KiB,
 # sm90 228 KiB. The gfx entries have never run (no AMD GPU here) and keep the plain-dot UPCAST path; they
 # are the largest tiles that compile for their arch without spilling registers in both kernels, MXFP4
 # and bf16 experts (amd_compile.py checks it in CI: the earlier 64-wide, 4-warp tiles spilled 15-336
@@ -469,11 +469,11 @@ def forward(
     tile: Tile | None = None,
 ) -> torch.Tensor:
     """Routing and the experts; at decode sizes (the GEMV) the kernels route from the logits themselves."""
-    gemv = tile or pick_tile(x.shape[0] * spec.top_k, spec.num_experts, x.device)
-    if gemv.block_m == 1 and spec.routing in IN_KERNEL and spec.quant != "fp8_block":
+    chosen = tile or pick_tile(x.shape[0] * spec.top_k, spec.num_experts, x.device)
+    if chosen.block_m == 1 and spec.routing in IN_KERNEL and spec.quant != "fp8_block":
         experts = Experts.of(w, spec, placeholder=x)
         return gate_up_down(
-            x, None, None, experts, spec, gemv, torch.empty, logits=router_logits.contiguous()
+            x, None, None, experts, spec, chosen, torch.empty, logits=router_logits.contiguous()
         )
     weights, ids = route(
         router_logits, spec.top_k, spec.routing, w.get("routing_bias"), spec.groups, spec.routed_scaling

@@ -16,14 +16,8 @@ from .block_manager import cache_slots, padded_block_tables
 from .step import StepInput
 
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
-VECTORS = (
-    "input_ids",
-    "positions",
-    "slots",
-    "query_lens",
-    "seq_lens",
-    "query_start_loc",
-)  # rows of one matrix
+# a decode step's per-row inputs: the rows of one matrix, so one transfer fills them all
+VECTORS = ("input_ids", "positions", "slots", "query_lens", "seq_lens", "query_start_loc")
 
 
 class DecodeGraphs:
@@ -37,10 +31,14 @@ class DecodeGraphs:
         # transfer (seven pageable copies cost more host time than a batch-1 step's kernels wait for).
         self.vectors = torch.zeros(len(VECTORS), n + 1, dtype=torch.long, device=dev)
         self.staged = torch.zeros(self.vectors.shape, dtype=torch.long, pin_memory=True)
-        self.input_ids, self.positions, self.slots, self.query_lens, self.seq_lens = (
-            self.vectors[VECTORS.index(name), :n] for name in VECTORS[:-1]
+        row = dict(zip(VECTORS, self.vectors))
+        self.input_ids, self.positions, self.slots = (
+            row["input_ids"][:n],
+            row["positions"][:n],
+            row["slots"][:n],
         )
-        self.query_start_loc = self.vectors[VECTORS.index("query_start_loc")]
+        self.query_lens, self.seq_lens = row["query_lens"][:n], row["seq_lens"][:n]
+        self.query_start_loc = row["query_start_loc"]  # n + 1 entries
         self.slots.fill_(scratch_slot)
         self.seq_idx = torch.zeros(n, dtype=torch.long, device=dev)
         self.block_tables = torch.zeros(n, max_blocks_per_seq, dtype=torch.long, device=dev)
