@@ -7,7 +7,8 @@ With one core, if it dies every open request fails, /health turns "failed" and t
 exit (on_failure), so an orchestrator restarts it instead of a server hanging. With several (data
 parallelism, --data-parallel-size), the router (router.py) picks a replica per request; a replica that
 dies has its requests that had produced nothing yet sent to another, the others end with a retryable
-503, and it is started again; only when none is left does the server fail.
+503, and it is started again; only when none is left does the server fail. Which replicas exist (started,
+added, retired, restarted) is the replica set's business (replica_set.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
-import logging
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -30,11 +28,10 @@ from ..output import OutputProcessor, RequestOutput, merge
 from ..sampling_params import SamplingParams
 from ..tokenizer import load_tokenizer
 from . import ipc
-from .replica import CoreReplica, EngineUnavailable, check_devices
+from .replica import CoreReplica, EngineUnavailable
+from .replica_set import ReplicaSet
 from .router import PrefixRouter
-from .scaling import Autoscaler, ReplicaConfig
-
-log = logging.getLogger("atom.server")
+from .scaling import ReplicaConfig
 
 __all__ = ["EngineClient", "EngineUnavailable", "QueueFullError", "RequestFailed", "ShuttingDown"]
 
@@ -94,20 +91,13 @@ class EngineClient:
         self.assigned: dict[str, CoreReplica] = {}  # request -> the replica computing it
         self.prompts: dict[str, tuple[list[int], SamplingParams]] = {}  # to resend an unstarted request
         self.plan = replicas or ReplicaConfig()
-        self.replicas = [self._replica(i) for i in range(self.plan.replicas)]
-        self.retiring: set[int] = set()  # replicas taking no new requests, stopped once they are empty
-        self.restarting: set[int] = set()  # replicas being started again after their core died
-        self.autoscaler = Autoscaler(self.plan) if self.plan.autoscale else None
-        self._scaling: asyncio.Task | None = None
+        self.replica_set = ReplicaSet(config, self.plan, self._on_message, self._on_exit, self._on_retired)
         self.router = PrefixRouter(config.block_size)
         self.routed: Counter[tuple[int, str]] = Counter()  # (replica, why) -> requests
-        self._closing = False
 
-    def _replica(self, index: int) -> CoreReplica:
-        kind = CoreReplica
-        if self.plan.executor == "ray":
-            from .ray_replica import RayCoreReplica as kind
-        return kind(index, self.config, self.plan.slots, self._on_message, self._on_exit)
+    @property
+    def replicas(self) -> list[CoreReplica]:
+        return self.replica_set.replicas
 
     @property
     def ready(self) -> bool:
@@ -133,24 +123,14 @@ class EngineClient:
             folder = Path(self.config.model)
             self.tokenizer = await loop.run_in_executor(None, load_tokenizer, folder, self.config.load_format)
             self.output = OutputProcessor(self.tokenizer)
-            if self.plan.executor == "ray":
-                from .ray_replica import connect
-
-                await loop.run_in_executor(None, connect)
-            else:
-                check_devices(self.plan.slots, self.config)
-            await asyncio.gather(*(r.start() for r in self.replicas))
+            await self.replica_set.start()
             self.info = self.replicas[0].info
-            if self.autoscaler is not None:
-                self._scaling = asyncio.create_task(self._autoscale(), name="atom-autoscaler")
+            self.replica_set.start_autoscaling(lambda: len(self.unstarted), self.replica_loads, self._busy)
         except Exception as e:
             self._fail(f"{e.__class__.__name__}: {e}" if not isinstance(e, EngineUnavailable) else str(e))
 
     async def shutdown(self) -> None:
-        self._closing = True
-        if self._scaling is not None:
-            self._scaling.cancel()
-        await asyncio.gather(*(r.stop() for r in self.replicas))
+        await self.replica_set.stop()
 
     def fail_all(self, error: Exception) -> None:
         """Every open request ends with this error (their streams say so; the core is told to stop)."""
@@ -170,7 +150,7 @@ class EngineClient:
     def _on_exit(self, replica: CoreReplica, error: str) -> None:
         """A replica's core is gone: with one, the engine is; with several, its unstarted requests go
         to another replica, its started ones end retryably, and it is started again."""
-        if self._closing:
+        if self.replica_set.closing:
             return
         if len(self.replicas) == 1 or not any(r.ready for r in self.replicas):
             self._fail(error)
@@ -185,28 +165,13 @@ class EngineClient:
                 self._send(request_id, *self.prompts[request_id])  # nothing streamed yet: another replica
             except EngineUnavailable as e:
                 self._deliver(request_id, e)
-        if replica.index not in self.restarting:  # (one restart loop per replica)
-            asyncio.get_running_loop().create_task(self._restart(replica))
+        self.replica_set.restart(replica)
 
-    async def _restart(self, replica: CoreReplica) -> None:
-        """Start the replica again until it comes back (a core that dies while loading, a cluster
-        short of room), waiting 1, 2, 4 .. 30 s between attempts; the others serve meanwhile."""
-        self.restarting.add(replica.index)
-        try:
-            for attempt in itertools.count():
-                with contextlib.suppress(Exception):
-                    await replica.stop(final=False)
-                if self._closing or replica not in self.replicas:
-                    return
-                try:
-                    await replica.start()
-                    return
-                except Exception as e:
-                    replica.error = f"engine core {replica.index} did not come back: {e}"
-                    log.warning("%s; trying again", replica.error)
-                await asyncio.sleep(min(30.0, 2.0**attempt))
-        finally:
-            self.restarting.discard(replica.index)
+    def _on_retired(self, replica: CoreReplica) -> None:
+        self.router.forget(replica.index)
+
+    def _busy(self, replica: CoreReplica) -> bool:
+        return any(where is replica for where in self.assigned.values())
 
     # ---- requests ----------------------------------------------------------------------------------
     def admit(self, prompts: list[list[int]], params: SamplingParams, n: int = 1) -> None:
@@ -265,8 +230,8 @@ class EngineClient:
         if self.plan.slots == 1:
             replica = self.replicas[0]
         else:  # (also while an autoscaled server runs one replica: its requests stay resendable)
-            index, why = self.router.choose(prompt_token_ids, self._taking())
-            replica = next(r for r in self.replicas if r.index == index)
+            index, why = self.router.choose(prompt_token_ids, self.replica_set.taking(self.replica_loads()))
+            replica = self.replica_set.by_index(index)
             self.routed[(index, why)] += 1
             self.prompts[request_id] = (prompt_token_ids, params)
         self.assigned[request_id] = replica
@@ -276,46 +241,6 @@ class EngineClient:
         """Replica index -> requests in flight on it (for routing, autoscaling and /metrics)."""
         loads = Counter(r.index for r in self.assigned.values())
         return {r.index: loads[r.index] for r in self.replicas}
-
-    def _taking(self) -> dict[int, int]:
-        """The loads of the replicas that take new requests (ready, not retiring)."""
-        loads = self.replica_loads()
-        return {r.index: loads[r.index] for r in self.replicas if r.ready and r.index not in self.retiring}
-
-    # ---- autoscaling (--max-data-parallel-size) ----------------------------------------------------
-    async def _autoscale(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                decision = self.autoscaler.decide(time.monotonic(), len(self.unstarted), self._taking())
-                if decision == 1:
-                    await self._add_replica()
-                elif decision:
-                    self.retiring.add(decision[1])
-                await self._stop_retired()
-            except Exception:  # a bad tick must not end autoscaling for the server's life
-                log.exception("autoscaling step failed")
-
-    async def _add_replica(self) -> None:
-        used = {r.index for r in self.replicas}
-        replica = self._replica(min(i for i in range(self.plan.slots) if i not in used))
-        self.replicas.append(replica)
-        try:
-            await replica.start()
-        except Exception as e:  # no room on the cluster, or it failed to load: the others serve
-            log.warning("autoscaling: engine core %d could not be added: %s", replica.index, e)
-            self.replicas.remove(replica)
-            with contextlib.suppress(Exception):
-                await replica.stop()
-
-    async def _stop_retired(self) -> None:
-        for replica in [r for r in self.replicas if r.index in self.retiring]:
-            if any(where is replica for where in self.assigned.values()):
-                continue  # drains first: its requests finish where they run
-            self.retiring.discard(replica.index)
-            self.replicas.remove(replica)
-            self.router.forget(replica.index)
-            await replica.stop()
 
     def _on_message(self, replica: CoreReplica, message) -> None:
         if isinstance(message, ipc.CoreFailed):
