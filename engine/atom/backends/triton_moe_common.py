@@ -44,18 +44,23 @@ def load_mxfp4(w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_row
     """Rows of an MXFP4 matrix at k0..k0+BLOCK_K: packed nibbles [rows, BLOCK_K/2] (byte j holds k = 2j in
     its low nibble, 2j + 1 in its high one) and E8M0 exponents [rows, BLOCK_K/32] (one per 32 values)."""
     j = tl.arange(0, BLOCK_K // 2)
-    g = tl.arange(0, BLOCK_K // 32)
     packed = tl.load(
         w_base + rows[:, None] * stride_row + (k0 // 2 + j)[None, :],
         mask=row_ok[:, None] & (k0 + 2 * j < K)[None, :],
         other=0,
     )
-    exponent = tl.load(
+    return packed, load_mx_scales(s_base, rows, row_ok, k0, K, stride_scale_row, BLOCK_K)
+
+
+@triton.jit
+def load_mx_scales(s_base, rows, row_ok, k0, K, stride_scale_row, BLOCK_K: tl.constexpr):
+    """E8M0 exponents [rows, BLOCK_K/32] of the values k0..k0+BLOCK_K (one per 32); 127 (x1) past the edges."""
+    g = tl.arange(0, BLOCK_K // 32)
+    return tl.load(
         s_base + rows[:, None] * stride_scale_row + (k0 // 32 + g)[None, :],
         mask=row_ok[:, None] & (k0 + 32 * g < K)[None, :],
         other=127,
     )
-    return packed, exponent
 
 
 @triton.jit

@@ -25,7 +25,16 @@ import triton
 import triton.language as tl
 
 from . import routing
-from .triton_moe_common import ACTIVATIONS, activate, byte_scales, e2m1_as_half, load_dense, load_mxfp4
+from .triton_moe_common import (
+    ACTIVATIONS,
+    activate,
+    byte_scales,
+    e2m1_as_half,
+    gate_up_rows,
+    load_dense,
+    load_mx_scales,
+    load_mxfp4,
+)
 
 DENSE, BYTES, WORDS = 0, 1, 2  # how a program reads its expert's rows (module docstring)
 # WORDS: x is scaled up by 2^32 so that x * (a weight times 2^-126) stays a normal fp32 for any |x| above
@@ -92,12 +101,7 @@ def _row_dot(
                 mask=row_ok[:, None] & (k0 + 8 * j < K)[None, :],
                 other=0,
             ).to(tl.uint32, bitcast=True)
-            g = tl.arange(0, BLOCK_K // 32)
-            exponent = tl.load(
-                s_base + rows[:, None] * stride_scale_row + (k0 // 32 + g)[None, :],
-                mask=row_ok[:, None] & (k0 + 32 * g < K)[None, :],
-                other=127,
-            )
+            exponent = load_mx_scales(s_base, rows, row_ok, k0, K, stride_scale_row, BLOCK_K)
             part = _words_times_x(words, x_row, k0, K, BLOCK_K // 8, X_NIBBLE_MAJOR)
             blocks = tl.sum(tl.reshape(part, [ROWS, BLOCK_K // 32, 4]), axis=2)
             acc += blocks * tl.exp2(exponent.to(tl.float32) - 127.0)
@@ -124,10 +128,10 @@ def _row_dot(
     return out
 
 
-# How a token's experts reach the kernels: GIVEN as ids and weights (routed by backends.routing), or routed
-# inside each program from the router logits (top-k over at most a few hundred experts is cheaper than the
-# launches of routing apart): the names and semantics of backends.routing.
-GIVEN, TOPK_SOFTMAX, SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM = 0, 1, 2, 3
+# How a token's experts reach the kernels (ROUTING): GIVEN as ids and weights (routed by backends.routing),
+# or routed inside each program from the router logits (top-k over at most a few hundred experts is cheaper
+# than the launches of routing apart), with the semantics of backends.routing's names mapped here.
+GIVEN = 0
 IN_KERNEL = {routing.TOPK_SOFTMAX: 1, routing.SOFTMAX_TOPK: 2, routing.SOFTMAX_TOPK_RENORM: 3}
 
 
@@ -190,9 +194,8 @@ def _gate_up_gemv_kernel(
     # BLOCK_N output columns = 2 BLOCK_N rows of w13 in one pass: (gate, up) of each column side by side
     r = tl.arange(0, 2 * BLOCK_N)
     cols = tl.program_id(1) * BLOCK_N + r // 2
-    is_up = r % 2
-    # gpt-oss interleaves gate 2c and up 2c + 1; the others stack [gate | up]
-    rows = 2 * cols + is_up if ACTIVATION == 1 else cols + is_up * inter
+    gate_rows, up_rows = gate_up_rows(cols, inter, ACTIVATION)
+    rows = tl.where(r % 2 == 1, up_rows, gate_rows)
     row_ok = cols < inter
     y = _row_dot(
         x_ptr + (pair // TOP_K).to(tl.int64) * stride_xt, w_ptr + expert * stride_we,
@@ -263,18 +266,17 @@ def gate_up_down(x, weights, ids, ex, spec, tile, alloc, logits=None) -> torch.T
         else:
             decode = BYTES
     acc_k = {DENSE: tile.block_k, BYTES: tile.block_k // 2, WORDS: tile.block_k // 32}[decode]
-    if logits is None:
-        routing_args = (ids.flatten(), weights.float().contiguous(), x, 0)  # the logits pointer unread
+    if logits is None:  # the logits pointer is never read
+        ids_arg, weights_arg, logits_arg, stride_lt = ids.flatten(), weights.float().contiguous(), x, 0
         routed = {"ROUTING": GIVEN, "EXPERTS": 1}
-    else:
-        routing_args = (x, x, logits, logits.stride(0))  # the ids and weights pointers unread
+    else:  # the ids and weights pointers are never read
+        ids_arg, weights_arg, logits_arg, stride_lt = x, x, logits, logits.stride(0)
         routed = {"ROUTING": IN_KERNEL[spec.routing], "EXPERTS": triton.next_power_of_2(spec.num_experts)}
     meta = {
         "TOP_K": spec.top_k, "SLOTS": triton.next_power_of_2(spec.top_k), **routed,
         "DECODE": decode, "HAS_BIAS": spec.has_bias, "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k,
         "ACC_K": acc_k, "num_warps": tile.num_warps, "num_stages": tile.num_stages,
     }  # fmt: skip
-    ids_arg, weights_arg, logits_arg, stride_lt = routing_args
     h = alloc(num_pairs, inter, dtype=torch.float32 if decode == WORDS else x.dtype, device=x.device)
     _gate_up_gemv_kernel[(num_pairs, triton.cdiv(inter, tile.block_n))](
         x, ids_arg, weights_arg, logits_arg, w13, ex.s13, ex.b13, h, hidden, inter, spec.num_experts,
