@@ -26,12 +26,15 @@ import torch
 import triton
 import triton.language as tl
 
+from . import triton_moe_swapped as swapped
 from .routing import route
 from .spec import MoESpec
 from .triton_common import device_arch, dot
 from .triton_moe_common import (
     ACTIVATIONS,
     activate,
+    as_words,
+    block_pairs,
     byte_scales,
     e2m1_as_half,
     gate_up_rows,
@@ -54,7 +57,8 @@ class Tile(NamedTuple):
     num_warps: int
     num_stages: int
     scaled_dot: bool = False  # MXFP4 with bf16/fp16 activations through tl.dot_scaled (else UPCAST)
-    words: bool = False  # GEMV only: MXFP4 read as uint32 words, decoded by shifts (triton_moe_gemv.py)
+    words: bool = False  # GEMV and swapped: MXFP4 read as uint32 words, decoded by shifts and masks
+    swapped: bool = False  # GEMM weights-first, out^T = W x^T (triton_moe_swapped.py); MXFP4 and dense
 
 
 # Per arch, (most pairs per expert, tile) from decode to prefill: the first entry whose bound holds is used.
@@ -198,14 +202,6 @@ def _weight_dot(
 
 
 @triton.jit
-def _block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M: tl.constexpr):
-    """This program's BLOCK_M padded slots, the (token, k) pair in each, and which slots hold one."""
-    slots = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    pair = tl.load(sorted_pairs_ptr + slots)
-    return slots, pair, pair < num_pairs
-
-
-@triton.jit
 def _gate_up_kernel(
     x_ptr,
     w_ptr,
@@ -240,7 +236,7 @@ def _gate_up_kernel(
     expert = tl.load(block_expert_ptr + tl.program_id(0))
     if expert < 0:  # a padding block past the last expert's pairs
         return
-    slots, pair, pair_ok = _block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M)
+    slots, pair, pair_ok = block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M)
     token = pair // TOP_K
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < inter
@@ -303,7 +299,7 @@ def _down_kernel(
     expert = tl.load(block_expert_ptr + tl.program_id(0))
     if expert < 0:  # a padding block past the last expert's pairs
         return
-    slots, pair, pair_ok = _block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M)
+    slots, pair, pair_ok = block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < hidden
     w_base = w_ptr + expert.to(tl.int64) * stride_we
@@ -444,6 +440,10 @@ def _grouped_gate_up_down(
         "num_stages": tile.num_stages, "SCALE_BLOCK": spec.quant_block,
     }  # fmt: skip
     h = alloc(sorted_pairs.numel(), inter, dtype=x.dtype, device=x.device)
+    out = alloc(num_pairs, hidden, dtype=torch.float32, device=x.device)
+    if tile.swapped and common["WEIGHTS"] in (DENSE, UPCAST, SCALED_DOT):
+        _swapped_gate_up_down(x, weights, ex, spec, tile, h, out, sorted_pairs, block_expert, common)
+        return out
     grid = (block_expert.numel(), triton.cdiv(inter, tile.block_n))
     _gate_up_kernel[grid](
         x, ex.w13, ex.s13, ex.b13, h, sorted_pairs, block_expert, num_pairs, hidden, inter,
@@ -451,7 +451,6 @@ def _grouped_gate_up_down(
         h.stride(0), spec.swiglu_alpha, spec.swiglu_limit,
         TOP_K=top_k, ACTIVATION=ACTIVATIONS[spec.activation], **common,
     )  # fmt: skip
-    out = alloc(num_pairs, hidden, dtype=torch.float32, device=x.device)
     grid = (block_expert.numel(), triton.cdiv(hidden, tile.block_n))
     _down_kernel[grid](
         h, ex.w2, ex.s2, ex.b2, weights.contiguous(), out, sorted_pairs, block_expert, num_pairs, hidden, inter,
@@ -459,6 +458,36 @@ def _grouped_gate_up_down(
         out.stride(0), **common,
     )  # fmt: skip
     return out
+
+
+def _swapped_gate_up_down(x, weights, ex, spec, tile, h, out, sorted_pairs, block_expert, common) -> None:
+    """The two weights-first kernels (triton_moe_swapped.py) into h and out."""
+    hidden, inter, num_pairs = spec.hidden_size, spec.intermediate_size, weights.numel()
+    w13, w2, decode = ex.w13, ex.w2, swapped.DENSE
+    if common["WEIGHTS"] != DENSE:
+        words = (as_words(ex.w13), as_words(ex.w2)) if tile.words else (None,)
+        if all(w is not None for w in words):  # else the same values decoded from the bytes
+            (w13, w2), decode = words, swapped.WORDS
+        else:
+            decode = swapped.BYTES
+    flags = {
+        "DECODE": decode, "HAS_BIAS": spec.has_bias, "IEEE": common["IEEE"],
+        "BLOCK_M": tile.block_m, "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k,
+        "num_warps": tile.num_warps, "num_stages": tile.num_stages,
+    }  # fmt: skip
+    grid = (block_expert.numel(), triton.cdiv(inter, tile.block_n))
+    swapped.gate_up_kernel[grid](
+        x, w13, ex.s13, ex.b13, h, sorted_pairs, block_expert, num_pairs, hidden, inter,
+        x.stride(0), w13.stride(0), w13.stride(1), ex.s13.stride(0), ex.s13.stride(1), ex.b13.stride(0),
+        h.stride(0), spec.swiglu_alpha, spec.swiglu_limit,
+        TOP_K=spec.top_k, ACTIVATION=ACTIVATIONS[spec.activation], **flags,
+    )  # fmt: skip
+    grid = (block_expert.numel(), triton.cdiv(hidden, tile.block_n))
+    swapped.down_kernel[grid](
+        h, w2, ex.s2, ex.b2, weights.contiguous(), out, sorted_pairs, block_expert, num_pairs, hidden, inter,
+        h.stride(0), w2.stride(0), w2.stride(1), ex.s2.stride(0), ex.s2.stride(1), ex.b2.stride(0),
+        out.stride(0), **flags,
+    )  # fmt: skip
 
 
 def forward(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
 
@@ -17,6 +18,27 @@ def e2m1_as_half(code):
     """
     code = code.to(tl.uint16)
     return (((code & 8) << 12) | ((code & 7) << 9)).to(tl.float16, bitcast=True)
+
+
+@triton.jit
+def nibble_pair_halves(words, p: tl.constexpr):
+    """Nibbles p and p + 4 (p < 4) of each uint32 word placed at once into the two 16-bit halves of a word:
+    magnitude at bits 6-8, sign at bit 15 of each half. A half is then the bf16 (and the top of the fp32)
+    of the E2M1 value times 2^-126; the code for 0.5 is a subnormal."""
+    if p <= 1:  # noqa: SIM108 (a compile-time branch: the other shift would be negative)
+        magnitude = (words << (6 - 4 * p)) & 0x01C001C0
+    else:
+        magnitude = (words >> (4 * p - 6)) & 0x01C001C0
+    return magnitude | ((words << (12 - 4 * p)) & 0x80008000)
+
+
+def as_words(blocks: torch.Tensor) -> torch.Tensor | None:
+    """MXFP4 blocks [E, rows, ...] as int32 words [E, rows, K/8] (word j holds k = 8j .. 8j + 7, nibble i
+    at bits 4i), or None where the bytes do not allow it (a row not a whole number of aligned words)."""
+    flat = blocks.flatten(2)
+    if flat.stride(2) != 1 or flat.shape[2] % 4 or flat.stride(1) % 4 or flat.storage_offset() % 4:
+        return None
+    return flat.view(torch.int32)
 
 
 @triton.jit
@@ -72,6 +94,14 @@ def byte_scales(exponent, BLOCK_K: tl.constexpr):
     return tl.reshape(
         tl.broadcast_to(factor[:, :, None], [rows_n, BLOCK_K // 32, 16]), [rows_n, BLOCK_K // 2]
     )
+
+
+@triton.jit
+def block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M: tl.constexpr):
+    """This program's BLOCK_M padded slots, the (token, k) pair in each, and which slots hold one."""
+    slots = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    pair = tl.load(sorted_pairs_ptr + slots)
+    return slots, pair, pair < num_pairs
 
 
 @triton.jit

@@ -28,12 +28,14 @@ from . import routing
 from .triton_moe_common import (
     ACTIVATIONS,
     activate,
+    as_words,
     byte_scales,
     e2m1_as_half,
     gate_up_rows,
     load_dense,
     load_mx_scales,
     load_mxfp4,
+    nibble_pair_halves,
 )
 
 DENSE, BYTES, WORDS = 0, 1, 2  # how a program reads its expert's rows (module docstring)
@@ -45,16 +47,9 @@ SUM_SHIFT = tl.constexpr(1.9807040628566084e28)  # 2^94
 
 @triton.jit
 def nibble_pair_as_f32(words, p: tl.constexpr):
-    """Nibbles p and p + 4 (p < 4) of each uint32 word as fp32: their E2M1 values times 2^-126.
-
-    Both land at once in the two 16-bit halves (magnitude at bits 6-8, sign at bit 15 of each half); a
-    half moved to the top of a 32-bit word is the fp32 with the magnitude in bits 22-24 (exponent low bits,
-    mantissa top bit) and the sign in bit 31: the value times 2^-126, the code for 0.5 a subnormal."""
-    if p <= 1:  # noqa: SIM108 (a compile-time branch: the other shift would be negative)
-        magnitude = (words << (6 - 4 * p)) & 0x01C001C0
-    else:
-        magnitude = (words >> (4 * p - 6)) & 0x01C001C0
-    halves = magnitude | ((words << (12 - 4 * p)) & 0x80008000)
+    """Nibbles p and p + 4 (p < 4) of each uint32 word as fp32: their E2M1 values times 2^-126 (a half of
+    nibble_pair_halves moved to the top of a 32-bit word: magnitude in bits 22-24, sign in bit 31)."""
+    halves = nibble_pair_halves(words, p)
     low = (halves << 16).to(tl.float32, bitcast=True)
     high = (halves & 0xFFFF0000).to(tl.float32, bitcast=True)
     return low, high
@@ -242,15 +237,6 @@ def _down_gemv_kernel(
     tl.store(out_ptr + token.to(tl.int64) * stride_ot + rows, out.to(out_ptr.dtype.element_ty), mask=row_ok)
 
 
-def _as_words(blocks: torch.Tensor) -> torch.Tensor | None:
-    """MXFP4 blocks [E, rows, ...] as int32 words [E, rows, K/8], or None where the bytes do not allow it
-    (a row not a whole number of aligned words)."""
-    flat = blocks.flatten(2)
-    if flat.stride(2) != 1 or flat.shape[2] % 4 or flat.stride(1) % 4 or flat.storage_offset() % 4:
-        return None
-    return flat.view(torch.int32)
-
-
 def gate_up_down(x, weights, ids, ex, spec, tile, alloc, logits=None) -> torch.Tensor:
     """-> [T, H] in x's dtype: the layer's output, the k slots summed. Routed by `weights` and `ids`, or,
     where `logits` are given instead, inside the kernels (spec.routing must be in IN_KERNEL). `ex` is
@@ -260,7 +246,7 @@ def gate_up_down(x, weights, ids, ex, spec, tile, alloc, logits=None) -> torch.T
     num_pairs = tokens * spec.top_k
     w13, w2, decode = ex.w13, ex.w2, DENSE
     if spec.quant == "mxfp4":
-        words = (_as_words(ex.w13), _as_words(ex.w2)) if tile.words else (None, None)
+        words = (as_words(ex.w13), as_words(ex.w2)) if tile.words else (None, None)
         if all(w is not None for w in words):  # else the same values decoded from the bytes
             (w13, w2), decode = words, WORDS
         else:

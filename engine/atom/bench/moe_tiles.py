@@ -14,8 +14,23 @@ from ..backends.triton_moe import Tile
 from .moe import SHAPES, random_mxfp4_experts, time_us
 
 
+def swapped_tiles(pairs_per_expert: float) -> list[Tile]:
+    """Weights-first tiles: the token block is the MMA's narrow side (16 and up), the weight rows its
+    wide one (64 rows a warpgroup); MXFP4 read as words first (CUDA only: subnormals kept), then bytes."""
+    block_ms = [m for m in (16, 32, 64, 128) if m <= max(16, 2 * pairs_per_expert)][-2:]
+    shapes = [(m, n, k, 4, s) for m in block_ms for n in (64, 128) for k in (128, 256) for s in (3, 4)]
+    shapes += [(m, 128, 128, 8, 3) for m in block_ms]
+    words = [Tile(*t, words=True, swapped=True) for t in shapes] if torch.version.cuda else []
+    return words + [Tile(*t, swapped=True) for t in shapes]
+
+
 def candidate_tiles(pairs_per_expert: float) -> list[Tile]:
-    """Decode-sized blocks when experts see few pairs, wide ones for prefill (shared memory permitting)."""
+    """Decode-sized blocks when experts see few pairs, wide ones for prefill (shared memory permitting);
+    the weights-first family first (the row-major winners are in the tables already)."""
+    return swapped_tiles(pairs_per_expert) + row_major_tiles(pairs_per_expert)
+
+
+def row_major_tiles(pairs_per_expert: float) -> list[Tile]:
     if pairs_per_expert <= 4:  # the per-pair GEMV (block_m 1) and the 16-row GEMM
         words = itertools.product([1], [4, 8, 16], [512, 1024, 2048], [2, 4, 8], [2])
         gemv = [Tile(*t, words=True) for t in words] if torch.version.cuda else []  # words: subnormals kept
@@ -68,7 +83,9 @@ def print_sweep(rows: list[dict], top: int = 5) -> None:
     for r in rows[:top]:
         t = r["tile"]
         tile = f"M{t['block_m']} N{t['block_n']} K{t['block_k']} w{t['num_warps']} s{t['num_stages']}"
-        tile += "".join(f" {flag}" for flag in ("scaled_dot", "words") if t[flag])  # else rows look alike
+        tile += "".join(
+            f" {flag}" for flag in ("scaled_dot", "words", "swapped") if t.get(flag)
+        )  # else rows look alike
         result = (
             f"{r['us']:9.1f} us  err {r['rel_err_vs_torch']:.1e}" if r.get("us") else r.get("error", "wrong")
         )

@@ -1,0 +1,198 @@
+"""The grouped MoE GEMMs computed weights-first: out^T = W @ x^T, for MXFP4 and dense experts.
+
+The row-major kernels (triton_moe.py) multiply x [pairs, K] by the decoded weights as the dot's second
+operand. Decoded weights come out of registers, so Triton stages them through shared memory every K step,
+and the activations are read at stride 2 to match the nibble order. Here the roles swap, as triton_kernels
+does on Hopper: the weight tile [BLOCK_N rows, BLOCK_K] is decoded in registers into the dot's first
+operand (which Hopper's wgmma reads from registers directly), the pairs' activations are the second operand,
+loaded contiguously [BLOCK_M, BLOCK_K] and pipelined into shared memory, and the accumulator is [BLOCK_N,
+BLOCK_M]. The token block becomes the MMA's N side, which can be as narrow as 16, so small groups waste less.
+
+The math is the row-major kernels': the exact MXFP4 values (nibble times its block's power of two, in the
+activations' dtype), fp32 sums, the routing weight applied to each pair's fp32 output.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .triton_common import dot
+from .triton_moe_common import (
+    activate,
+    block_pairs,
+    byte_scales,
+    e2m1_as_half,
+    gate_up_rows,
+    load_dense,
+    load_mx_scales,
+    load_mxfp4,
+    nibble_pair_halves,
+)
+
+DENSE, BYTES, WORDS = 0, 1, 2  # how the weight tile is read (DECODE below)
+TWO_126 = tl.constexpr(8.507059173023462e37)  # 2^126: undoes the placement's 2^-126 (exact)
+
+
+@triton.jit
+def _nibble_pair(words, scale, dtype, p: tl.constexpr):
+    """Nibbles p and p + 4 of each word times their block scale, in `dtype`: placed as fp32 bits (the
+    value times 2^-126, nibble_pair_halves), then two fp32 multiplies, by 2^126 and by 2^(e - 127)."""
+    halves = nibble_pair_halves(words, p)
+    low = (halves << 16).to(tl.float32, bitcast=True)
+    high = (halves & 0xFFFF0000).to(tl.float32, bitcast=True)
+    return ((low * TWO_126) * scale).to(dtype), ((high * TWO_126) * scale).to(dtype)
+
+
+@triton.jit
+def _weight_tile(w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_row, dtype,
+                 DECODE: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
+    """W[rows, k0:k0+BLOCK_K] in `dtype` (k in order), the dot's first operand:
+    DENSE as stored; BYTES each nibble through fp16 and an fp32 scale multiply (any dtype);
+    WORDS uint32 words of 8 nibbles, two nibbles a shift-and-mask into fp32 bits, one multiply per value
+    fewer than BYTES and no fp16 step (_nibble_pair). The decoded 0.5 passes through an fp32 subnormal, as
+    in the GEMV's words path: kept by CUDA's fp32 multiply (only sm90 tables mark tiles `words`)."""
+    if DECODE == 2:
+        j = tl.arange(0, BLOCK_K // 8)
+        words = tl.load(
+            w_base + rows[:, None] * stride_row + (k0 // 8 + j)[None, :],
+            mask=row_ok[:, None] & (k0 + 8 * j < K)[None, :],
+            other=0,
+        ).to(tl.uint32, bitcast=True)
+        exponent = load_mx_scales(s_base, rows, row_ok, k0, K, stride_scale_row, BLOCK_K).to(tl.uint32)
+        scale = tl.where(exponent == 0, 0x400000, exponent << 23).to(tl.float32, bitcast=True)  # 2^(e-127)
+        rows_n: tl.constexpr = scale.shape[0]
+        scale = tl.reshape(
+            tl.broadcast_to(scale[:, :, None], [rows_n, BLOCK_K // 32, 4]), [rows_n, BLOCK_K // 8]
+        )
+        n0, n4 = _nibble_pair(words, scale, dtype, 0)
+        n1, n5 = _nibble_pair(words, scale, dtype, 1)
+        n2, n6 = _nibble_pair(words, scale, dtype, 2)
+        n3, n7 = _nibble_pair(words, scale, dtype, 3)
+        # joined so that the new last axes are k's bits 2, 1, 0 within the word
+        even = tl.join(tl.join(n0, n4), tl.join(n2, n6))
+        odd = tl.join(tl.join(n1, n5), tl.join(n3, n7))
+        return tl.reshape(tl.join(even, odd), [rows_n, BLOCK_K])
+    if DECODE == 1:
+        packed, exponent = load_mxfp4(
+            w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_row, BLOCK_K
+        )
+        factor = byte_scales(exponent, BLOCK_K)
+        low = (e2m1_as_half(packed & 0xF).to(tl.float32) * factor).to(dtype)
+        high = (e2m1_as_half(packed >> 4).to(tl.float32) * factor).to(dtype)
+        rows_n: tl.constexpr = low.shape[0]
+        return tl.reshape(tl.join(low, high), [rows_n, BLOCK_K])  # byte j: k = 2j (low), 2j + 1 (high)
+    return load_dense(w_base, rows, row_ok, k0, K, stride_row, BLOCK_K).to(dtype)
+
+
+@triton.jit
+def gate_up_kernel(
+    x_ptr,
+    w_ptr,
+    scale_ptr,
+    bias_ptr,
+    h_ptr,
+    sorted_pairs_ptr,
+    block_expert_ptr,
+    num_pairs,
+    hidden,
+    inter,
+    stride_xt,
+    stride_we,
+    stride_wr,
+    stride_se,
+    stride_sr,
+    stride_be,
+    stride_ht,
+    alpha,
+    limit,
+    TOP_K: tl.constexpr,
+    ACTIVATION: tl.constexpr,
+    DECODE: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    expert = tl.load(block_expert_ptr + tl.program_id(0))
+    if expert < 0:  # a padding block past the last expert's pairs
+        return
+    slots, pair, pair_ok = block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M)
+    token = pair // TOP_K
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = cols < inter
+    gate_rows, up_rows = gate_up_rows(cols, inter, ACTIVATION)
+    w_base = w_ptr + expert.to(tl.int64) * stride_we
+    s_base = scale_ptr + expert.to(tl.int64) * stride_se
+    gate = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
+    up = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
+    for k0 in range(0, hidden, BLOCK_K):
+        x_t = tl.trans(load_dense(x_ptr, token, pair_ok, k0, hidden, stride_xt, BLOCK_K))
+        w = _weight_tile(w_base, s_base, gate_rows, col_ok, k0, hidden, stride_wr, stride_sr, x_t.dtype,
+                         DECODE, BLOCK_K)  # fmt: skip
+        gate = dot(w, x_t, gate, IEEE)
+        w = _weight_tile(w_base, s_base, up_rows, col_ok, k0, hidden, stride_wr, stride_sr, x_t.dtype,
+                         DECODE, BLOCK_K)  # fmt: skip
+        up = dot(w, x_t, up, IEEE)
+    if HAS_BIAS:
+        b_base = bias_ptr + expert * stride_be
+        gate += tl.load(b_base + gate_rows, mask=col_ok, other=0.0).to(tl.float32)[:, None]
+        up += tl.load(b_base + up_rows, mask=col_ok, other=0.0).to(tl.float32)[:, None]
+    h = activate(gate, up, alpha, limit, ACTIVATION)
+    tl.store(
+        h_ptr + slots[None, :] * stride_ht + cols[:, None],
+        h.to(h_ptr.dtype.element_ty),
+        mask=col_ok[:, None] & pair_ok[None, :],
+    )
+
+
+@triton.jit
+def down_kernel(
+    h_ptr,
+    w_ptr,
+    scale_ptr,
+    bias_ptr,
+    routing_weights_ptr,
+    out_ptr,
+    sorted_pairs_ptr,
+    block_expert_ptr,
+    num_pairs,
+    hidden,
+    inter,
+    stride_ht,
+    stride_we,
+    stride_wr,
+    stride_se,
+    stride_sr,
+    stride_be,
+    stride_ot,
+    DECODE: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    expert = tl.load(block_expert_ptr + tl.program_id(0))
+    if expert < 0:  # a padding block past the last expert's pairs
+        return
+    slots, pair, pair_ok = block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M)
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = cols < hidden
+    w_base = w_ptr + expert.to(tl.int64) * stride_we
+    s_base = scale_ptr + expert.to(tl.int64) * stride_se
+    acc = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
+    for k0 in range(0, inter, BLOCK_K):
+        h_t = tl.trans(load_dense(h_ptr, slots, pair_ok, k0, inter, stride_ht, BLOCK_K))
+        w = _weight_tile(w_base, s_base, cols, col_ok, k0, inter, stride_wr, stride_sr, h_t.dtype,
+                         DECODE, BLOCK_K)  # fmt: skip
+        acc = dot(w, h_t, acc, IEEE)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + expert * stride_be + cols, mask=col_ok, other=0.0).to(tl.float32)[:, None]
+    acc *= tl.load(routing_weights_ptr + pair, mask=pair_ok, other=0.0)[None, :]
+    tl.store(
+        out_ptr + pair[None, :] * stride_ot + cols[:, None],
+        acc.to(out_ptr.dtype.element_ty),
+        mask=col_ok[:, None] & pair_ok[None, :],
+    )

@@ -1,0 +1,61 @@
+"""The weights-first MoE GEMMs (backends/triton_moe_swapped.py): their MXFP4 decoders value for value, and
+the layer against torch for every routing and activation. Compiled for real on a GPU, interpreted here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import triton
+import triton.language as tl
+
+from atom.backends import mxfp4, triton_moe
+from atom.backends import triton_moe_swapped as swapped
+from atom.backends.triton_moe_common import as_words
+
+from .test_backends_vs_torch import DEVICE, MOE_CASES, TOLERANCE, moe_case, rel_err, route_for
+
+ROWS, K = 16, 64
+
+
+@triton.jit
+def _tile_kernel(
+    w_ptr, s_ptr, out_ptr, stride_row, DECODE: tl.constexpr, ROWS: tl.constexpr, K: tl.constexpr
+):
+    rows = tl.arange(0, ROWS)
+    tile = swapped._weight_tile(
+        w_ptr, s_ptr, rows, rows < ROWS, 0, K, stride_row, K // 32, tl.float32, DECODE, K
+    )
+    tl.store(out_ptr + rows[:, None] * K + tl.arange(0, K)[None, :], tile.to(tl.float32))
+
+
+@pytest.mark.parametrize("decode", [swapped.BYTES, swapped.WORDS], ids=["bytes", "words"])
+def test_both_decoders_give_every_code_at_every_nibble_with_every_kind_of_scale(decode):
+    """Every E2M1 code at every nibble of a word (and random words), block scales from 2^-127 (E8M0 zero: the
+    smallest values are fp32 subnormals) to 2^73; in fp32, exactly the reference's values."""
+    gen = torch.Generator().manual_seed(0)
+    same = torch.tensor([c * 0x11111111 for c in range(16)], dtype=torch.int64)  # code c in all 8 nibbles
+    mixed = torch.randint(0, 1 << 32, (ROWS * K // 8 - 16,), dtype=torch.int64, generator=gen)
+    words = torch.cat([same, mixed]).to(torch.uint32).view(torch.int32)
+    codes = words.view(torch.uint8).reshape(ROWS, K // 32, 16)
+    scales = torch.tensor([0, 1, 100, 127, 150, 200, 127, 126] * 4, dtype=torch.uint8).reshape(ROWS, K // 32)
+    want = mxfp4.dequantize(codes, scales)
+    blocks = codes[None].to(DEVICE)
+    weights = as_words(blocks)[0] if decode == swapped.WORDS else blocks[0].flatten(1)
+    out = torch.empty(ROWS, K, dtype=torch.float32, device=DEVICE)
+    _tile_kernel[(1,)](weights, scales.to(DEVICE), out, weights.stride(0), DECODE=decode, ROWS=ROWS, K=K)
+    assert torch.equal(out.cpu(), want), (out.cpu() - want).abs().max()
+
+
+@pytest.mark.parametrize("words", [False, True], ids=["bytes", "words"])
+@pytest.mark.parametrize("case", [c for c, (spec, _) in MOE_CASES.items() if spec.quant != "fp8_block"])
+def test_the_weights_first_kernels_compute_the_same_moe(case, words):
+    """MXFP4 and dense experts, every routing and activation, workspaces poisoned. fp32 here (the
+    interpreter's bf16 tl.dot is wrong: the word decoder is checked above), bf16 on a GPU."""
+    dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float32
+    spec, x, w, logits, ref = moe_case(case, dtype)
+    weights, ids = route_for(spec, logits, w)
+    tile = triton_moe.Tile(16, 32, 64, 4, 2, words=words, swapped=True)
+    poison = lambda *s, **kw: torch.full(s, float("nan"), **kw)  # noqa: E731
+    got = triton_moe.fused_moe(x, weights, ids, w, spec, alloc=poison, tile=tile)
+    assert not got.isnan().any(), "a token's output was left unwritten"
+    assert rel_err(got, ref) < TOLERANCE[dtype]
