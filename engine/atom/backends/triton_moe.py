@@ -64,14 +64,15 @@ class Tile(NamedTuple):
 # Per arch, (most pairs per expert, tile) from decode to prefill: the first entry whose bound holds is used.
 # Up to one pair per expert, block_m 1 takes the per-pair GEMV (triton_moe_gemv.py; sm90, H200, M=1 on
 # either gpt-oss layer: 39.4 us with MXFP4 read as words, 108.5 us decoding bytes, the GEMM tiles' best
-# 178 us). sm90's prefill tiles are the sweep's best at M=1024 (4.6 ms) and M=8192 (30.6 ms; the untuned
-# 64x64x128 took 48.3 ms). A tile takes tl.dot_scaled only where it was checked correct on that arch:
-# Triton 3.6 on sm90 miscompiles dot_scaled for some tiles (wrong results at 16x64 with 4 warps and at every
-# 64- and 128-row tile, measured by `atom bench moe-tiles`), so sm90 uses it for its swept decode tiles only. LDS/shared memory bounds the stages: gfx942 has 64 KiB, gfx950 160 KiB,
-# sm90 228 KiB. The gfx entries have never run (no AMD GPU here) and keep the plain-dot UPCAST path; they
-# are the largest tiles that compile for their arch without spilling registers in both kernels, MXFP4
-# and bf16 experts (amd_compile.py checks it in CI: the earlier 64-wide, 4-warp tiles spilled 15-336
-# registers). The interpreter ignores warps and stages.
+# 178 us). Past it sm90 takes the weights-first GEMMs with MXFP4 read as words (triton_moe_swapped.py), the
+# sweep's best on the 20b layer without routing (`atom bench moe-tiles`, H200): M=32 537 us, M=128 700 us,
+# M=1024 1,692 us, M=8192 8,809 us, where the row-major tiles' best were 802, 922, 4,606 and 30,582 us.
+# tl.dot_scaled is used on no sm90 tile: Triton 3.6 miscompiles it there for some tiles (wrong results at
+# 16x64 with 4 warps and at every 64- and 128-row tile, measured by the same sweep). LDS/shared memory
+# bounds the stages: gfx942 has 64 KiB, gfx950 160 KiB, sm90 228 KiB. The gfx entries have never run (no
+# AMD GPU here) and keep the row-major UPCAST path; they are the largest tiles that compile for their arch
+# without spilling registers in both kernels, MXFP4 and bf16 experts (amd_compile.py checks it in CI: the
+# earlier 64-wide, 4-warp tiles spilled 15-336 registers). The interpreter ignores warps and stages.
 TILES = {
     "gfx942": (
         (1, Tile(1, 32, 128, 8, 2)),
@@ -87,11 +88,9 @@ TILES = {
     ),
     "sm90": (
         (1, Tile(1, 8, 1024, 4, 2, words=True)),
-        (4, Tile(16, 32, 256, 4, 3, scaled_dot=True)),
-        (16, Tile(16, 32, 128, 2, 4, scaled_dot=True)),
-        (64, Tile(32, 64, 128, 4, 4)),
-        (256, Tile(64, 128, 128, 4, 2)),
-        (None, Tile(128, 128, 64, 8, 2)),
+        (4, Tile(16, 64, 128, 4, 3, words=True, swapped=True)),
+        (16, Tile(32, 64, 128, 4, 3, words=True, swapped=True)),
+        (None, Tile(128, 128, 128, 8, 3, words=True, swapped=True)),
     ),
     "default": (
         (1, Tile(1, 32, 128, 4, 2)),
