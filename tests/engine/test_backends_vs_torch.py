@@ -243,7 +243,24 @@ def test_missing_expert_biases_are_named_not_read_from_another_tensor():
         triton_moe.fused_moe(x, weights, ids, without, spec)
 
 
+def test_fp8_experts_refuse_a_weights_first_tile_by_name():
+    spec, x, w, logits, _ = moe_case(
+        "deepseek FP8 experts: e4m3 with 16x16 block scales, partial blocks in H", torch.float32
+    )
+    weights, ids = route_for(spec, logits, w)
+    tile = triton_moe.Tile(16, 32, 64, 4, 2, swapped=True)
+    with pytest.raises(ValueError, match="FP8 experts and the A8W4 math take row-major tiles"):
+        triton_moe.fused_moe(x, weights, ids, w, spec, tile=tile)
+
+
+@pytest.mark.parametrize("arch", [*triton_moe.TILES, "gfx000"])
+def test_fp8_and_a8w4_get_a_table_without_weights_first_tiles_on_every_arch(arch):
+    assert not any(tile.swapped for _, tile in triton_moe.tiles_for(arch, swapped_ok=False))
+    assert triton_moe.tiles_for(arch, swapped_ok=False)[-1][0] is None  # every size has a tile
+
+
 ALL_TILES = [(arch, tile) for arch, table in triton_moe.TILES.items() for _, tile in table]
+ALL_TILES += [(arch, tile) for arch, table in triton_moe.ROW_MAJOR_TILES.items() for _, tile in table]
 # routes the sweep (`atom bench moe-tiles`) tries that no table uses yet
 ALL_TILES += [("sweep", triton_moe.Tile(1, 16, 256, 4, 2, words=True))]
 

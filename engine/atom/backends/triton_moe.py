@@ -101,6 +101,28 @@ TILES = {
 }
 
 
+# Per arch, the row-major tiles for what the weights-first kernels do not take (FP8 experts, the A8W4
+# math): the sweep's best before those kernels existed, each checked correct on sm90 (the tl.dot_scaled
+# ones at 16 rows: 16x64 with 4 warps gives wrong results there). Arches not listed use TILES.
+ROW_MAJOR_TILES = {
+    "sm90": (
+        (4, Tile(16, 32, 256, 4, 3, scaled_dot=True)),
+        (16, Tile(16, 32, 128, 2, 4, scaled_dot=True)),
+        (64, Tile(32, 64, 128, 4, 4)),
+        (256, Tile(64, 128, 128, 4, 2)),
+        (None, Tile(128, 128, 64, 8, 2)),
+    ),
+}
+
+
+def tiles_for(arch: str, swapped_ok: bool = True) -> tuple[tuple[int | None, Tile], ...]:
+    """The arch's (bound, tile) table; without swapped_ok, one with no weights-first tile."""
+    table = TILES.get(arch, TILES["default"])
+    if swapped_ok or not any(tile.swapped for _, tile in table):
+        return table
+    return tuple(entry for entry in table if entry[1].block_m == 1) + ROW_MAJOR_TILES[arch]
+
+
 # Per arch, the most tokens for which our GEMV (routing inside its kernels) beats triton_kernels' matmul_ogs
 # on the whole MXFP4 layer, from `bash bench/moe_decode.sh` (docs/performance.md, H200: 40.5 vs 85.7 us at
 # M=1 and 73.5 vs 103.0 at M=2 on the 20b layer, 129.6 vs 104.6 at M=4): the triton_kernels backend hands
@@ -331,12 +353,14 @@ def pick_tile(
     device: torch.device,
     gemm_only: bool = False,
     max_block_m: int = 1 << 30,
+    swapped_ok: bool = True,
 ) -> Tile:
     """The arch's tile for this many pairs per expert: small blocks for decode, larger for prefill.
-    gemm_only: never the per-pair GEMV (A8W4 quantizes activations in the GEMM tiles only)."""
+    gemm_only: never the per-pair GEMV (A8W4 quantizes activations in the GEMM tiles only);
+    swapped_ok False: row-major tiles only (FP8 experts, A8W4)."""
     per_expert = num_pairs / num_experts
     usable = [
-        (bound, tile) for bound, tile in TILES.get(device_arch(device), TILES["default"])
+        (bound, tile) for bound, tile in tiles_for(device_arch(device), swapped_ok)
         if not (gemm_only and tile.block_m == 1) and tile.block_m <= max_block_m
     ]  # fmt: skip
     # past the last usable bound (a capped table): its largest tile
@@ -403,10 +427,16 @@ def fused_moe(
     # the per-pair GEMV reads MXFP4 or dense weights only: FP8 experts take the GEMM tiles
     fp8 = spec.quant == "fp8_block"
     cap = FP8_MAX_BLOCK_M.get(device_arch(x.device), 1 << 30) if fp8 else 1 << 30
-    tile = tile or pick_tile(t * spec.top_k, spec.num_experts, x.device, bool(activation_quant) or fp8, cap)
+    row_major = bool(activation_quant) or fp8  # what the weights-first kernels do not take
+    tile = tile or pick_tile(t * spec.top_k, spec.num_experts, x.device, row_major, cap, not row_major)
     if fp8 and tile.block_m == 1:
         raise ValueError(
             "FP8 experts take the GEMM tiles (block_m > 1): the GEMV reads MXFP4 or dense weights"
+        )
+    if row_major and tile.swapped:
+        raise ValueError(
+            "FP8 experts and the A8W4 math take row-major tiles: the weights-first kernels read MXFP4 or "
+            "dense weights with the activations as they are"
         )
     if fp8 and tile.block_k > spec.quant_block:  # a K step within one scale column: one scale per row
         tile = tile._replace(block_k=spec.quant_block)
@@ -440,7 +470,7 @@ def _grouped_gate_up_down(
     }  # fmt: skip
     h = alloc(sorted_pairs.numel(), inter, dtype=x.dtype, device=x.device)
     out = alloc(num_pairs, hidden, dtype=torch.float32, device=x.device)
-    if tile.swapped and common["WEIGHTS"] in (DENSE, UPCAST, SCALED_DOT):
+    if tile.swapped:
         _swapped_gate_up_down(x, weights, ex, spec, tile, h, out, sorted_pairs, block_expert, common)
         return out
     grid = (block_expert.numel(), triton.cdiv(inter, tile.block_n))
