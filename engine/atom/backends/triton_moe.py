@@ -497,8 +497,6 @@ def _swapped_gate_up_down(x, weights, ex, spec, tile, h, out, sorted_pairs, bloc
         words = (as_words(ex.w13), as_words(ex.w2)) if tile.words else (None,)
         if all(w is not None for w in words):  # else the same values decoded from the bytes
             (w13, w2), decode = words, swapped.WORDS
-            if x.dtype == torch.bfloat16 and x.device.type == "cuda" and torch.version.cuda:
-                decode = swapped.WORDS_PTX
         else:
             decode = swapped.BYTES
     flags = {

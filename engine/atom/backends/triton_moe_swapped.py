@@ -30,7 +30,7 @@ from .triton_moe_common import (
     nibble_pair_halves,
 )
 
-DENSE, BYTES, WORDS, WORDS_PTX = 0, 1, 2, 3  # how the weight tile is read (DECODE below)
+DENSE, BYTES, WORDS = 0, 1, 2  # how the weight tile is read (DECODE below)
 TWO_126 = tl.constexpr(8.507059173023462e37)  # 2^126: undoes the placement's 2^-126 (exact)
 
 
@@ -45,37 +45,14 @@ def _nibble_pair(words, scale, dtype, p: tl.constexpr):
 
 
 @triton.jit
-def _nibble_pair_ptx(words, scale_bits, p: tl.constexpr):
-    """_nibble_pair for bf16 on NVIDIA, two values an instruction: the placed halves are already a bf16
-    pair (each the value times 2^-126), multiplied by 2^126 and then by the block's 2^(e - 127) in
-    bf16x2 (exact: bf16 has fp32's exponent range, and sm90's bf16 multiply keeps subnormal inputs)."""
-    halves = nibble_pair_halves(words, p)
-    return tl.inline_asm_elementwise(
-        asm="""{
-        .reg .b32 t, k;
-        mov.b32 k, 0x7E807E80;
-        mul.rn.bf16x2 t, $2, k;
-        mul.rn.bf16x2 t, t, $3;
-        mov.b32 {$0, $1}, t;
-        }""",
-        constraints="=h,=h,r,r",
-        args=[halves, scale_bits],
-        dtype=(tl.bfloat16, tl.bfloat16),
-        is_pure=True,
-        pack=1,
-    )
-
-
-@triton.jit
 def _weight_tile(w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_row, dtype,
                  DECODE: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
     """W[rows, k0:k0+BLOCK_K] in `dtype` (k in order), the dot's first operand:
     DENSE as stored; BYTES each nibble through fp16 and an fp32 scale multiply (any dtype);
     WORDS uint32 words of 8 nibbles, two nibbles a shift-and-mask into fp32 bits, one multiply per value
     fewer than BYTES and no fp16 step (_nibble_pair). The decoded 0.5 passes through an fp32 subnormal, as
-    in the GEMV's words path: kept by CUDA's fp32 multiply (only sm90 tables mark tiles `words`);
-    WORDS_PTX the same words for bf16 on NVIDIA, the multiplies two at a time in PTX (_nibble_pair_ptx)."""
-    if DECODE >= 2:
+    in the GEMV's words path: kept by CUDA's fp32 multiply (only sm90 tables mark tiles `words`)."""
+    if DECODE == 2:
         j = tl.arange(0, BLOCK_K // 8)
         words = tl.load(
             w_base + rows[:, None] * stride_row + (k0 // 8 + j)[None, :],
@@ -83,23 +60,15 @@ def _weight_tile(w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_r
             other=0,
         ).to(tl.uint32, bitcast=True)
         exponent = load_mx_scales(s_base, rows, row_ok, k0, K, stride_scale_row, BLOCK_K).to(tl.uint32)
-        rows_n: tl.constexpr = exponent.shape[0]
-        exponent = tl.reshape(
-            tl.broadcast_to(exponent[:, :, None], [rows_n, BLOCK_K // 32, 4]), [rows_n, BLOCK_K // 8]
-        )  # one per word
-        if DECODE == 3:  # 2^(e - 127) as a bf16 pair; e = 0 is the subnormal 0x0040
-            bits = tl.where(exponent == 0, 0x40, exponent << 7)
-            pair = bits | (bits << 16)
-            n0, n4 = _nibble_pair_ptx(words, pair, 0)
-            n1, n5 = _nibble_pair_ptx(words, pair, 1)
-            n2, n6 = _nibble_pair_ptx(words, pair, 2)
-            n3, n7 = _nibble_pair_ptx(words, pair, 3)
-        else:
-            scale = tl.where(exponent == 0, 0x400000, exponent << 23).to(tl.float32, bitcast=True)
-            n0, n4 = _nibble_pair(words, scale, dtype, 0)
-            n1, n5 = _nibble_pair(words, scale, dtype, 1)
-            n2, n6 = _nibble_pair(words, scale, dtype, 2)
-            n3, n7 = _nibble_pair(words, scale, dtype, 3)
+        scale = tl.where(exponent == 0, 0x400000, exponent << 23).to(tl.float32, bitcast=True)  # 2^(e-127)
+        rows_n: tl.constexpr = scale.shape[0]
+        scale = tl.reshape(
+            tl.broadcast_to(scale[:, :, None], [rows_n, BLOCK_K // 32, 4]), [rows_n, BLOCK_K // 8]
+        )
+        n0, n4 = _nibble_pair(words, scale, dtype, 0)
+        n1, n5 = _nibble_pair(words, scale, dtype, 1)
+        n2, n6 = _nibble_pair(words, scale, dtype, 2)
+        n3, n7 = _nibble_pair(words, scale, dtype, 3)
         # joined so that the new last axes are k's bits 2, 1, 0 within the word
         even = tl.join(tl.join(n0, n4), tl.join(n2, n6))
         odd = tl.join(tl.join(n1, n5), tl.join(n3, n7))
