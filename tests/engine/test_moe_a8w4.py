@@ -14,6 +14,7 @@ from atom.bench.moe import random_mxfp4_experts
 from atom.errors import BackendError
 from atom.platform import simulated
 
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # compiled on a GPU machine, interpreted here
 SPEC = MoESpec(8, 4, 256, 128, "mxfp4", "swiglu_oai", TOPK_SOFTMAX, has_bias=True)
 # docs/backends.md: the bounds of the A8W4 contract (relative Frobenius error of the layer's output)
 BOUND_VS_ITS_STATEMENT = 0.05  # 1-2 % typical, 3.8 % seen: a bf16 h at an e4m3 rounding edge flips
@@ -27,9 +28,9 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("tokens", [1, 40])
 def test_a8w4_matches_its_torch_statement_and_the_documented_bound(tokens):
     torch.manual_seed(tokens)
-    w = random_mxfp4_experts(SPEC, "cpu", torch.Generator().manual_seed(tokens))
-    x = torch.randn(tokens, SPEC.hidden_size).to(torch.bfloat16)
-    logits = torch.randn(tokens, SPEC.num_experts)
+    w = random_mxfp4_experts(SPEC, DEVICE, torch.Generator(DEVICE).manual_seed(tokens))
+    x = torch.randn(tokens, SPEC.hidden_size, device=DEVICE).to(torch.bfloat16)
+    logits = torch.randn(tokens, SPEC.num_experts, device=DEVICE)
     got = triton_moe_a8w4.forward(x, logits, w, SPEC)
     statement = triton_moe_a8w4.reference_forward(x, logits, w, SPEC)
     exact = torch_moe.forward(x, logits, w, SPEC)
