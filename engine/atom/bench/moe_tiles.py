@@ -17,9 +17,10 @@ from .moe import SHAPES, random_mxfp4_experts, time_us
 def swapped_tiles(pairs_per_expert: float) -> list[Tile]:
     """Weights-first tiles: the token block is the MMA's narrow side (16 and up), the weight rows its
     wide one (64 rows a warpgroup); MXFP4 read as words first (CUDA only: subnormals kept), then bytes."""
-    block_ms = [m for m in (16, 32, 64, 128) if m <= max(16, 2 * pairs_per_expert)][-2:]
+    block_ms = [m for m in (128, 64, 32, 16) if m <= max(16, 2 * pairs_per_expert)][:2]  # largest first
     shapes = [(m, n, k, 4, s) for m in block_ms for n in (64, 128) for k in (128, 256) for s in (3, 4)]
-    shapes += [(m, 128, 128, 8, 3) for m in block_ms]
+    shapes += [(m, 128, k, 8, s) for m in block_ms for k in (64, 128) for s in (3, 4)]
+    shapes += [(m, 256, 64, 8, 3) for m in block_ms]
     words = [Tile(*t, words=True, swapped=True) for t in shapes] if torch.version.cuda else []
     return words + [Tile(*t, swapped=True) for t in shapes]
 
