@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from atom.backends import fp8, mxfp4, torch_attention, torch_moe, triton_attention, triton_moe
+from atom.backends import fp8, mx_layout, mxfp4, torch_attention, torch_moe, triton_attention, triton_moe
 from atom.backends.routing import SIGMOID_GROUPED, SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX
 from atom.backends.spec import AttentionSpec, MoESpec
 from atom.backends.triton_moe_gemv import nibble_pair_as_f32
@@ -271,6 +271,8 @@ def test_every_tile_in_the_tables_computes_the_same_moe(arch, tile):
     UPCAST tiles in fp32 (its bf16 tl.dot is wrong) and the dot_scaled ones in bf16."""
     dtype = torch.bfloat16 if DEVICE == "cuda" or tile.scaled_dot else torch.float32
     spec, x, w, logits, ref = moe_case("gpt-oss prefill: mxfp4, many tokens per expert", dtype)
+    if tile.fragments:  # what triton_moe.prepare adds at load time
+        w |= mx_layout.prepare(w, interleaved=spec.activation == "swiglu_oai")
     weights, ids = route_for(spec, logits, w)
     got = triton_moe.fused_moe(x, weights, ids, w, spec, tile=tile)
     assert rel_err(got, ref) < TOLERANCE[dtype]

@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from atom.backends import mxfp4, triton_moe
+from atom.backends import mx_layout, mxfp4, triton_moe
 from atom.backends import triton_moe_swapped as swapped
 from atom.backends.triton_moe_common import as_words
 
@@ -59,3 +59,16 @@ def test_the_weights_first_kernels_compute_the_same_moe(case, words):
     got = triton_moe.fused_moe(x, weights, ids, w, spec, alloc=poison, tile=tile)
     assert not got.isnan().any(), "a token's output was left unwritten"
     assert rel_err(got, ref) < TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize(
+    "case", [c for c, (spec, _) in MOE_CASES.items() if spec.quant == "mxfp4" and spec.routing != "x"]
+)
+def test_the_fragment_layout_computes_the_same_moe(case):
+    """MXFP4 experts regrouped at load time (mx_layout.prepare), decoded per MMA fragment."""
+    spec, x, w, logits, ref = moe_case(case, torch.bfloat16 if DEVICE == "cuda" else torch.float32)
+    w = w | mx_layout.prepare(w, interleaved=spec.activation == "swiglu_oai")
+    weights, ids = route_for(spec, logits, w)
+    tile = triton_moe.Tile(16, 32, 64, 4, 2, swapped=True, fragments=True)
+    got = triton_moe.fused_moe(x, weights, ids, w, spec, tile=tile)
+    assert rel_err(got, ref) < TOLERANCE[x.dtype]

@@ -30,7 +30,7 @@ from .triton_moe_common import (
     nibble_pair_halves,
 )
 
-DENSE, BYTES, WORDS = 0, 1, 2  # how the weight tile is read (DECODE below)
+DENSE, BYTES, WORDS, FRAGMENTS = 0, 1, 2, 3  # how the weight tile is read (DECODE below)
 TWO_126 = tl.constexpr(8.507059173023462e37)  # 2^126: undoes the placement's 2^-126 (exact)
 
 
@@ -45,6 +45,41 @@ def _nibble_pair(words, scale, dtype, p: tl.constexpr):
 
 
 @triton.jit
+def _fragment_tile(w_base, s_base, rows, k0, K, stride_scale_row, dtype, BLOCK_K: tl.constexpr):
+    """W[rows, k0:k0+BLOCK_K] from the fragment layout (mx_layout.fragment_words): each word holds the
+    8 values one lane of an MMA's 16 x 16 register fragment needs, so decoding stays in the thread. Word
+    (group, f, lane g*4+t), nibble n = 4 qk + 2 qr + b: row 16 group + 8 qr + g, k 16 f + 8 qk + 2 t + b.
+    Tensors are [frags, groups, g, t] so that Triton spreads warps over the row groups, as the MMA does."""
+    rows_n: tl.constexpr = rows.shape[0]
+    group = tl.min(tl.reshape(rows, [rows_n // 16, 16]), axis=1) // 16
+    f = k0 // 16 + tl.arange(0, BLOCK_K // 16)
+    g = tl.arange(0, 8)
+    t = tl.arange(0, 4)
+    lane = g[None, None, :, None] * 4 + t[None, None, None, :]
+    where = (group[None, :, None, None] * (K // 16) + f[:, None, None, None]) * 32 + lane
+    inside = (f < K // 16)[:, None, None, None] & (lane >= 0)
+    words = tl.load(w_base + where, mask=inside, other=0).to(tl.uint32, bitcast=True)  # [frags, groups, 8, 4]
+    scale_row = 16 * group[None, :, None, None] + g[None, None, :, None]
+    scale_at = s_base + scale_row * stride_scale_row + (f // 2)[:, None, None, None] + 0 * lane
+    upper = _scale_of(tl.load(scale_at, mask=inside, other=127))  # rows g (qr = 0)
+    lower = _scale_of(tl.load(scale_at + 8 * stride_scale_row, mask=inside, other=127))  # rows g + 8
+    n0, n4 = _nibble_pair(words, upper, dtype, 0)
+    n1, n5 = _nibble_pair(words, upper, dtype, 1)
+    n2, n6 = _nibble_pair(words, lower, dtype, 2)
+    n3, n7 = _nibble_pair(words, lower, dtype, 3)
+    values = tl.join(tl.join(tl.join(n0, n4), tl.join(n2, n6)), tl.join(tl.join(n1, n5), tl.join(n3, n7)))
+    # [frags, groups, g, t, qk, qr, b] -> [groups, qr, g, frags, qk, t, b] = [rows, k]
+    return tl.reshape(tl.permute(values, (1, 5, 2, 0, 4, 3, 6)), [rows_n, BLOCK_K])
+
+
+@triton.jit
+def _scale_of(exponent):
+    """E8M0 exponents as the fp32 2^(e - 127), e = 0 the subnormal 2^-127."""
+    exponent = exponent.to(tl.uint32)
+    return tl.where(exponent == 0, 0x400000, exponent << 23).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _weight_tile(w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_row, dtype,
                  DECODE: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
     """W[rows, k0:k0+BLOCK_K] in `dtype` (k in order), the dot's first operand:
@@ -52,6 +87,8 @@ def _weight_tile(w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_r
     WORDS uint32 words of 8 nibbles, two nibbles a shift-and-mask into fp32 bits, one multiply per value
     fewer than BYTES and no fp16 step (_nibble_pair). The decoded 0.5 passes through an fp32 subnormal, as
     in the GEMV's words path: kept by CUDA's fp32 multiply (only sm90 tables mark tiles `words`)."""
+    if DECODE == 3:
+        return _fragment_tile(w_base, s_base, rows, k0, K, stride_scale_row, dtype, BLOCK_K)
     if DECODE == 2:
         j = tl.arange(0, BLOCK_K // 8)
         words = tl.load(
@@ -59,8 +96,8 @@ def _weight_tile(w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_r
             mask=row_ok[:, None] & (k0 + 8 * j < K)[None, :],
             other=0,
         ).to(tl.uint32, bitcast=True)
-        exponent = load_mx_scales(s_base, rows, row_ok, k0, K, stride_scale_row, BLOCK_K).to(tl.uint32)
-        scale = tl.where(exponent == 0, 0x400000, exponent << 23).to(tl.float32, bitcast=True)  # 2^(e-127)
+        exponent = load_mx_scales(s_base, rows, row_ok, k0, K, stride_scale_row, BLOCK_K)
+        scale = _scale_of(exponent)
         rows_n: tl.constexpr = scale.shape[0]
         scale = tl.reshape(
             tl.broadcast_to(scale[:, :, None], [rows_n, BLOCK_K // 32, 4]), [rows_n, BLOCK_K // 8]
@@ -123,16 +160,19 @@ def gate_up_kernel(
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < inter
     gate_rows, up_rows = gate_up_rows(cols, inter, ACTIVATION)
+    w_gate, w_up = gate_rows, up_rows
+    if DECODE == 3:  # the fragment layout stacks [gate | up] for every activation
+        w_gate, w_up = cols, inter + cols
     w_base = w_ptr + expert.to(tl.int64) * stride_we
     s_base = scale_ptr + expert.to(tl.int64) * stride_se
     gate = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
     up = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
     for k0 in range(0, hidden, BLOCK_K):
         x_t = tl.trans(load_dense(x_ptr, token, pair_ok, k0, hidden, stride_xt, BLOCK_K))
-        w = _weight_tile(w_base, s_base, gate_rows, col_ok, k0, hidden, stride_wr, stride_sr, x_t.dtype,
+        w = _weight_tile(w_base, s_base, w_gate, col_ok, k0, hidden, stride_wr, stride_sr, x_t.dtype,
                          DECODE, BLOCK_K)  # fmt: skip
         gate = dot(w, x_t, gate, IEEE)
-        w = _weight_tile(w_base, s_base, up_rows, col_ok, k0, hidden, stride_wr, stride_sr, x_t.dtype,
+        w = _weight_tile(w_base, s_base, w_up, col_ok, k0, hidden, stride_wr, stride_sr, x_t.dtype,
                          DECODE, BLOCK_K)  # fmt: skip
         up = dot(w, x_t, up, IEEE)
     if HAS_BIAS:

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from ..backends import torch_moe, triton_moe
+from ..backends import mx_layout, torch_moe, triton_moe
 from ..backends.routing import route
 from ..backends.triton_moe import Tile
 from .moe import SHAPES, random_mxfp4_experts, time_us
@@ -18,11 +18,21 @@ def swapped_tiles(pairs_per_expert: float) -> list[Tile]:
     """Weights-first tiles: the token block is the MMA's narrow side (16 and up), the weight rows its
     wide one (64 rows a warpgroup); MXFP4 read as words first (CUDA only: subnormals kept), then bytes."""
     block_ms = [m for m in (128, 64, 32, 16) if m <= max(16, 2 * pairs_per_expert)][:2]  # largest first
-    shapes = [(m, n, k, 4, s) for m in block_ms for n in (64, 128) for k in (128, 256) for s in (3, 4)]
+    shapes = [(m, 64, 128, 4, 3) for m in block_ms] + [
+        (m, 128, 128, 8, 3) for m in block_ms
+    ]  # the best so far
+    shapes += [(m, n, k, 4, s) for m in block_ms for n in (64, 128) for k in (128, 256) for s in (3, 4)]
     shapes += [(m, 128, k, 8, s) for m in block_ms for k in (64, 128) for s in (3, 4)]
     shapes += [(m, 256, 64, 8, 3) for m in block_ms]
-    words = [Tile(*t, words=True, swapped=True) for t in shapes] if torch.version.cuda else []
-    return words + [Tile(*t, swapped=True) for t in shapes]
+    shapes = list(dict.fromkeys(shapes))
+    if not torch.version.cuda:  # words and fragments decode through fp32 subnormals: CUDA keeps them
+        return [Tile(*t, swapped=True) for t in shapes]
+    fragments = [Tile(*t, words=True, swapped=True, fragments=True) for t in shapes]
+    return (
+        fragments
+        + [Tile(*t, words=True, swapped=True) for t in shapes]
+        + [Tile(*t, swapped=True) for t in shapes]
+    )
 
 
 def candidate_tiles(pairs_per_expert: float) -> list[Tile]:
@@ -52,6 +62,7 @@ def sweep(shape: str, m: int, budget_s: float, seed: int = 0) -> list[dict]:
     spec = SHAPES[shape]
     gen = torch.Generator(device="cuda").manual_seed(seed)
     w = random_mxfp4_experts(spec, "cuda", gen)
+    w |= mx_layout.prepare(w, interleaved=spec.activation == "swiglu_oai")  # for the fragments tiles
     x = torch.randn(m, spec.hidden_size, device="cuda", generator=gen).to(torch.bfloat16)
     logits = torch.randn(m, spec.num_experts, device="cuda", generator=gen)
     weights, ids = route(logits, spec.top_k, spec.routing)
@@ -85,7 +96,7 @@ def print_sweep(rows: list[dict], top: int = 5) -> None:
         t = r["tile"]
         tile = f"M{t['block_m']} N{t['block_n']} K{t['block_k']} w{t['num_warps']} s{t['num_stages']}"
         tile += "".join(
-            f" {flag}" for flag in ("scaled_dot", "words", "swapped") if t.get(flag)
+            f" {flag}" for flag in ("scaled_dot", "words", "swapped", "fragments") if t.get(flag)
         )  # else rows look alike
         result = (
             f"{r['us']:9.1f} us  err {r['rel_err_vs_torch']:.1e}" if r.get("us") else r.get("error", "wrong")
