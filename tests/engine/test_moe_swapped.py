@@ -61,9 +61,7 @@ def test_the_weights_first_kernels_compute_the_same_moe(case, words):
     assert rel_err(got, ref) < TOLERANCE[dtype]
 
 
-@pytest.mark.parametrize(
-    "case", [c for c, (spec, _) in MOE_CASES.items() if spec.quant == "mxfp4" and spec.routing != "x"]
-)
+@pytest.mark.parametrize("case", [c for c, (spec, _) in MOE_CASES.items() if spec.quant == "mxfp4"])
 def test_the_fragment_layout_computes_the_same_moe(case):
     """MXFP4 experts regrouped at load time (mx_layout.prepare), decoded per MMA fragment."""
     spec, x, w, logits, ref = moe_case(case, torch.bfloat16 if DEVICE == "cuda" else torch.float32)
@@ -72,3 +70,11 @@ def test_the_fragment_layout_computes_the_same_moe(case):
     tile = triton_moe.Tile(16, 32, 64, 4, 2, swapped=True, fragments=True)
     got = triton_moe.fused_moe(x, weights, ids, w, spec, tile=tile)
     assert rel_err(got, ref) < TOLERANCE[x.dtype]
+
+
+def test_a_fragments_tile_without_the_layout_is_refused_by_name():
+    spec, x, w, logits, _ = moe_case("gpt-oss: mxfp4, swiglu_oai, topk_softmax, biases", torch.float32)
+    weights, ids = route_for(spec, logits, w)
+    tile = triton_moe.Tile(16, 32, 64, 4, 2, swapped=True, fragments=True)
+    with pytest.raises(ValueError, match="a fragments tile needs the experts in that layout"):
+        triton_moe.fused_moe(x, weights, ids, w, spec, tile=tile)
