@@ -124,7 +124,7 @@ def bench_moe_tiles(
     budget_s: Annotated[float, typer.Option(help="stop sweeping one (shape, M) after this long")] = 120,
     json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
 ) -> None:
-    """Sweep our Triton MoE's tiles (GPU): the fastest correct ones go into triton_moe.TILES."""
+    """Sweep our Triton MoE's tiles (GPU): the fastest correct ones go into triton_moe_tiles.TILES."""
     from .bench.moe_tiles import print_sweep, sweep
 
     rows = []

@@ -42,7 +42,7 @@ def test_every_kernel_compiles_for_gfx942_and_gfx950_without_spills_and_the_tabl
     ):
         assert {(name, "gfx942"), (name, "gfx950")} <= kernels, name
     # every tile of each arch's MoE table was compiled for that arch
-    from atom.backends.triton_moe import TILES
+    from atom.backends.triton_moe_tiles import TILES
 
     for arch in ("gfx942", "gfx950"):
         variants = {
@@ -60,7 +60,7 @@ def test_a_tile_past_the_arch_is_named_with_kernel_tile_and_arch():
     """A MoE tile far too large for gfx942 goes through the same recording and compile as the real ones."""
     code = """
 from atom.backends import amd_compile, triton_moe
-from atom.backends.triton_moe import Tile
+from atom.backends.triton_moe_tiles import Tile
 spec = amd_compile.MODELS["gpt-oss"][2]
 with amd_compile.recorded_launches("gfx942") as launches:
     amd_compile._moe(spec, Tile(128, 256, 256, 4, 3))

@@ -12,7 +12,16 @@ import torch
 import triton
 import triton.language as tl
 
-from atom.backends import fp8, mx_layout, mxfp4, torch_attention, torch_moe, triton_attention, triton_moe
+from atom.backends import (
+    fp8,
+    mx_layout,
+    mxfp4,
+    torch_attention,
+    torch_moe,
+    triton_attention,
+    triton_moe,
+    triton_moe_tiles,
+)
 from atom.backends.routing import SIGMOID_GROUPED, SOFTMAX_TOPK, SOFTMAX_TOPK_RENORM, TOPK_SOFTMAX
 from atom.backends.spec import AttentionSpec, MoESpec
 from atom.backends.triton_moe_gemv import nibble_pair_as_f32
@@ -253,14 +262,14 @@ def test_fp8_experts_refuse_a_weights_first_tile_by_name():
         triton_moe.fused_moe(x, weights, ids, w, spec, tile=tile)
 
 
-@pytest.mark.parametrize("arch", [*triton_moe.TILES, "gfx000"])
+@pytest.mark.parametrize("arch", [*triton_moe_tiles.TILES, "gfx000"])
 def test_fp8_and_a8w4_get_a_table_without_weights_first_tiles_on_every_arch(arch):
-    assert not any(tile.swapped for _, tile in triton_moe.tiles_for(arch, swapped_ok=False))
-    assert triton_moe.tiles_for(arch, swapped_ok=False)[-1][0] is None  # every size has a tile
+    assert not any(tile.swapped for _, tile in triton_moe_tiles.tiles_for(arch, swapped_ok=False))
+    assert triton_moe_tiles.tiles_for(arch, swapped_ok=False)[-1][0] is None  # every size has a tile
 
 
-ALL_TILES = [(arch, tile) for arch, table in triton_moe.TILES.items() for _, tile in table]
-ALL_TILES += [(arch, tile) for arch, table in triton_moe.ROW_MAJOR_TILES.items() for _, tile in table]
+ALL_TILES = [(arch, tile) for arch, table in triton_moe_tiles.TILES.items() for _, tile in table]
+ALL_TILES += [(arch, tile) for arch, table in triton_moe_tiles.ROW_MAJOR_TILES.items() for _, tile in table]
 # routes the sweep (`atom bench moe-tiles`) tries that no table uses yet
 ALL_TILES += [("sweep", triton_moe.Tile(1, 16, 256, 4, 2, words=True))]
 

@@ -31,7 +31,7 @@ import torch
 import triton
 from triton.runtime.jit import JITFunction
 
-from . import triton_attention, triton_fp8_linear, triton_mla, triton_moe, triton_pointwise
+from . import triton_attention, triton_fp8_linear, triton_mla, triton_moe, triton_moe_tiles, triton_pointwise
 from .routing import SIGMOID_GROUPED, TOPK_SOFTMAX
 from .spec import AttentionSpec, MoESpec
 from .triton_moe_a8w4_support import SUPPORT as A8W4_SUPPORT
@@ -147,7 +147,7 @@ def launches_for(arch: str) -> list[Launch]:
             _norm_and_rotary(hidden, attention)
             for query_len in (1, 16):  # decode and prefill tiles differ
                 _attention(attention, query_len)
-            for _, tile in triton_moe.TILES[arch]:
+            for _, tile in triton_moe_tiles.TILES[arch]:
                 _moe(moe, tile)
                 if moe.quant == "mxfp4" and arch in A8W4_SUPPORT.archs and tile.block_m > 1:
                     _moe(moe, tile, activation_quant="mxfp8")  # the opt-in A8W4 variant
@@ -156,8 +156,8 @@ def launches_for(arch: str) -> list[Launch]:
                 _mla(heads, query_len)
         for rows in (1, 256):  # the decode and the prefill tiles
             _fp8_linear(rows, arch)
-        fp8_rows = triton_moe.FP8_MAX_BLOCK_M.get(arch, 1 << 30)
-        for _, tile in triton_moe.TILES[arch]:
+        fp8_rows = triton_moe_tiles.FP8_MAX_BLOCK_M.get(arch, 1 << 30)
+        for _, tile in triton_moe_tiles.TILES[arch]:
             if 1 < tile.block_m <= fp8_rows:  # FP8 experts take the GEMM tiles only, up to the cap
                 _moe(DEEPSEEK_FP8_MOE, tile, arch=arch)
     return list(dict.fromkeys(launches))  # distinct, in first-seen order

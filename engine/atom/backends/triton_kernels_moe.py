@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..platform.device import gpu_arch
-from . import triton_moe
+from . import triton_moe, triton_moe_tiles
 from .row_buckets import PAD_STEP, padded_rows
 from .spec import MoESpec
 from .triton_kernels_moe_support import SUPPORT  # noqa: F401  (what this backend declares)
@@ -128,8 +128,8 @@ def padding_logits(num_experts: int, top_k: int, dtype: torch.dtype, device: tor
 
 
 def forward(x: torch.Tensor, router_logits: torch.Tensor, w: dict, spec: MoESpec) -> torch.Tensor:
-    """The layer; batches our own GEMV runs faster (triton_moe.gemv_is_faster: decode) go to it."""
-    if triton_moe.gemv_is_faster(x.shape[0], spec, x.device):
+    """The layer; batches our own GEMV runs faster (triton_moe_tiles.gemv_is_faster: decode) go to it."""
+    if triton_moe_tiles.gemv_is_faster(x.shape[0], spec, x.device):
         return triton_moe.forward(x, router_logits, w, spec)
     return own_forward(x, router_logits, w, spec)
 

@@ -1,5 +1,5 @@
 """Tile sweep for our Triton MoE: every candidate tile at a shape and M, timed under CUDA graphs, checked
-against torch. Its winners go into triton_moe.TILES (the table cites this command)."""
+against torch. Its winners go into triton_moe_tiles.TILES (the table cites this command)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from ..backends import mx_layout, torch_moe, triton_moe
 from ..backends.routing import route
-from ..backends.triton_moe import Tile
+from ..backends.triton_moe_tiles import Tile
 from .moe import SHAPES, random_mxfp4_experts, time_us
 
 
