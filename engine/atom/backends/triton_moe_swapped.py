@@ -1,12 +1,14 @@
 """The grouped MoE GEMMs computed weights-first: out^T = W @ x^T, for MXFP4 and dense experts.
 
 The row-major kernels (triton_moe.py) multiply x [pairs, K] by the decoded weights as the dot's second
-operand. Decoded weights come out of registers, so Triton stages them through shared memory every K step,
-and the activations are read at stride 2 to match the nibble order. Here the roles swap, as triton_kernels
-does on Hopper: the weight tile [BLOCK_N rows, BLOCK_K] is decoded in registers into the dot's first
-operand (which Hopper's wgmma reads from registers directly), the pairs' activations are the second operand,
-loaded contiguously [BLOCK_M, BLOCK_K] and pipelined into shared memory, and the accumulator is [BLOCK_N,
-BLOCK_M]. The token block becomes the MMA's N side, which can be as narrow as 16, so small groups waste less.
+operand, which wgmma reads from shared memory, and read the activations at stride 2 to match the nibble
+order. Here the roles swap, as triton_kernels does on Hopper: the weight tile [BLOCK_N rows, BLOCK_K] is
+decoded in registers into the dot's first operand (which wgmma may take from registers), the pairs'
+activations are the second operand, loaded contiguously [BLOCK_M, BLOCK_K] (cp.async-pipelined on sm90),
+and the accumulator is [BLOCK_N, BLOCK_M]. The token block becomes the MMA's N side, which can be as narrow
+as 16, so small groups waste less. Decoded from the checkpoint layout, a word's values belong to several
+lanes of the MMA fragment and Triton still stages the decoded tile through shared memory; from the
+fragment layout (mx_layout.py) they land in the operand's registers directly.
 
 The math is the row-major kernels': the exact MXFP4 values (nibble times its block's power of two, in the
 activations' dtype), fp32 sums, the routing weight applied to each pair's fp32 output.
