@@ -325,7 +325,9 @@ def fused_moe(
     fp8 = spec.quant == "fp8_block"
     cap = FP8_MAX_BLOCK_M.get(device_arch(x.device), 1 << 30) if fp8 else 1 << 30
     row_major = bool(activation_quant) or fp8  # what the weights-first kernels do not take
-    tile = tile or pick_tile(t * spec.top_k, spec.num_experts, x.device, row_major, cap, not row_major)
+    # the tables' weights-first tiles were measured on MXFP4 experts; dense ones keep the row-major tiles
+    swapped_ok = spec.quant == "mxfp4" and not row_major
+    tile = tile or pick_tile(t * spec.top_k, spec.num_experts, x.device, row_major, cap, swapped_ok)
     if fp8 and tile.block_m == 1:
         raise ValueError(
             "FP8 experts take the GEMM tiles (block_m > 1): the GEMV reads MXFP4 or dense weights"

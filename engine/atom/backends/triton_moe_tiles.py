@@ -67,7 +67,8 @@ TILES = {
 
 
 # Per arch, the row-major tiles for what the weights-first kernels do not take (FP8 experts, the A8W4
-# math): the sweep's best before those kernels existed, each checked correct on sm90 (the tl.dot_scaled
+# math) and for dense experts (the weights-first tiles were measured on MXFP4 only): the sweep's best
+# before those kernels existed, each checked correct on sm90 (the tl.dot_scaled
 # ones at 16 rows: 16x64 with 4 warps gives wrong results there). Arches not listed use TILES.
 ROW_MAJOR_TILES = {
     "sm90": (
@@ -117,7 +118,7 @@ def pick_tile(
 ) -> Tile:
     """The arch's tile for this many pairs per expert: small blocks for decode, larger for prefill.
     gemm_only: never the per-pair GEMV (A8W4 quantizes activations in the GEMM tiles only);
-    swapped_ok False: row-major tiles only (FP8 experts, A8W4)."""
+    swapped_ok False: row-major tiles only (FP8 and dense experts, A8W4)."""
     per_expert = num_pairs / num_experts
     usable = [
         (bound, tile) for bound, tile in tiles_for(device_arch(device), swapped_ok)
