@@ -9,7 +9,7 @@ mkdir -p "$OUT"
 source bench/gpu_env.sh typer pytest zmq msgspec
 export PYTHONFAULTHANDLER=1
 python -c "import torch, triton; print(torch.cuda.get_device_name(0), 'torch', torch.__version__, 'triton', triton.__version__)" | tee "$OUT/versions.txt"
-timeout -s ABRT 240 python -m pytest -q -p no:cacheprovider tests/engine/test_backends_vs_torch.py -k "moe or tile or word" -rf 2>&1 | tail -6 | tee "$OUT/kernel-tests.txt"
+timeout -s ABRT 240 python -m pytest -q -p no:cacheprovider tests/engine/test_backends_vs_torch.py tests/engine/test_moe_swapped.py -k "moe or tile or word or decod or fragment" -rf 2>&1 | tail -6 | tee "$OUT/kernel-tests.txt"
 ms=()
 for m in ${SWEEP_MS:-1 8}; do ms+=(--m "$m"); done
 timeout -s ABRT 400 python -m atom.cli bench moe-tiles --shape gpt-oss-20b --shape gpt-oss-120b "${ms[@]}" \

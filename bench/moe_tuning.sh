@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # MoE kernel tuning on the GPU in one device command: our kernel tests, the MoE microbenchmark with each
-# backend's kernels profiled, and the tile sweep whose winners go into triton_moe.TILES.
+# backend's kernels profiled, and the tile sweep whose winners go into triton_moe_tiles.TILES.
 # Usage on the GPU machine, from the repo root:  bash bench/moe_tuning.sh   (results under $OUT)
 # Env: SHAPES (default gpt-oss-20b), TUNE_MS (sweep sizes), SWEEP_BUDGET_S (per shape and M).
 set -euo pipefail
 OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
 source bench/gpu_env.sh typer pytest zmq msgspec
-python -m pytest -q -p no:cacheprovider tests/engine/test_backends_vs_torch.py -rf 2>&1 | tail -6 | tee "$OUT/kernel-tests.txt" || true
+python -m pytest -q -p no:cacheprovider tests/engine/test_backends_vs_torch.py tests/engine/test_moe_swapped.py -rf 2>&1 | tail -6 | tee "$OUT/kernel-tests.txt" || true
 shapes=()
 for s in ${SHAPES:-gpt-oss-20b}; do shapes+=(--shape "$s"); done
 ms=()
