@@ -33,6 +33,9 @@ nohup dockerd >"$log" 2>&1 &
 for _ in $(seq 1 60); do
   if /usr/bin/docker info >/dev/null 2>&1; then
     echo "docker: daemon ready"
+    # every CI run adds build cache on a machine that keeps its docker state (65 GB filled this disk once):
+    # keep the most recently used 20 GB
+    /usr/bin/docker builder prune -f --keep-storage 20gb >/dev/null || echo "docker: build cache prune failed" >&2
     exit 0
   fi
   sleep 1
