@@ -33,13 +33,13 @@ from .triton_common import device_arch, dot
 from .triton_moe_common import (
     ACTIVATIONS,
     activate,
-    as_words,
     block_pairs,
     byte_scales,
     e2m1_as_half,
     gate_up_rows,
     load_dense,
     load_mxfp4,
+    words_of,
 )
 from .triton_moe_gemv import IN_KERNEL, gate_up_down
 from .triton_moe_grouping import group_by_expert
@@ -395,11 +395,8 @@ def _swapped_gate_up_down(x, weights, ex, spec, tile, h, out, sorted_pairs, bloc
     if tile.fragments and common["WEIGHTS"] != DENSE:
         decode = swapped.FRAGMENTS
     elif common["WEIGHTS"] != DENSE:
-        words = (as_words(ex.w13), as_words(ex.w2)) if tile.words else (None,)
-        if all(w is not None for w in words):  # else the same values decoded from the bytes
-            (w13, w2), decode = words, swapped.WORDS
-        else:
-            decode = swapped.BYTES
+        words = words_of(ex.w13, ex.w2, tile.words)
+        (w13, w2), decode = (words, swapped.WORDS) if words else ((w13, w2), swapped.BYTES)
     flags = {
         "DECODE": decode, "HAS_BIAS": spec.has_bias, "IEEE": common["IEEE"],
         "BLOCK_M": tile.block_m, "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k,

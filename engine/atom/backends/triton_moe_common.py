@@ -41,6 +41,25 @@ def as_words(blocks: torch.Tensor) -> torch.Tensor | None:
     return flat.view(torch.int32)
 
 
+def words_of(w13: torch.Tensor, w2: torch.Tensor, wanted: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Both expert matrices as words where the tile asks for them and the bytes allow it, else None (the
+    same values are then decoded from the bytes)."""
+    words = (as_words(w13), as_words(w2)) if wanted else (None, None)
+    return words if all(w is not None for w in words) else None
+
+
+@triton.jit
+def load_mxfp4_words(w_base, rows, row_ok, k0, K, stride_row, BLOCK_K: tl.constexpr):
+    """Rows of an MXFP4 matrix read as uint32 words at k0..k0+BLOCK_K: [rows, BLOCK_K/8] (as_words' layout;
+    stride_row counts words), zeros past the edges."""
+    j = tl.arange(0, BLOCK_K // 8)
+    return tl.load(
+        w_base + rows[:, None] * stride_row + (k0 // 8 + j)[None, :],
+        mask=row_ok[:, None] & (k0 + 8 * j < K)[None, :],
+        other=0,
+    ).to(tl.uint32, bitcast=True)
+
+
 @triton.jit
 def gate_up_rows(cols, inter, ACTIVATION: tl.constexpr):
     """Rows of w13 holding output column `cols` of the gate and of the up projection: gpt-oss interleaves

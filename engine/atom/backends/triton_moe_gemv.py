@@ -28,14 +28,15 @@ from . import routing
 from .triton_moe_common import (
     ACTIVATIONS,
     activate,
-    as_words,
     byte_scales,
     e2m1_as_half,
     gate_up_rows,
     load_dense,
     load_mx_scales,
     load_mxfp4,
+    load_mxfp4_words,
     nibble_pair_halves,
+    words_of,
 )
 
 DENSE, BYTES, WORDS = 0, 1, 2  # how a program reads its expert's rows (module docstring)
@@ -90,12 +91,7 @@ def _row_dot(
     acc = tl.zeros([ROWS, ACC_K], tl.float32)
     for k0 in range(0, K, BLOCK_K):
         if DECODE == 2:  # WORDS: acc [rows, BLOCK_K / 32], each 32-value block scaled once
-            j = tl.arange(0, BLOCK_K // 8)
-            words = tl.load(
-                w_base + rows[:, None] * stride_row + (k0 // 8 + j)[None, :],
-                mask=row_ok[:, None] & (k0 + 8 * j < K)[None, :],
-                other=0,
-            ).to(tl.uint32, bitcast=True)
+            words = load_mxfp4_words(w_base, rows, row_ok, k0, K, stride_row, BLOCK_K)
             exponent = load_mx_scales(s_base, rows, row_ok, k0, K, stride_scale_row, BLOCK_K)
             part = _words_times_x(words, x_row, k0, K, BLOCK_K // 8, X_NIBBLE_MAJOR)
             blocks = tl.sum(tl.reshape(part, [ROWS, BLOCK_K // 32, 4]), axis=2)
@@ -246,11 +242,8 @@ def gate_up_down(x, weights, ids, ex, spec, tile, alloc, logits=None) -> torch.T
     num_pairs = tokens * spec.top_k
     w13, w2, decode = ex.w13, ex.w2, DENSE
     if spec.quant == "mxfp4":
-        words = (as_words(ex.w13), as_words(ex.w2)) if tile.words else (None, None)
-        if all(w is not None for w in words):  # else the same values decoded from the bytes
-            (w13, w2), decode = words, WORDS
-        else:
-            decode = BYTES
+        words = words_of(ex.w13, ex.w2, tile.words)
+        (w13, w2), decode = (words, WORDS) if words else ((w13, w2), BYTES)
     acc_k = {DENSE: tile.block_k, BYTES: tile.block_k // 2, WORDS: tile.block_k // 32}[decode]
     if logits is None:  # the logits pointer is never read
         ids_arg, weights_arg, logits_arg, stride_lt = ids.flatten(), weights.float().contiguous(), x, 0

@@ -29,6 +29,7 @@ from .triton_moe_common import (
     load_dense,
     load_mx_scales,
     load_mxfp4,
+    load_mxfp4_words,
     nibble_pair_halves,
 )
 
@@ -92,12 +93,7 @@ def _weight_tile(w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_r
     if DECODE == 3:
         return _fragment_tile(w_base, s_base, rows, k0, K, stride_scale_row, dtype, BLOCK_K)
     if DECODE == 2:
-        j = tl.arange(0, BLOCK_K // 8)
-        words = tl.load(
-            w_base + rows[:, None] * stride_row + (k0 // 8 + j)[None, :],
-            mask=row_ok[:, None] & (k0 + 8 * j < K)[None, :],
-            other=0,
-        ).to(tl.uint32, bitcast=True)
+        words = load_mxfp4_words(w_base, rows, row_ok, k0, K, stride_row, BLOCK_K)
         exponent = load_mx_scales(s_base, rows, row_ok, k0, K, stride_scale_row, BLOCK_K)
         scale = _scale_of(exponent)
         rows_n: tl.constexpr = scale.shape[0]
