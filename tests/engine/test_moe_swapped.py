@@ -15,23 +15,28 @@ from atom.backends.triton_moe_common import as_words
 from .test_backends_vs_torch import DEVICE, MOE_CASES, TOLERANCE, moe_case, rel_err, route_for
 
 ROWS, K = 16, 64
+# bf16 tiles only where compiled: Triton's interpreter reads a uint16 bitcast to bf16 as zero, and its bf16
+# emulation flushes the subnormals these tests reach
+DECODE_DTYPES = [torch.float32] + ([torch.bfloat16] if DEVICE == "cuda" else [])
 
 
 @triton.jit
 def _tile_kernel(
-    w_ptr, s_ptr, out_ptr, stride_row, DECODE: tl.constexpr, ROWS: tl.constexpr, K: tl.constexpr
-):
+    w_ptr, s_ptr, out_ptr, stride_row, DECODE: tl.constexpr, ROWS: tl.constexpr, K: tl.constexpr,
+    BF16: tl.constexpr,
+):  # fmt: skip
     rows = tl.arange(0, ROWS)
-    tile = swapped._weight_tile(
-        w_ptr, s_ptr, rows, rows < ROWS, 0, K, stride_row, K // 32, tl.float32, DECODE, K
-    )
+    dtype: tl.constexpr = tl.bfloat16 if BF16 else tl.float32
+    tile = swapped._weight_tile(w_ptr, s_ptr, rows, rows < ROWS, 0, K, stride_row, K // 32, dtype, DECODE, K)
     tl.store(out_ptr + rows[:, None] * K + tl.arange(0, K)[None, :], tile.to(tl.float32))
 
 
+@pytest.mark.parametrize("dtype", DECODE_DTYPES, ids=str)
 @pytest.mark.parametrize("decode", [swapped.BYTES, swapped.WORDS], ids=["bytes", "words"])
-def test_both_decoders_give_every_code_at_every_nibble_with_every_kind_of_scale(decode):
+def test_both_decoders_give_every_code_at_every_nibble_with_every_kind_of_scale(decode, dtype):
     """Every E2M1 code at every nibble of a word (and random words), block scales from 2^-127 (E8M0 zero: the
-    smallest values are fp32 subnormals) to 2^73; in fp32, exactly the reference's values."""
+    smallest values are subnormals) to 2^73; exactly the reference's values in fp32 and in bf16 (whose tiles
+    the words decoder multiplies in bf16 pairs: every value is representable, so nothing may round)."""
     gen = torch.Generator().manual_seed(0)
     same = torch.tensor([c * 0x11111111 for c in range(16)], dtype=torch.int64)  # code c in all 8 nibbles
     mixed = torch.randint(0, 1 << 32, (ROWS * K // 8 - 16,), dtype=torch.int64, generator=gen)
@@ -39,10 +44,12 @@ def test_both_decoders_give_every_code_at_every_nibble_with_every_kind_of_scale(
     codes = words.view(torch.uint8).reshape(ROWS, K // 32, 16)
     scales = torch.tensor([0, 1, 100, 127, 150, 200, 127, 126] * 4, dtype=torch.uint8).reshape(ROWS, K // 32)
     want = mxfp4.dequantize(codes, scales)
+    assert torch.equal(want.to(dtype).float(), want)  # the values are exact in either dtype
     blocks = codes[None].to(DEVICE)
     weights = as_words(blocks)[0] if decode == swapped.WORDS else blocks[0].flatten(1)
     out = torch.empty(ROWS, K, dtype=torch.float32, device=DEVICE)
-    _tile_kernel[(1,)](weights, scales.to(DEVICE), out, weights.stride(0), DECODE=decode, ROWS=ROWS, K=K)
+    _tile_kernel[(1,)](weights, scales.to(DEVICE), out, weights.stride(0), DECODE=decode, ROWS=ROWS, K=K,
+                      BF16=dtype == torch.bfloat16)  # fmt: skip
     assert torch.equal(out.cpu(), want), (out.cpu() - want).abs().max()
 
 

@@ -171,7 +171,7 @@ def _gate_up_kernel(
     expert = tl.load(block_expert_ptr + tl.program_id(0))
     if expert < 0:  # a padding block past the last expert's pairs
         return
-    slots, pair, pair_ok = block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M)
+    slots, pair, pair_ok = block_pairs(sorted_pairs_ptr, tl.program_id(0), num_pairs, BLOCK_M)
     token = pair // TOP_K
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < inter
@@ -234,7 +234,7 @@ def _down_kernel(
     expert = tl.load(block_expert_ptr + tl.program_id(0))
     if expert < 0:  # a padding block past the last expert's pairs
         return
-    slots, pair, pair_ok = block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M)
+    slots, pair, pair_ok = block_pairs(sorted_pairs_ptr, tl.program_id(0), num_pairs, BLOCK_M)
     cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < hidden
     w_base = w_ptr + expert.to(tl.int64) * stride_we
@@ -402,14 +402,14 @@ def _swapped_gate_up_down(x, weights, ex, spec, tile, h, out, sorted_pairs, bloc
         "BLOCK_M": tile.block_m, "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k,
         "num_warps": tile.num_warps, "num_stages": tile.num_stages,
     }  # fmt: skip
-    grid = (block_expert.numel(), triton.cdiv(inter, tile.block_n))
+    grid = (triton.cdiv(inter, tile.block_n), block_expert.numel())  # column blocks fastest (L2)
     swapped.gate_up_kernel[grid](
         x, w13, ex.s13, ex.b13, h, sorted_pairs, block_expert, num_pairs, hidden, inter,
         x.stride(0), w13.stride(0), w13.stride(1), ex.s13.stride(0), ex.s13.stride(1), ex.b13.stride(0),
         h.stride(0), spec.swiglu_alpha, spec.swiglu_limit,
         TOP_K=spec.top_k, ACTIVATION=ACTIVATIONS[spec.activation], **flags,
     )  # fmt: skip
-    grid = (block_expert.numel(), triton.cdiv(hidden, tile.block_n))
+    grid = (triton.cdiv(hidden, tile.block_n), block_expert.numel())
     swapped.down_kernel[grid](
         h, w2, ex.s2, ex.b2, weights.contiguous(), out, sorted_pairs, block_expert, num_pairs, hidden, inter,
         h.stride(0), w2.stride(0), w2.stride(1), ex.s2.stride(0), ex.s2.stride(1), ex.b2.stride(0),

@@ -61,6 +61,20 @@ def load_mxfp4_words(w_base, rows, row_ok, k0, K, stride_row, BLOCK_K: tl.conste
 
 
 @triton.jit
+def load_mxfp4_blocks(w_base, rows, row_ok, k0, K, stride_row, BLOCK_K: tl.constexpr):
+    """load_mxfp4_words with offsets and mask written in whole 32-value blocks (4 words, 16 bytes), so
+    that Triton can load a block at once (it cannot know that 16 divides stride_row, K/8): the weights-
+    first GEMMs' words then reach shared memory in 16-byte cp.async copies, not 4-byte ones with bank
+    conflicts (sm90; the GEMV measured slower this way and keeps load_mxfp4_words)."""
+    j = tl.arange(0, BLOCK_K // 8)
+    return tl.load(
+        w_base + (rows[:, None] * (stride_row // 4) + k0 // 32) * 4 + j[None, :],
+        mask=row_ok[:, None] & (k0 + 32 * (j // 4) < K)[None, :],
+        other=0,
+    ).to(tl.uint32, bitcast=True)
+
+
+@triton.jit
 def gate_up_rows(cols, inter, ACTIVATION: tl.constexpr):
     """Rows of w13 holding output column `cols` of the gate and of the up projection: gpt-oss interleaves
     them (swiglu_oai: gate 2c, up 2c + 1), the others stack [gate | up]."""
@@ -116,9 +130,9 @@ def byte_scales(exponent, BLOCK_K: tl.constexpr):
 
 
 @triton.jit
-def block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M: tl.constexpr):
-    """This program's BLOCK_M padded slots, the (token, k) pair in each, and which slots hold one."""
-    slots = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+def block_pairs(sorted_pairs_ptr, block, num_pairs, BLOCK_M: tl.constexpr):
+    """Block `block`'s BLOCK_M padded slots, the (token, k) pair in each, and which slots hold one."""
+    slots = block * BLOCK_M + tl.arange(0, BLOCK_M)
     pair = tl.load(sorted_pairs_ptr + slots)
     return slots, pair, pair < num_pairs
 

@@ -29,7 +29,7 @@ from .triton_moe_common import (
     load_dense,
     load_mx_scales,
     load_mxfp4,
-    load_mxfp4_words,
+    load_mxfp4_blocks,
     nibble_pair_halves,
 )
 
@@ -38,10 +38,16 @@ TWO_126 = tl.constexpr(8.507059173023462e37)  # 2^126: undoes the placement's 2^
 
 
 @triton.jit
-def _nibble_pair(words, scale, dtype, p: tl.constexpr):
-    """Nibbles p and p + 4 of each word times their block scale, in `dtype`: placed as fp32 bits (the
-    value times 2^-126, nibble_pair_halves), then two fp32 multiplies, by 2^126 and by 2^(e - 127)."""
+def _nibble_pair(words, scale, dtype: tl.constexpr, p: tl.constexpr):
+    """Nibbles p and p + 4 of each word times their block scale (_scale_of), in `dtype`: placed as bf16
+    bits (the value times 2^-126, nibble_pair_halves), then two multiplies, by 2^126 and by 2^(e - 127).
+    Exact either way (at most 2 significant bits times powers of two): for bf16 the two halves are
+    multiplied as they lie (bf16x2 on sm90: half the instructions of the fp32 route), else through fp32."""
     halves = nibble_pair_halves(words, p)
+    if dtype == tl.bfloat16:
+        low = halves.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+        high = (halves >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+        return (low * TWO_126) * scale, (high * TWO_126) * scale
     low = (halves << 16).to(tl.float32, bitcast=True)
     high = (halves & 0xFFFF0000).to(tl.float32, bitcast=True)
     return ((low * TWO_126) * scale).to(dtype), ((high * TWO_126) * scale).to(dtype)
@@ -64,8 +70,8 @@ def _fragment_tile(w_base, s_base, rows, k0, K, stride_scale_row, dtype, BLOCK_K
     words = tl.load(w_base + where, mask=inside, other=0).to(tl.uint32, bitcast=True)  # [frags, groups, 8, 4]
     scale_row = 16 * group[None, :, None, None] + g[None, None, :, None]
     scale_at = s_base + scale_row * stride_scale_row + (f // 2)[:, None, None, None] + 0 * lane
-    upper = _scale_of(tl.load(scale_at, mask=inside, other=127))  # rows g (qr = 0)
-    lower = _scale_of(tl.load(scale_at + 8 * stride_scale_row, mask=inside, other=127))  # rows g + 8
+    upper = _scale_of(tl.load(scale_at, mask=inside, other=127), dtype)  # rows g (qr = 0)
+    lower = _scale_of(tl.load(scale_at + 8 * stride_scale_row, mask=inside, other=127), dtype)  # rows g + 8
     n0, n4 = _nibble_pair(words, upper, dtype, 0)
     n1, n5 = _nibble_pair(words, upper, dtype, 1)
     n2, n6 = _nibble_pair(words, lower, dtype, 2)
@@ -76,10 +82,16 @@ def _fragment_tile(w_base, s_base, rows, k0, K, stride_scale_row, dtype, BLOCK_K
 
 
 @triton.jit
-def _scale_of(exponent):
-    """E8M0 exponents as the fp32 2^(e - 127), e = 0 the subnormal 2^-127."""
-    exponent = exponent.to(tl.uint32)
-    return tl.where(exponent == 0, 0x400000, exponent << 23).to(tl.float32, bitcast=True)
+def _scale_of(exponent, dtype: tl.constexpr):
+    """E8M0 exponents as 2^(e - 127) in bf16 for bf16 tiles, else in fp32 (what _nibble_pair multiplies
+    by); e = 0 the subnormal 2^-127 (either format's exponent field and bias are fp32's)."""
+    if dtype == tl.bfloat16:
+        bits = exponent.to(tl.uint16)
+        scale = tl.where(bits == 0, 0x40, bits << 7).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    else:
+        bits = exponent.to(tl.uint32)
+        scale = tl.where(bits == 0, 0x400000, bits << 23).to(tl.float32, bitcast=True)
+    return scale
 
 
 @triton.jit
@@ -93,9 +105,9 @@ def _weight_tile(w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_r
     if DECODE == 3:
         return _fragment_tile(w_base, s_base, rows, k0, K, stride_scale_row, dtype, BLOCK_K)
     if DECODE == 2:
-        words = load_mxfp4_words(w_base, rows, row_ok, k0, K, stride_row, BLOCK_K)
+        words = load_mxfp4_blocks(w_base, rows, row_ok, k0, K, stride_row, BLOCK_K)
         exponent = load_mx_scales(s_base, rows, row_ok, k0, K, stride_scale_row, BLOCK_K)
-        scale = _scale_of(exponent)
+        scale = _scale_of(exponent, dtype)
         rows_n: tl.constexpr = scale.shape[0]
         scale = tl.reshape(
             tl.broadcast_to(scale[:, :, None], [rows_n, BLOCK_K // 32, 4]), [rows_n, BLOCK_K // 8]
@@ -150,27 +162,32 @@ def gate_up_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    expert = tl.load(block_expert_ptr + tl.program_id(0))
+    block = tl.program_id(1)  # column blocks vary fastest: a block's activations stay in L2 for all of them
+    expert = tl.load(block_expert_ptr + block)
     if expert < 0:  # a padding block past the last expert's pairs
         return
-    slots, pair, pair_ok = block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M)
-    token = pair // TOP_K
-    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    slots, pair, pair_ok = block_pairs(sorted_pairs_ptr, block, num_pairs, BLOCK_M)
+    token = tl.where(pair_ok, pair // TOP_K, 0)
+    all_slots = tl.full([BLOCK_M], 1, tl.int1)
+    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < inter
-    gate_rows, up_rows = gate_up_rows(cols, inter, ACTIVATION)
+    # no masks in the loop: rows past the edge read the last one, padding slots token 0 (never stored)
+    inside = tl.minimum(cols, inter - 1)
+    all_rows = tl.full([BLOCK_N], 1, tl.int1)
+    gate_rows, up_rows = gate_up_rows(inside, inter, ACTIVATION)
     w_gate, w_up = gate_rows, up_rows
     if DECODE == 3:  # the fragment layout stacks [gate | up] for every activation
-        w_gate, w_up = cols, inter + cols
+        w_gate, w_up = inside, inter + inside
     w_base = w_ptr + expert.to(tl.int64) * stride_we
     s_base = scale_ptr + expert.to(tl.int64) * stride_se
     gate = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
     up = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
     for k0 in range(0, hidden, BLOCK_K):
-        x_t = tl.trans(load_dense(x_ptr, token, pair_ok, k0, hidden, stride_xt, BLOCK_K))
-        w = _weight_tile(w_base, s_base, w_gate, col_ok, k0, hidden, stride_wr, stride_sr, x_t.dtype,
+        x_t = tl.trans(load_dense(x_ptr, token, all_slots, k0, hidden, stride_xt, BLOCK_K))
+        w = _weight_tile(w_base, s_base, w_gate, all_rows, k0, hidden, stride_wr, stride_sr, x_t.dtype,
                          DECODE, BLOCK_K)  # fmt: skip
         gate = dot(w, x_t, gate, IEEE)
-        w = _weight_tile(w_base, s_base, w_up, col_ok, k0, hidden, stride_wr, stride_sr, x_t.dtype,
+        w = _weight_tile(w_base, s_base, w_up, all_rows, k0, hidden, stride_wr, stride_sr, x_t.dtype,
                          DECODE, BLOCK_K)  # fmt: skip
         up = dot(w, x_t, up, IEEE)
     if HAS_BIAS:
@@ -212,18 +229,24 @@ def down_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    expert = tl.load(block_expert_ptr + tl.program_id(0))
+    block = tl.program_id(1)  # column blocks vary fastest: a block's activations stay in L2 for all of them
+    expert = tl.load(block_expert_ptr + block)
     if expert < 0:  # a padding block past the last expert's pairs
         return
-    slots, pair, pair_ok = block_pairs(sorted_pairs_ptr, num_pairs, BLOCK_M)
-    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    slots, pair, pair_ok = block_pairs(sorted_pairs_ptr, block, num_pairs, BLOCK_M)
+    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < hidden
+    # no masks in the loop: rows past the edge read the last one, padding slots their own rows of h
+    # (allocated, never written; a column of the product depends on its own slot only, never stored)
+    rows = tl.minimum(cols, hidden - 1)
+    all_rows = tl.full([BLOCK_N], 1, tl.int1)
+    all_slots = tl.full([BLOCK_M], 1, tl.int1)
     w_base = w_ptr + expert.to(tl.int64) * stride_we
     s_base = scale_ptr + expert.to(tl.int64) * stride_se
     acc = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
     for k0 in range(0, inter, BLOCK_K):
-        h_t = tl.trans(load_dense(h_ptr, slots, pair_ok, k0, inter, stride_ht, BLOCK_K))
-        w = _weight_tile(w_base, s_base, cols, col_ok, k0, inter, stride_wr, stride_sr, h_t.dtype,
+        h_t = tl.trans(load_dense(h_ptr, slots, all_slots, k0, inter, stride_ht, BLOCK_K))
+        w = _weight_tile(w_base, s_base, rows, all_rows, k0, inter, stride_wr, stride_sr, h_t.dtype,
                          DECODE, BLOCK_K)  # fmt: skip
         acc = dot(w, h_t, acc, IEEE)
     if HAS_BIAS:

@@ -16,7 +16,8 @@ from .moe import SHAPES, random_mxfp4_experts, time_us
 
 def swapped_tiles(pairs_per_expert: float) -> list[Tile]:
     """Weights-first tiles: the token block is the MMA's narrow side (16 and up), the weight rows its
-    wide one (64 rows a warpgroup); MXFP4 read as words first (CUDA only: subnormals kept), then bytes."""
+    wide one (64 rows a warpgroup); MXFP4 read as words first (CUDA only: subnormals kept), then from the
+    fragment layout, then as bytes."""
     block_ms = [m for m in (128, 64, 32, 16) if m <= max(16, 2 * pairs_per_expert)][:2]  # largest first
     shapes = [(m, 64, 128, 4, 3) for m in block_ms] + [
         (m, 128, 128, 8, 3) for m in block_ms
@@ -28,9 +29,10 @@ def swapped_tiles(pairs_per_expert: float) -> list[Tile]:
     if not torch.version.cuda:  # words and fragments decode through fp32 subnormals: CUDA keeps them
         return [Tile(*t, swapped=True) for t in shapes]
     fragments = [Tile(*t, words=True, swapped=True, fragments=True) for t in shapes]
+    # the checkpoint layout first: the fragment layout is opt-in (a second copy of every expert)
     return (
-        fragments
-        + [Tile(*t, words=True, swapped=True) for t in shapes]
+        [Tile(*t, words=True, swapped=True) for t in shapes]
+        + fragments
         + [Tile(*t, swapped=True) for t in shapes]
     )
 
