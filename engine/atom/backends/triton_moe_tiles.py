@@ -30,9 +30,12 @@ class Tile(NamedTuple):
 # Up to one pair per expert, block_m 1 takes the per-pair GEMV (triton_moe_gemv.py; sm90, H200, M=1 on
 # either gpt-oss layer: 39.4 us with MXFP4 read as words, 108.5 us decoding bytes, the GEMM tiles' best
 # 178 us). Past it sm90 takes the weights-first GEMMs with MXFP4 read as words (triton_moe_swapped.py), the
-# sweep's best on the 20b layer without routing (`atom bench moe-tiles`, H200): M=32 537 us, M=128 700 us,
-# M=1024 1,692 us, M=8192 8,809 us, where the row-major tiles' best were 802, 922, 4,606 and 30,582 us.
-# tl.dot_scaled is used on no sm90 tile: Triton 3.6 miscompiles it there for some tiles (wrong results at
+# sweep's best on the 20b layer without routing (`atom bench moe-tiles`, H200, after the 16-byte word
+# copies and bf16 decode): M=32 319 us, M=128 442 us, M=1024 1,115 us, M=8192 6,094 us (the row-major
+# tiles' best were 802, 922, 4,606 and 30,582 us). Two weights-first tiles compute wrong results at real
+# shapes on Triton 3.6 and must not enter the table: 128x128x128 with 8 warps (about 7e-2 off, every run)
+# and 64x64x128 with 4 warps (inf now and then); the sweep checks each tile three times on NaN-poisoned
+# workspaces, and bench/moe_tile_check.py rechecks a table at gpt-oss shapes. tl.dot_scaled is used on no sm90 tile: Triton 3.6 miscompiles it there for some tiles (wrong results at
 # 16x64 with 4 warps and at every 64- and 128-row tile, measured by the same sweep). LDS/shared memory
 # bounds the stages: gfx942 has 64 KiB, gfx950 160 KiB, sm90 228 KiB. The gfx entries have never run (no
 # AMD GPU here) and keep the row-major UPCAST path; they are the largest tiles that compile for their arch
@@ -55,7 +58,7 @@ TILES = {
         (1, Tile(1, 8, 1024, 4, 2, words=True)),
         (4, Tile(16, 64, 128, 4, 3, words=True, swapped=True)),
         (16, Tile(32, 64, 128, 4, 3, words=True, swapped=True)),
-        (None, Tile(128, 128, 128, 8, 3, words=True, swapped=True)),
+        (None, Tile(64, 128, 64, 8, 3, words=True, swapped=True)),
     ),
     "default": (
         (1, Tile(1, 32, 128, 4, 2)),
