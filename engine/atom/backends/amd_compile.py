@@ -5,7 +5,9 @@ How the launches are found: the real launch code (paged attention, the MoE paths
 arch's table, norms, rotary) runs at real model shapes on CPU tensors with `JITFunction.run` replaced
 by a recorder, and the backends' tile lookups answering for the arch being compiled. So what is compiled
 is exactly what the engine would launch there: the same arguments, types and constexprs, no second copy
-of any signature to drift. Then each distinct launch is compiled for its arch.
+of any signature to drift, and what the JIT specializes on taken from its own binder for the arch's HIP
+backend (16-byte-aligned pointers and integers that 16 divides, buffers under 2 GiB, integers equal to 1).
+Then each distinct launch is compiled for its arch.
 
 The table (amd_kernels.json, next to the tile tables) is regenerated with
 `python -m atom.backends.amd_compile --write` and checked for drift in CI (`--check`), like the
@@ -29,7 +31,9 @@ from pathlib import Path
 
 import torch
 import triton
-from triton.runtime.jit import JITFunction
+from triton.backends.compiler import GPUTarget
+from triton.compiler import make_backend
+from triton.runtime.jit import JITFunction, create_function_from_signature
 
 from . import triton_attention, triton_fp8_linear, triton_mla, triton_moe, triton_moe_tiles, triton_pointwise
 from .routing import SIGMOID_GROUPED, TOPK_SOFTMAX
@@ -41,18 +45,6 @@ LDS_BYTES = {"gfx942": 64 * 1024, "gfx950": 160 * 1024}
 VGPRS_PER_LANE = 512  # gfx90a and later: one file for arch VGPRs and AGPRs, wave64
 MAX_WAVES_PER_SIMD = 8
 TABLE = Path(__file__).with_name("amd_kernels.json")
-DTYPES = {
-    torch.bfloat16: "bf16",
-    torch.float16: "fp16",
-    torch.float32: "fp32",
-    torch.uint8: "u8",
-    torch.int8: "i8",
-    torch.int16: "i16",
-    torch.int32: "i32",
-    torch.int64: "i64",
-    torch.float8_e4m3fn: "fp8e4nv",
-    torch.float8_e4m3fnuz: "fp8e4b8",
-}
 # The shapes the engine serves: gpt-oss (MXFP4 experts, attention sinks, sliding window) and a
 # Llama/Mixtral-style model (bf16 experts, plain attention, head_dim 128).
 MODELS = {
@@ -83,6 +75,9 @@ class Launch:
     constexprs: tuple[tuple[str, object], ...]
     num_warps: int
     num_stages: int
+    # what the JIT knows of the arguments' values and specializes on: (argument index, attributes), e.g.
+    # 16-byte-aligned pointers and integers that 16 divides ("tt.divisibility"), buffers under 2 GiB
+    attrs: tuple[tuple[int, tuple[tuple[str, int], ...]], ...] = ()
 
     @property
     def variant(self) -> str:
@@ -91,16 +86,23 @@ class Launch:
         return f"{values} warps={self.num_warps} stages={self.num_stages}"
 
 
-def _type_of(value: object) -> str:
-    if isinstance(value, torch.Tensor):
-        return "*" + DTYPES[value.dtype]
-    if isinstance(value, bool):
-        return "i1"
-    if isinstance(value, int):
-        return "i32" if -(2**31) <= value < 2**31 else "i64"
-    if isinstance(value, float):
-        return "fp32"
-    raise TypeError(f"no Triton type for a launch argument of type {type(value).__name__}")
+def _as_the_jit_would(fn: JITFunction, backend, values: dict, options: dict) -> Launch:
+    """The launch as the JIT would compile it for the backend's target, from the JIT's own binder: the
+    argument types, the values it specializes on as constexprs (integers equal to 1), and the attributes
+    (16-byte-aligned pointers and integers that 16 divides, buffers under 2 GiB). Without them a compile
+    here would miss what the real launch is specialized on (vector widths follow from the alignment)."""
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    _, specialization, _ = binder(*(values[p.name] for p in fn.params))
+    signature, constexprs, attrs = [], [], []
+    for index, (param, (kind, spec)) in enumerate(zip(fn.params, specialization, strict=True)):
+        signature.append((param.name, kind))
+        if kind == "constexpr":
+            constexprs.append((param.name, values[param.name]))
+        elif isinstance(spec, str) and (found := backend.parse_attr(spec)):
+            attrs.append((index, tuple((name, value) for name, value in found)))
+    return Launch(
+        fn.fn.__module__, fn.fn.__name__, tuple(signature), tuple(constexprs), **options, attrs=tuple(attrs)
+    )
 
 
 @contextlib.contextmanager
@@ -108,20 +110,12 @@ def recorded_launches(arch: str) -> Iterator[list[Launch]]:
     """Every kernel launch made inside, recorded instead of run, with the tile tables answering for arch."""
     launches: list[Launch] = []
 
+    backend = make_backend(GPUTarget("hip", arch, 64))
+
     def record(self: JITFunction, *args, grid, warmup, **kwargs):
         options = {"num_warps": kwargs.pop("num_warps", 4), "num_stages": kwargs.pop("num_stages", 2)}
         values = dict(zip(self.arg_names, args, strict=False)) | kwargs
-        signature, constexprs = [], []
-        for param in self.params:
-            value = values[param.name]
-            if param.is_constexpr:
-                signature.append((param.name, "constexpr"))
-                constexprs.append((param.name, value))
-            else:
-                signature.append((param.name, _type_of(value)))
-        launches.append(
-            Launch(self.fn.__module__, self.fn.__name__, tuple(signature), tuple(constexprs), **options)
-        )
+        launches.append(_as_the_jit_would(self, backend, values, options))
 
     modules = [
         m
@@ -255,13 +249,13 @@ def _experts(spec: MoESpec, arch: str = "") -> dict[str, torch.Tensor]:
 
 def compile_launch(launch: Launch, arch: str) -> dict:
     """Compile one launch for arch: resource use from the assembly, and which MFMA instructions it uses."""
-    from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     fn = getattr(importlib.import_module(launch.module), launch.kernel)
     row = {"kernel": launch.kernel, "arch": arch, "variant": launch.variant}
     try:
-        source = ASTSource(fn, dict(launch.signature), constexprs=dict(launch.constexprs))
+        attrs = {(index,): [list(attr) for attr in attrs] for index, attrs in launch.attrs}
+        source = ASTSource(fn, dict(launch.signature), constexprs=dict(launch.constexprs), attrs=attrs)
         options = {"num_warps": launch.num_warps, "num_stages": launch.num_stages}
         compiled = triton.compile(source, target=GPUTarget("hip", arch, 64), options=options)
     except Exception as e:  # a tile that does not compile is a finding, not a crash of the table
