@@ -102,3 +102,25 @@ def test_every_rocm_recipe_arch_has_its_kernels_compiled():
         assert not missing, (
             f"recipe {recipe.name} builds for {sorted(missing)}, which the compile tier does not cover"
         )
+
+
+def test_launches_are_compiled_with_what_the_jit_specializes_on():
+    """The tier compiles each launch with the attributes the JIT would give it (from its own binder): the
+    engine's tensors are 16-byte aligned and under 2 GiB, and a compile without that knowledge is code no
+    launch produces (different vector widths, registers and spills)."""
+    code = (
+        "import json; from atom.backends import amd_compile as ac; "
+        "l = next(l for l in ac.launches_for('gfx950') if l.kernel == '_rms_norm_kernel'); "
+        "print(json.dumps({'signature': l.signature, 'attrs': l.attrs}))"
+    )
+    done = compile_tier(code=code)
+    assert done.returncode == 0, done.stderr[-3000:]
+    launch = json.loads(done.stdout.strip().splitlines()[-1])
+    attrs = {index: {name: value for name, value in found} for index, found in launch["attrs"]}
+    pointers = [i for i, (_, kind) in enumerate(launch["signature"]) if kind.startswith("*")]
+    assert pointers
+    for i in pointers:
+        assert attrs[i] == {"tt.divisibility": 16, "tt.pointer_range": 32}, (
+            launch["signature"][i],
+            attrs.get(i),
+        )
