@@ -105,12 +105,19 @@ def _as_the_jit_would(fn: JITFunction, backend, values: dict, options: dict) -> 
     )
 
 
+def target_of(arch: str) -> GPUTarget:
+    """gfx942/gfx950 (HIP, wave64) or smNN (CUDA, warp 32): what Triton compiles for."""
+    if arch.startswith("sm"):
+        return GPUTarget("cuda", int(arch[2:]), 32)
+    return GPUTarget("hip", arch, 64)
+
+
 @contextlib.contextmanager
 def recorded_launches(arch: str) -> Iterator[list[Launch]]:
     """Every kernel launch made inside, recorded instead of run, with the tile tables answering for arch."""
     launches: list[Launch] = []
 
-    backend = make_backend(GPUTarget("hip", arch, 64))
+    backend = make_backend(target_of(arch))
 
     def record(self: JITFunction, *args, grid, warmup, **kwargs):
         options = {"num_warps": kwargs.pop("num_warps", 4), "num_stages": kwargs.pop("num_stages", 2)}
@@ -247,17 +254,22 @@ def _experts(spec: MoESpec, arch: str = "") -> dict[str, torch.Tensor]:
     return w
 
 
-def compile_launch(launch: Launch, arch: str) -> dict:
-    """Compile one launch for arch: resource use from the assembly, and which MFMA instructions it uses."""
+def compile_for(launch: Launch, arch: str):
+    """The launch compiled for arch (a triton CompiledKernel: .asm holds each stage's text)."""
     from triton.compiler import ASTSource
 
     fn = getattr(importlib.import_module(launch.module), launch.kernel)
+    attrs = {(index,): [list(attr) for attr in attrs] for index, attrs in launch.attrs}
+    source = ASTSource(fn, dict(launch.signature), constexprs=dict(launch.constexprs), attrs=attrs)
+    options = {"num_warps": launch.num_warps, "num_stages": launch.num_stages}
+    return triton.compile(source, target=target_of(arch), options=options)
+
+
+def compile_launch(launch: Launch, arch: str) -> dict:
+    """Compile one launch for arch: resource use from the assembly, and which MFMA instructions it uses."""
     row = {"kernel": launch.kernel, "arch": arch, "variant": launch.variant}
     try:
-        attrs = {(index,): [list(attr) for attr in attrs] for index, attrs in launch.attrs}
-        source = ASTSource(fn, dict(launch.signature), constexprs=dict(launch.constexprs), attrs=attrs)
-        options = {"num_warps": launch.num_warps, "num_stages": launch.num_stages}
-        compiled = triton.compile(source, target=GPUTarget("hip", arch, 64), options=options)
+        compiled = compile_for(launch, arch)
     except Exception as e:  # a tile that does not compile is a finding, not a crash of the table
         return row | {"error": f"{e.__class__.__name__}: {str(e).splitlines()[0][:300]}"}
     asm = compiled.asm["amdgcn"]
