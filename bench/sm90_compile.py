@@ -85,7 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         for tile in tiles:
             with amd_compile.recorded_launches("sm90") as launches:
-                amd_compile._moe(SHAPES[args.shape], tile)
+                amd_compile.launch_moe(SHAPES[args.shape], tile)
             for launch in dict.fromkeys(launches):
                 if "BLOCK_N" not in dict(launch.constexprs):  # the grouping kernels
                     continue

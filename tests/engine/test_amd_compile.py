@@ -63,7 +63,7 @@ from atom.backends import amd_compile, triton_moe
 from atom.backends.triton_moe_tiles import Tile
 spec = amd_compile.MODELS["gpt-oss"][2]
 with amd_compile.recorded_launches("gfx942") as launches:
-    amd_compile._moe(spec, Tile(128, 256, 256, 4, 3))
+    amd_compile.launch_moe(spec, Tile(128, 256, 256, 4, 3))
 rows = [amd_compile.compile_launch(l, "gfx942") for l in launches if l.kernel == "_gate_up_kernel"]
 print("\\n".join(amd_compile.problems({"rows": rows})))
 """

@@ -7,7 +7,8 @@ by a recorder, and the backends' tile lookups answering for the arch being compi
 is exactly what the engine would launch there: the same arguments, types and constexprs, no second copy
 of any signature to drift, and what the JIT specializes on taken from its own binder for the arch's HIP
 backend (16-byte-aligned pointers and integers that 16 divides, buffers under 2 GiB, integers equal to 1).
-Then each distinct launch is compiled for its arch.
+Then each distinct launch is compiled for its arch. The recorder answers for CUDA targets (smNN) too:
+bench/sm90_compile.py compiles our sm90 tiles the same way.
 
 The table (amd_kernels.json, next to the tile tables) is regenerated with
 `python -m atom.backends.amd_compile --write` and checked for drift in CI (`--check`), like the
@@ -149,9 +150,9 @@ def launches_for(arch: str) -> list[Launch]:
             for query_len in (1, 16):  # decode and prefill tiles differ
                 _attention(attention, query_len)
             for _, tile in triton_moe_tiles.TILES[arch]:
-                _moe(moe, tile)
+                launch_moe(moe, tile)
                 if moe.quant == "mxfp4" and arch in A8W4_SUPPORT.archs and tile.block_m > 1:
-                    _moe(moe, tile, activation_quant="mxfp8")  # the opt-in A8W4 variant
+                    launch_moe(moe, tile, activation_quant="mxfp8")  # the opt-in A8W4 variant
         for heads in MLA_HEADS:
             for query_len in (1, 16):
                 _mla(heads, query_len)
@@ -160,7 +161,7 @@ def launches_for(arch: str) -> list[Launch]:
         fp8_rows = triton_moe_tiles.FP8_MAX_BLOCK_M.get(arch, 1 << 30)
         for _, tile in triton_moe_tiles.TILES[arch]:
             if 1 < tile.block_m <= fp8_rows:  # FP8 experts take the GEMM tiles only, up to the cap
-                _moe(DEEPSEEK_FP8_MOE, tile, arch=arch)
+                launch_moe(DEEPSEEK_FP8_MOE, tile, arch=arch)
     return list(dict.fromkeys(launches))  # distinct, in first-seen order
 
 
@@ -221,7 +222,9 @@ def _mla(heads: int, query_len: int) -> None:
     triton_mla.paged_mla(q, cache, meta, 512, 192**-0.5)
 
 
-def _moe(spec: MoESpec, tile, activation_quant: str | None = None, arch: str = "") -> None:
+def launch_moe(spec: MoESpec, tile, activation_quant: str | None = None, arch: str = "") -> None:
+    """Our MoE layer on 8 tokens of uninitialised experts with this tile: inside recorded_launches, what
+    it launches at the spec's real shapes (bench/sm90_compile.py records sm90's this way)."""
     tokens = 8
     x = torch.empty(tokens, spec.hidden_size, dtype=torch.bfloat16)
     ids = torch.arange(tokens * spec.top_k, dtype=torch.int64).remainder(spec.num_experts).view(tokens, -1)
