@@ -85,3 +85,14 @@ def test_a_fragments_tile_without_the_layout_is_refused_by_name():
     tile = triton_moe.Tile(16, 32, 64, 4, 2, swapped=True, fragments=True)
     with pytest.raises(ValueError, match="a fragments tile needs the experts in that layout"):
         triton_moe.fused_moe(x, weights, ids, w, spec, tile=tile)
+
+
+def test_more_blocks_than_a_launch_takes_is_refused_with_the_knob(monkeypatch):
+    """The weights-first kernels put the pair blocks on the grid's second axis (CUDA allows 65,535); a batch
+    past it is refused, naming the knob, before anything launches (the limit lowered here to reach it)."""
+    spec, x, w, logits, _ = moe_case("gpt-oss prefill: mxfp4, many tokens per expert", torch.float32)
+    weights, ids = route_for(spec, logits, w)
+    monkeypatch.setattr(triton_moe, "MAX_GRID_Y", 2)
+    tile = triton_moe.Tile(16, 32, 64, 4, 2, swapped=True)
+    with pytest.raises(ValueError, match="max-num-batched-tokens"):
+        triton_moe.fused_moe(x, weights, ids, w, spec, tile=tile)

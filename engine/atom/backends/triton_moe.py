@@ -48,6 +48,7 @@ from .triton_moe_tiles import FP8_MAX_BLOCK_M, Tile, pick_tile
 
 DENSE, UPCAST, SCALED_DOT, A8W4, FP8 = 0, 1, 2, 3, 4  # how the weights reach the dot (module docstring)
 E4M3_MAX = 448.0
+MAX_GRID_Y = 65535
 X_FORMATS = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
@@ -402,6 +403,11 @@ def _swapped_gate_up_down(x, weights, ex, spec, tile, h, out, sorted_pairs, bloc
         "BLOCK_M": tile.block_m, "BLOCK_N": tile.block_n, "BLOCK_K": tile.block_k,
         "num_warps": tile.num_warps, "num_stages": tile.num_stages,
     }  # fmt: skip
+    if block_expert.numel() > MAX_GRID_Y:  # the blocks are the grid's second axis (CUDA allows 65,535)
+        raise ValueError(
+            f"{num_pairs} (token, expert) pairs make {block_expert.numel()} blocks of {tile.block_m}, past "
+            f"the {MAX_GRID_Y} a weights-first launch takes: split the batch (--max-num-batched-tokens)"
+        )
     grid = (triton.cdiv(inter, tile.block_n), block_expert.numel())  # column blocks fastest (L2)
     swapped.gate_up_kernel[grid](
         x, w13, ex.s13, ex.b13, h, sorted_pairs, block_expert, num_pairs, hidden, inter,
