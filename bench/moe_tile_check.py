@@ -11,13 +11,9 @@ import torch
 from atom.backends import torch_moe, triton_moe
 from atom.backends.routing import route
 from atom.backends.triton_moe_tiles import TILES, Tile
-from atom.bench.moe import SHAPES, random_mxfp4_experts
+from atom.bench.moe import SHAPES, poisoned, random_mxfp4_experts, rel_err
 
-WORKSPACES = {
-    "empty": torch.empty,
-    "zeros": torch.zeros,
-    "nan": lambda *shape, **kw: torch.full(shape, float("nan"), **kw),
-}
+WORKSPACES = {"empty": torch.empty, "zeros": torch.zeros, "nan": poisoned}
 
 
 def main() -> None:
@@ -42,8 +38,8 @@ def main() -> None:
             errs = []
             for name, alloc in WORKSPACES.items():
                 for _ in range(2):
-                    got = triton_moe.fused_moe(x, weights, ids, w, spec, alloc=alloc, tile=tile).float()
-                    errs.append(f"{name} {((got - ref).norm() / ref.norm()).item():.1e}")
+                    got = triton_moe.fused_moe(x, weights, ids, w, spec, alloc=alloc, tile=tile)
+                    errs.append(f"{name} {rel_err(got, ref):.1e}")
             shape = f"{tile.block_m}x{tile.block_n}x{tile.block_k} w{tile.num_warps} s{tile.num_stages}"
             print(
                 f"{args.shape} M={m:<5} {shape:20} {'words' if tile.words else 'bytes'}  " + "  ".join(errs)

@@ -87,12 +87,11 @@ class Launch:
         return f"{values} warps={self.num_warps} stages={self.num_stages}"
 
 
-def _as_the_jit_would(fn: JITFunction, backend, values: dict, options: dict) -> Launch:
-    """The launch as the JIT would compile it for the backend's target, from the JIT's own binder: the
+def _as_the_jit_would(fn: JITFunction, binder, backend, values: dict, options: dict) -> Launch:
+    """The launch as the JIT would compile it for the backend's target, from the JIT's own `binder`: the
     argument types, the values it specializes on as constexprs (integers equal to 1), and the attributes
     (16-byte-aligned pointers and integers that 16 divides, buffers under 2 GiB). Without them a compile
     here would miss what the real launch is specialized on (vector widths follow from the alignment)."""
-    binder = create_function_from_signature(fn.signature, fn.params, backend)
     _, specialization, _ = binder(*(values[p.name] for p in fn.params))
     signature, constexprs, attrs = [], [], []
     for index, (param, (kind, spec)) in enumerate(zip(fn.params, specialization, strict=True)):
@@ -119,11 +118,14 @@ def recorded_launches(arch: str) -> Iterator[list[Launch]]:
     launches: list[Launch] = []
 
     backend = make_backend(target_of(arch))
+    binders: dict[JITFunction, object] = {}  # the JIT's argument binder, made once per kernel
 
     def record(self: JITFunction, *args, grid, warmup, **kwargs):
         options = {"num_warps": kwargs.pop("num_warps", 4), "num_stages": kwargs.pop("num_stages", 2)}
         values = dict(zip(self.arg_names, args, strict=False)) | kwargs
-        launches.append(_as_the_jit_would(self, backend, values, options))
+        if self not in binders:
+            binders[self] = create_function_from_signature(self.signature, self.params, backend)
+        launches.append(_as_the_jit_would(self, binders[self], backend, values, options))
 
     modules = [
         m

@@ -99,9 +99,10 @@ def _weight_tile(w_base, s_base, rows, row_ok, k0, K, stride_row, stride_scale_r
                  DECODE: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
     """W[rows, k0:k0+BLOCK_K] in `dtype` (k in order), the dot's first operand:
     DENSE as stored; BYTES each nibble through fp16 and an fp32 scale multiply (any dtype);
-    WORDS uint32 words of 8 nibbles, two nibbles a shift-and-mask into fp32 bits, one multiply per value
-    fewer than BYTES and no fp16 step (_nibble_pair). The decoded 0.5 passes through an fp32 subnormal, as
-    in the GEMV's words path: kept by CUDA's fp32 multiply (only sm90 tables mark tiles `words`)."""
+    WORDS uint32 words of 8 nibbles in 16-byte blocks, two nibbles a shift-and-mask into bf16 bits, then
+    multiplied in bf16 pairs for bf16 tiles, through fp32 otherwise (_nibble_pair). The decoded 0.5 passes
+    through a subnormal, as in the GEMV's words path: kept by CUDA's multiplies (only sm90 tables mark
+    tiles `words`)."""
     if DECODE == 3:
         return _fragment_tile(w_base, s_base, rows, k0, K, stride_scale_row, dtype, BLOCK_K)
     if DECODE == 2:

@@ -24,6 +24,16 @@ SHAPES = {
 }
 
 
+def rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
+    """||got - ref|| / ||ref||, in fp32."""
+    return ((got.float() - ref.float()).norm() / ref.float().norm()).item()
+
+
+def poisoned(*shape, **kw) -> torch.Tensor:
+    """A workspace filled with NaN (fused_moe's `alloc`): a kernel that reads what it never wrote shows."""
+    return torch.full(shape, float("nan"), **kw)
+
+
 def random_mxfp4_experts(spec: MoESpec, device: str, gen: torch.Generator) -> dict[str, torch.Tensor]:
     """Random nibbles with scales near 2^-7 (values of a trained layer's size), biases bf16."""
     e, h, i = spec.num_experts, spec.hidden_size, spec.intermediate_size
@@ -105,11 +115,11 @@ def run_moe_bench(
                     return getattr(module, "own_forward", module.forward)(x, logits, w, spec)
 
                 out = call().float()
-                err = ((out - ref).norm() / ref.norm()).item() if ref is not None else None
+                err = rel_err(out, ref) if ref is not None else None
                 own = None  # a backend with its own numerics contract (A8W4): error against its statement
                 if hasattr(module, "reference_forward"):
                     statement = module.reference_forward(x, logits, w, spec).float()
-                    own = ((out - statement).norm() / statement.norm()).item()
+                    own = rel_err(out, statement)
                 graphs = name != "torch"  # the reference syncs on the host (unique experts): eager only
                 rows.append({
                     "shape": shape, "backend": name, "M": m, "us": round(time_us(call, graphs, 50 if graphs else 5), 1),

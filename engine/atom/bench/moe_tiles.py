@@ -11,7 +11,7 @@ import torch
 from ..backends import mx_layout, torch_moe, triton_moe
 from ..backends.routing import route
 from ..backends.triton_moe_tiles import Tile
-from .moe import SHAPES, random_mxfp4_experts, time_us
+from .moe import SHAPES, poisoned, random_mxfp4_experts, rel_err, time_us
 
 
 def swapped_tiles(pairs_per_expert: float) -> list[Tile]:
@@ -59,10 +59,6 @@ def row_major_tiles(pairs_per_expert: float) -> list[Tile]:
     return [Tile(*t) for t in itertools.product(*space)]
 
 
-def _poisoned(*shape, **kw) -> torch.Tensor:
-    return torch.full(shape, float("nan"), **kw)
-
-
 def sweep(shape: str, m: int, budget_s: float, seed: int = 0) -> list[dict]:
     """Rows sorted fastest first; a tile that fails to compile or is wrong is reported, not timed."""
     spec = SHAPES[shape]
@@ -86,7 +82,7 @@ def sweep(shape: str, m: int, budget_s: float, seed: int = 0) -> list[dict]:
         try:
             # the worst of three runs on NaN-poisoned workspaces: some tiles compile to a loop that is wrong
             # only some of the time (docs/performance.md), and a tile must not read what it never wrote
-            errs = [((call(alloc=_poisoned).float() - ref).norm() / ref.norm()).item() for _ in range(3)]
+            errs = [rel_err(call(alloc=poisoned), ref) for _ in range(3)]
             err = max(errs) if all(e == e for e in errs) else float("nan")  # NaN compares false
             us = time_us(call, graphs=True, iters=30) if err < 2e-2 else None
         except Exception as exc:  # noqa: BLE001 (a tile past the shared-memory limit: report, go on)
