@@ -137,6 +137,29 @@ def bench_moe_tiles(
         json_out.write_text(json.dumps(rows, indent=2))
 
 
+@bench_app.command("linear")
+def bench_linear(
+    m: Annotated[list[int], typer.Option(help="rows per call")] = [1, 2, 4],  # noqa: B006
+    shape: Annotated[list[str], typer.Option(help="qkv, o, qkv/2, o/2, router-20b, router-120b")] = [  # noqa: B006
+        "qkv",
+        "o",
+        "qkv/2",
+        "o/2",
+        "router-20b",
+        "router-120b",
+    ],
+    sweep: Annotated[bool, typer.Option(help="time every GEMV tile (else the table's)")] = True,
+    json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
+) -> None:
+    """Dense projections at decode sizes (GPU): cuBLAS against our GEMV and its tiles, with the floor."""
+    from .bench.linear import print_linear_table, run_linear_bench
+
+    rows = run_linear_bench(m, shape, sweep)
+    print_linear_table(rows)
+    if json_out:
+        json_out.write_text(json.dumps(rows, indent=2))
+
+
 @bench_app.command("gpt-oss")
 def bench_gpt_oss(
     shape: str = "gpt-oss-20b",

@@ -106,8 +106,19 @@ class Linear(nn.Module):
         if self.fp8 is not None:
             y = self.fp8.fp8_block_linear(x, self.weight, self.weight_scale_inv, self.bias, self.fp8_block)
         else:
-            y = F.linear(x, self.weight, self.bias)
+            y = dense(x, self.weight, self.bias)
         return comm.all_reduce(y) if self.reduce else y
+
+
+def dense(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear; on a GPU a decode step's few rows go through one GEMV launch instead (the same math;
+    cuBLAS runs them as a split-K GEMM and a reduce)."""
+    if x.is_cuda:  # imported here because CPU images ship without Triton
+        from ..backends import triton_gemv
+
+        if triton_gemv.takes(x, weight):
+            return triton_gemv.gemv(x, weight, bias)
+    return F.linear(x, weight, bias)
 
 
 def sharded_parameter(

@@ -11,7 +11,7 @@ from torch import nn
 from ..backends.spec import AttentionSpec
 from ..config import ParallelConfig
 from ..layers.context import get_metadata
-from ..layers.linear import Embedding, Linear, LMHead, RMSNorm, sharded_parameter
+from ..layers.linear import Embedding, Linear, LMHead, RMSNorm, dense, sharded_parameter
 from ..layers.mla import MLAttention
 from ..layers.moe import FusedMoE, PerExpertNames
 from ..layers.rotary import RotaryEmbedding
@@ -123,7 +123,7 @@ class Attention(nn.Module):
         if self.qkv is None:
             raise RuntimeError("Attention.fuse_qkv() runs once the weights are in (load_model does it)")
         sizes = [p.weight.shape[0] for p in (self.q_proj, self.k_proj, self.v_proj)]
-        return F.linear(x, *self.qkv).split(sizes, dim=-1)
+        return dense(x, *self.qkv).split(sizes, dim=-1)
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         t = x.shape[0]
