@@ -9,7 +9,7 @@ OUT=${OUT:-bench-out}
 mkdir -p "$OUT"
 source bench/gpu_env.sh typer zmq msgspec
 # NVLink multicast stays off on these machines (the device notes say why)
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONFAULTHANDLER=1
+export NCCL_NVLS_ENABLE=0 NVSHMEM_DISABLE_NVLS=1 PYTHONFAULTHANDLER=1
 python -c "import torch, triton; print('gpus', torch.cuda.device_count(), torch.cuda.get_device_name(0), 'torch', torch.__version__, 'triton', triton.__version__)" | tee "$OUT/versions.txt"
 stage() {  # name timeout command...
   local name=$1 limit=$2; shift 2
@@ -17,8 +17,8 @@ stage() {  # name timeout command...
   echo "== $name: exit $?"
   grep -v -i "warn" "$OUT/$name.log" | grep -v "^ *$" | tail -${TAIL:-14}
 }
-# the engine's path next to NCCL's: symmetric memory where ATOM_SYMM_MEM=1 (docs/tensor-parallel.md)
-ATOM_SYMM_MEM=1 stage allreduce 90 torchrun --nproc-per-node 2 -m atom.bench.allreduce --json-out "$OUT/allreduce.json"
+# NCCL next to the engine's one-shot all-reduce (alone and fused with the norm), bit for bit
+stage allreduce 90 torchrun --nproc-per-node 2 -m atom.bench.allreduce --json-out "$OUT/allreduce.json"
 for shape in ${SHAPES:-gpt-oss-120b gpt-oss-20b}; do
   limit_var="LIMIT_${shape#gpt-oss-}"
   stage "tp-${shape#gpt-oss-}" "${!limit_var:-300}" python -m atom.cli bench tp --shape "$shape" --json-out "$OUT/tp-${shape#gpt-oss-}.json"

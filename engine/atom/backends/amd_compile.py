@@ -29,6 +29,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import triton
@@ -36,7 +37,16 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import make_backend
 from triton.runtime.jit import JITFunction, create_function_from_signature
 
-from . import triton_attention, triton_fp8_linear, triton_mla, triton_moe, triton_moe_tiles, triton_pointwise
+from . import (
+    triton_allreduce,
+    triton_attention,
+    triton_fp8_linear,
+    triton_gemv,
+    triton_mla,
+    triton_moe,
+    triton_moe_tiles,
+    triton_pointwise,
+)
 from .routing import SIGMOID_GROUPED, TOPK_SOFTMAX
 from .spec import AttentionSpec, MoESpec
 from .triton_moe_a8w4_support import SUPPORT as A8W4_SUPPORT
@@ -129,7 +139,7 @@ def recorded_launches(arch: str) -> Iterator[list[Launch]]:
 
     modules = [
         m
-        for m in (triton_attention, triton_fp8_linear, triton_mla, triton_moe, triton_pointwise)
+        for m in (triton_attention, triton_fp8_linear, triton_gemv, triton_mla, triton_moe, triton_pointwise)
         if hasattr(m, "device_arch")
     ]
     saved_run, saved_arch = JITFunction.run, [m.device_arch for m in modules]
@@ -149,6 +159,7 @@ def launches_for(arch: str) -> list[Launch]:
     with recorded_launches(arch) as launches:
         for hidden, attention, moe in MODELS.values():
             _norm_and_rotary(hidden, attention)
+            _decode_projections(hidden, attention)
             for query_len in (1, 16):  # decode and prefill tiles differ
                 _attention(attention, query_len)
             for _, tile in triton_moe_tiles.TILES[arch]:
@@ -173,6 +184,21 @@ def _fp8_linear(rows: int, arch: str) -> None:
     weight = torch.empty(24576, 1536, dtype=dtype)
     scale = torch.empty(192, 12, dtype=torch.float32)
     triton_fp8_linear.fp8_block_linear(torch.empty(rows, 1536, dtype=torch.bfloat16), weight, scale)
+
+
+def _decode_projections(hidden: int, spec: AttentionSpec) -> None:
+    """q/k/v (with a bias, as gpt-oss has) at 1 and 4 rows, and the all-reduce after the row-parallel
+    o projection, with and without the norm, at 2 and 8 ranks."""
+    qkv = torch.empty((spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim, hidden, dtype=torch.bfloat16)
+    for rows in (1, triton_gemv.MAX_ROWS):
+        triton_gemv.gemv(torch.empty(rows, hidden, dtype=torch.bfloat16), qkv, qkv[:, 0])
+    x = torch.empty(4, hidden, dtype=torch.bfloat16)
+    for world in (2, 8):
+        ptrs = torch.empty(world, dtype=torch.int64)
+        peers = SimpleNamespace(rank=0, world=world, half_bytes=1 << 23, data_ptrs=ptrs, flag_ptrs=ptrs,
+                                epoch=torch.empty(2, dtype=torch.int32))  # fmt: skip
+        triton_allreduce.all_reduce(x, peers)
+        triton_allreduce.all_reduce(x, peers, x, x[0], 1e-5)
 
 
 def _norm_and_rotary(hidden: int, spec: AttentionSpec) -> None:

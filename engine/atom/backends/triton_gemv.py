@@ -3,8 +3,8 @@
 At 1-4 rows cuBLAS runs these as split-K GEMMs followed by a reduce kernel (two launches, and the GEMM
 at a fraction of the copy rate: 657 us a step for the gpt-oss-20b shape's q/k/v and o projections, whose
 weights read once take 300 us). Here each program owns BLOCK_N output columns for every row and walks K
-once: the weights are read once, in 16-byte rows along K, and the products accumulate in fp32 per lane,
-summed across lanes only at the end. The same math as F.linear (fp32 accumulation, the bias added in
+once in long blocks (a whole row at once where registers allow): the weights are read once, in 16-byte
+loads along K, with as many bytes in flight per SM as the tile holds; products are summed in fp32. The same math as F.linear (fp32 accumulation, the bias added in
 fp32, one rounding to the output dtype); the order of the sum differs, as between two GEMM kernels.
 """
 
@@ -40,7 +40,7 @@ def _gemv_kernel(
     # rows past M or N read the last one instead of being masked (never stored): no branch per load
     w_rows = w_ptr + tl.minimum(rn, N - 1).to(tl.int64)[:, None] * stride_wn
     x_rows = x_ptr + tl.minimum(rm, M - 1)[:, None] * stride_xm
-    acc = tl.zeros((ROWS, BLOCK_N, BLOCK_K), dtype=tl.float32)
+    acc = tl.zeros((ROWS, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         k = k0 + rk
         if EVEN_K:
@@ -49,8 +49,8 @@ def _gemv_kernel(
         else:
             w = tl.load(w_rows + k[None, :], mask=k[None, :] < K, other=0.0)
             x = tl.load(x_rows + k[None, :], mask=k[None, :] < K, other=0.0)
-        acc += x.to(tl.float32)[:, None, :] * w.to(tl.float32)[None, :, :]
-    y = tl.sum(acc, axis=2)
+        acc += tl.sum(x.to(tl.float32)[:, None, :] * w.to(tl.float32)[None, :, :], axis=2)
+    y = acc
     if HAS_BIAS:
         y += tl.load(b_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
     ok = (rm < M)[:, None] & (rn < N)[None, :]

@@ -1,4 +1,6 @@
-"""All-reduce latency per call on this host's GPUs, eager and inside a CUDA graph (the decode path).
+"""All-reduce latency per call on this host's GPUs: NCCL eager and inside a CUDA graph (the decode path),
+the engine's one-shot kernel, and NCCL + the RMSNorm kernel against the two fused; the engine's results
+against NCCL's, bit for bit.
 
 Run one process per GPU:  torchrun --nproc-per-node 2 -m atom.bench.allreduce [--json-out FILE]
 Prints a table on rank 0: rows x hidden bf16 values, microseconds per call."""
@@ -12,7 +14,9 @@ import os
 import torch
 import torch.distributed as dist
 
+from ..backends import triton_pointwise
 from ..config import ParallelConfig
+from ..layers.linear import RMSNorm
 from ..parallel import comm
 
 ROWS = (1, 8, 64, 256, 2048)
@@ -29,6 +33,55 @@ def time_us(fn, repeats: int = 10) -> float:
     end.record()
     torch.cuda.synchronize()
     return start.elapsed_time(end) * 1000 / repeats / CALLS
+
+
+def graphed_us(fn) -> float:
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    us = time_us(graph.replay)
+    del graph  # captured collectives go before the group does
+    return us
+
+
+def comm_nccl(x: torch.Tensor) -> torch.Tensor:
+    dist.all_reduce(x)
+    return x
+
+
+def agreement(x: torch.Tensor, residual: torch.Tensor, summing_norm: RMSNorm) -> dict:
+    """The engine's path against NCCL (+ the norm kernel), over CALLS chained calls in one CUDA graph
+    (each call's input the last one's output, halved): the same bits expected (two ranks' bf16 sums are
+    rounded once either way)."""
+
+    def chain(reduce, x):
+        for _ in range(CALLS):
+            x = reduce(x.clone()) * 0.5
+        return x
+
+    def chain_norm(fused, x):
+        r = residual
+        for _ in range(CALLS):
+            if fused:
+                x, r = summing_norm(x.clone(), r)
+            else:
+                x, r = triton_pointwise.rms_norm(comm_nccl(x.clone()), summing_norm.weight, 1e-5, r)
+        return x, r
+
+    results = []
+    for fn in (lambda: chain(comm_nccl, x), lambda: chain(comm.all_reduce, x),
+               lambda: chain_norm(False, x), lambda: chain_norm(True, x)):  # fmt: skip
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = fn()
+        graph.replay()
+        graph.replay()  # twice: the second starts where the first left the flags and halves
+        torch.cuda.synchronize()
+        results.append(out)
+        del graph
+    same = torch.equal(results[0], results[1])
+    same_norm = all(torch.equal(a, b) for a, b in zip(results[2], results[3], strict=True))
+    return {"same_bits": f"{'yes' if same else 'NO'} / {'yes' if same_norm else 'NO'}"}
 
 
 def main() -> None:
@@ -49,43 +102,48 @@ def main() -> None:
         else (lambda *a: None)
     )
     say("joined")
+    summing_norm = RMSNorm(args.hidden, 1e-5).to(device, torch.bfloat16)  # as the layers use it
+    summing_norm.weight.normal_()
+    summing_norm.reduces_input = True
+    weight = summing_norm.weight
     for n in ROWS:
         x = torch.randn(n, args.hidden, dtype=torch.bfloat16, device=device)
+        residual = torch.randn(n, args.hidden, dtype=torch.bfloat16, device=device)
 
-        def calls(x=x):
+        def nccl(x=x):
             for _ in range(CALLS):
                 dist.all_reduce(x)
 
-        eager = time_us(calls)
-        say(n, "eager", eager)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            calls()
-        say(n, "captured")
-        graphed = time_us(graph.replay)
-        say(n, "replayed", graphed)
-        del graph  # captured collectives go before the group does
-
-        def engine_calls(x=x):  # what the layers call: symmetric memory where it is on, else NCCL
+        def ours(x=x):  # what the layers call: the one-shot kernel where it takes x, else NCCL
             for _ in range(CALLS):
                 comm.all_reduce(x)
 
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            engine_calls()
-        engine = time_us(graph.replay)
-        del graph
-        rows.append(
-            {"rows": n, "hidden": args.hidden, "eager_us": round(eager, 1), "graph_us": round(graphed, 1),
-             "engine_graph_us": round(engine, 1), "symmetric_memory": comm._symm is not None}
-        )  # fmt: skip
+        def nccl_then_norm(x=x, residual=residual):
+            for _ in range(CALLS):
+                triton_pointwise.rms_norm(comm_nccl(x), weight, 1e-5, residual)
+
+        def fused(x=x, residual=residual):
+            for _ in range(CALLS):
+                summing_norm(x, residual)
+
+        row = {"rows": n, "hidden": args.hidden, "eager_us": round(time_us(nccl), 1)}
+        for name, fn in (("graph_us", nccl), ("ours_graph_us", ours), ("nccl_norm_graph_us", nccl_then_norm),
+                         ("fused_norm_graph_us", fused)):  # fmt: skip
+            row[name] = round(graphed_us(fn), 1)
+            say(n, name, row[name])
+        row |= agreement(x, residual, summing_norm)
+        rows.append(row)
     if rank == 0:
-        print(f"all-reduce, {world} GPUs ({torch.cuda.get_device_name(device)}), bf16, us per call")
+        print(
+            f"all-reduce, {world} GPUs ({torch.cuda.get_device_name(device)}), bf16, us per call in a CUDA graph"
+        )
+        print(
+            f"{'rows':>5} {'NCCL eager':>10} {'NCCL':>7} {'ours':>7} {'NCCL+norm':>9} {'fused':>7}  same bits"
+        )
         for r in rows:
             print(
-                f"  {r['rows']:5d} x {r['hidden']}: NCCL eager {r['eager_us']:7.1f}   NCCL in a CUDA graph "
-                f"{r['graph_us']:7.1f}   engine's in a graph {r['engine_graph_us']:7.1f}"
-                f" ({'symmetric memory' if r['symmetric_memory'] else 'NCCL'})"
+                f"{r['rows']:>5} {r['eager_us']:>10} {r['graph_us']:>7} {r['ours_graph_us']:>7} "
+                f"{r['nccl_norm_graph_us']:>9} {r['fused_norm_graph_us']:>7}  {r['same_bits']}"
             )
         if args.json_out:
             with open(args.json_out, "w") as f:

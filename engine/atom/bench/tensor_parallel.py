@@ -19,24 +19,32 @@ from .profile import kernel_table
 from .shapes import write_shape
 from .workload import random_prompts
 
-COLLECTIVE = ("nccl", "allreduce", "all_reduce", "allgather", "all_gather")
+COLLECTIVE = ("nccl", "allreduce", "all_reduce", "allgather", "all_gather")  # _allreduce_kernel: ours
 
 
 def decode_profile(llm: LLM, batch: int, steps: int = 20) -> dict:
-    """Rank 0's kernels per decode step at `batch`: total, and the collectives' share."""
-    params = SamplingParams(max_tokens=3 * steps + 8, temperature=0, ignore_eos=True)
+    """Rank 0's decode step at `batch`: its wall time, its kernels' total, the collectives' share (our
+    one-shot all-reduce's kernel included) and the largest kernels."""
+    params = SamplingParams(max_tokens=4 * steps + 8, temperature=0, ignore_eos=True)
     for p in random_prompts(llm.runner.model.args.vocab_size, batch, 128, 7):
         llm.add_request(p, params)
     for _ in range(steps):
         llm.step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        llm.step()
+    wall_us = (time.perf_counter() - start) / steps * 1e6
     rows = kernel_table(llm.step, steps, "cuda")
     while llm.has_unfinished():
         llm.step()
     collective = [r for r in rows if any(c in r["name"].lower() for c in COLLECTIVE)]
     return {
+        "wall_us_per_step": round(wall_us, 1),
         "kernel_us_per_step": round(sum(r["us_per_step"] for r in rows), 1),
         "collective_us_per_step": round(sum(r["us_per_step"] for r in collective), 1),
         "collective_calls_per_step": sum(r["calls"] for r in collective),
+        "top_kernels": [f"{r['us_per_step']:.0f} us {r['calls']}x {r['name'][:60]}" for r in rows[:10]],
     }
 
 

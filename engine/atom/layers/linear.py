@@ -37,7 +37,8 @@ class Linear(nn.Module):
         self.fp8 = None  # the FP8 linear backend, once keep_fp8 made the weight FP8
         self.shard = shard
         self.parallel = parallel or ParallelConfig()
-        self.reduce = shard is not None and shard.dim == 1 and self.parallel.tp_size > 1
+        self.row_parallel = shard is not None and shard.dim == 1 and self.parallel.tp_size > 1
+        self.reduce = self.row_parallel  # its partial outputs summed here (unless defer_reduce)
         out_local = shard.size if shard is not None and shard.dim == 0 else out_features
         in_local = shard.size if shard is not None and shard.dim == 1 else in_features
         self.weight = sharded_parameter((out_local, in_local), (out_features, in_features), self._load_weight)
@@ -60,10 +61,16 @@ class Linear(nn.Module):
     def _load_weight(self, param: nn.Parameter, full: torch.Tensor) -> None:
         _copy(param, self.shard.take(full) if self.shard is not None else full)
 
+    def defer_reduce(self) -> bool:
+        """Return this rank's partial output unsummed: the norm after it sums over the ranks in its own
+        launch (RMSNorm.reduces_input). True where there was a sum to leave."""
+        had, self.reduce = self.reduce, False
+        return had
+
     def _load_bias(self, param: nn.Parameter, full: torch.Tensor) -> None:
         if self.shard is not None and self.shard.dim == 0:
             full = self.shard.take(full)
-        elif self.reduce and self.parallel.rank != 0:
+        elif self.row_parallel and self.parallel.rank != 0:
             full = torch.zeros_like(full)
         _copy(param, full)
 
@@ -144,11 +151,20 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim), requires_grad=False)
+        # tensor parallelism: x arrives as this rank's partial sum (the row-parallel layer before it
+        # deferred its all-reduce); the sum, the residual add and the norm then share one launch
+        self.reduces_input = False
 
     def forward(
         self, x: torch.Tensor, residual: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """norm(x); with a residual, (norm(x + residual), x + residual): the add rides in the norm's launch."""
+        if self.reduces_input:
+            if residual is not None:
+                fused = comm.all_reduce_add_rms_norm(x, residual, self.weight, self.eps)
+                if fused is not None:
+                    return fused
+            x = comm.all_reduce(x)
         if x.is_cuda:  # one fused kernel; imported here because CPU images ship without Triton
             from ..backends import triton_pointwise
 

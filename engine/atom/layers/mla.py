@@ -81,3 +81,6 @@ class MLAttention(nn.Module):
             q_nope, q_rope, latent, k_rope.squeeze(1), self.cache, get_metadata(), self, self.scale
         )
         return self.o_proj(o.reshape(t, -1))
+
+    def defer_reduce(self) -> bool:
+        return self.o_proj.defer_reduce()

@@ -32,6 +32,7 @@ class FusedMoE(nn.Module):
         unit = 32 if spec.quant == "mxfp4" else 1
         what = "MoE intermediate size"
         self.parallel = parallel
+        self.reduce = parallel.tp_size > 1  # one all-reduce sums the ranks' partial outputs
         self.first, size = split(spec.intermediate_size, parallel.tp_size, parallel.rank, unit, what)
         self.full_intermediate = spec.intermediate_size
         # the loader builds under the model's dtype: that is what the activations will be
@@ -157,7 +158,12 @@ class FusedMoE(nn.Module):
 
     def forward(self, x: torch.Tensor, router_logits: torch.Tensor) -> torch.Tensor:
         out = self.backend.forward(x, router_logits, self.weights(), self.spec)
-        return comm.all_reduce(out) if self.parallel.tp_size > 1 else out
+        return comm.all_reduce(out) if self.reduce else out
+
+    def defer_reduce(self) -> bool:
+        """As Linear.defer_reduce: the partial output is summed by the norm after it."""
+        had, self.reduce = self.reduce, False
+        return had
 
 
 def _cat_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -181,6 +187,9 @@ class MoEBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.experts(x, getattr(self, self.router_name)(x))
+
+    def defer_reduce(self) -> bool:
+        return self.experts.defer_reduce()
 
 
 class PerExpertNames:

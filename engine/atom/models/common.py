@@ -143,6 +143,9 @@ class Attention(nn.Module):
         )
         return self.o_proj(o.reshape(t, -1))
 
+    def defer_reduce(self) -> bool:
+        return self.o_proj.defer_reduce()
+
 
 class DenseMLP(nn.Module):
     def __init__(
@@ -156,6 +159,9 @@ class DenseMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+    def defer_reduce(self) -> bool:
+        return self.down_proj.defer_reduce()
 
 
 class DecoderLayer(nn.Module):
@@ -180,6 +186,12 @@ class DecoderLayer(nn.Module):
         h, residual = self.post_attention_layernorm(self.self_attn(positions, h), residual)
         return getattr(self, self.mlp_name)(h), residual
 
+    def reduce_in_norms(self, next_norm: RMSNorm) -> None:
+        """Tensor parallelism: attention's and the MLP's partial outputs are summed over the ranks by the
+        norm that follows each (this layer's post-attention norm, `next_norm`), in the norm's launch."""
+        self.post_attention_layernorm.reduces_input = self.self_attn.defer_reduce()
+        next_norm.reduces_input = getattr(self, self.mlp_name).defer_reduce()
+
 
 class CausalLM(nn.Module):
     """embed -> decoder layers -> norm -> lm_head, named like HF checkpoints (model.layers.N...)."""
@@ -194,6 +206,10 @@ class CausalLM(nn.Module):
         self.lm_head = LMHead(args.vocab_size, args.hidden_size, parallel)
         if args.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
+        if parallel.tp_size > 1:
+            norms_after = [layer.input_layernorm for layer in layers[1:]] + [self.model.norm]
+            for layer, norm in zip(layers, norms_after, strict=True):
+                layer.reduce_in_norms(norm)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         x, residual = self.model.embed_tokens(input_ids), None

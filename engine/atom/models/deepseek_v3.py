@@ -36,6 +36,11 @@ class DeepseekMoE(nn.Module):
         out = self.experts(x, self.gate(x))
         return out + self.shared_experts(x) if self.shared_experts is not None else out
 
+    def defer_reduce(self) -> bool:
+        """Both partial outputs unsummed: their sum is this rank's partial, summed once after."""
+        shared = self.shared_experts.defer_reduce() if self.shared_experts is not None else True
+        return self.experts.defer_reduce() and shared
+
 
 class DeepseekV3(CausalLM):
     expert_names = PerExpertNames("mlp", {"gate_proj": "gate", "up_proj": "up", "down_proj": "down"})

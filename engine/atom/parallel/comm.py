@@ -12,27 +12,23 @@ import torch
 import torch.distributed as dist
 
 from ..config import ParallelConfig
+from .peer_buffers import PeerBuffers
 
-# ATOM_SYMM_MEM=1 (opt-in): small bf16 all-reduces (a decode step's, one after each row-parallel layer)
-# through symmetric memory on GPUs: every rank's buffer is mapped into its peers (NVLink), one kernel
-# reads them and sums (torch's two-shot all-reduce), capturable in CUDA graphs, no NCCL ring. Larger
-# ones, fp32 and the CPU use NCCL / gloo. Opt-in because a second engine in the same process hung in the
-# buffer's rendezvous on our H200s (torch 2.11), so only a process's first group gets it
-# (docs/tensor-parallel.md has the numbers).
-SYMM_MEM_BYTES = 8 << 20
-_symm: tuple[torch.Tensor, str] | None = None
-_symm_tried = False
+# Small all-reduces on one node's GPUs (a decode step's: after each row-parallel layer) go through our
+# one-shot kernel over peer-mapped buffers (backends/triton_allreduce.py), fused with the norm that follows
+# where the layers ask (all_reduce_add_rms_norm); larger ones, several nodes and the CPU use NCCL / gloo.
+# ATOM_PEER_ALLREDUCE=0 turns it off (every all-reduce then goes through NCCL).
+_peers: PeerBuffers | None = None
 
 
 def init(parallel: ParallelConfig, device: torch.device) -> None:
     """Join the group (blocks until every rank has joined or the timeout passes)."""
-    global _symm, _symm_tried
+    global _peers
     if dist.is_initialized():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
     os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")  # a timed-out collective ends the process
     os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # no NVLink multicast (see docs/tensor-parallel.md)
-    os.environ.setdefault("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1")  # nor in torch's symmetric memory
     # NCCL's user-buffer registration of captured collectives hung graph capture on our H200s (NCCL as
     # shipped with torch 2.11); without it capture and replay work (docs/tensor-parallel.md)
     os.environ.setdefault("NCCL_GRAPH_REGISTER", "0")
@@ -44,29 +40,21 @@ def init(parallel: ParallelConfig, device: torch.device) -> None:
         timeout=datetime.timedelta(seconds=parallel.timeout_s),
         device_id=device if device.type == "cuda" else None,  # eager communicator: capturable at once
     )
-    if device.type == "cuda":  # every rank must take the same decision (workers are fresh processes)
-        wanted = os.environ.get("ATOM_SYMM_MEM") == "1" and not _symm_tried
-        everyone = torch.tensor([wanted], dtype=torch.int32, device=device)
-        dist.all_reduce(everyone, op=dist.ReduceOp.MIN)
-        if everyone.item():
-            _symm_tried = True
-            _symm = _symmetric_buffer(device)
+    if device.type == "cuda" and parallel.nnodes == 1:
+        _peers = _peer_buffers(device)
 
 
-def _symmetric_buffer(device: torch.device) -> tuple[torch.Tensor, str] | None:
-    """The symmetric buffer, where every rank could make one (the ranks agree, else none uses it)."""
-    buffer, name = None, dist.group.WORLD.group_name
-    try:
-        import torch.distributed._symmetric_memory as symm_mem
-
-        buffer = symm_mem.empty(SYMM_MEM_BYTES // 2, dtype=torch.bfloat16, device=device)
-        symm_mem.rendezvous(buffer, name)
-    except Exception as e:  # an older torch, no peer access: NCCL carries every all-reduce
-        print(f"atom: symmetric-memory all-reduce off: {e.__class__.__name__}: {e}", flush=True)
-        buffer = None
-    everyone = torch.tensor([buffer is not None], dtype=torch.int32, device=device)
+def _peer_buffers(device: torch.device) -> PeerBuffers | None:
+    """This node's peer-mapped buffers, where every rank could map them (else no rank uses them)."""
+    peers = None
+    if os.environ.get("ATOM_PEER_ALLREDUCE", "1") != "0":
+        try:
+            peers = PeerBuffers(device)
+        except Exception as e:  # no peer access between these GPUs: NCCL carries every all-reduce
+            print(f"atom: one-shot all-reduce off: {e.__class__.__name__}: {e}", flush=True)
+    everyone = torch.tensor([peers is not None], dtype=torch.int32, device=device)
     dist.all_reduce(everyone, op=dist.ReduceOp.MIN)
-    return (buffer, name) if everyone.item() else None
+    return peers if everyone.item() else None
 
 
 def close() -> None:
@@ -74,8 +62,10 @@ def close() -> None:
     at exit on our H200s once graphs had captured collectives and a peer had gone); gloo: destroy."""
     if not dist.is_initialized():
         return
-    global _symm
-    _symm = None
+    global _peers
+    if _peers is not None:
+        _peers.close()
+    _peers = None
     abort = getattr(dist.distributed_c10d, "_abort_process_group", None)
     if dist.get_backend() == "nccl" and abort is not None:
         abort()
@@ -84,21 +74,27 @@ def close() -> None:
 
 
 def all_reduce(x: torch.Tensor) -> torch.Tensor:
-    """Sum over the ranks, in place. Every rank takes the same path (it depends on shape and dtype only)."""
-    if (
-        _symm is not None
-        and x.dtype == torch.bfloat16
-        and x.numel() * 2 <= SYMM_MEM_BYTES
-        and x.is_contiguous()
-    ):
-        buffer, name = _symm
-        staged = buffer[: x.numel()]
-        staged.copy_(x.view(-1))
-        torch.ops.symm_mem.two_shot_all_reduce_(staged, "sum", name)
-        x.copy_(staged.view_as(x))
-        return x
+    """Sum over the ranks: x itself (NCCL, in place) or a new tensor. Every rank takes the same path (it
+    depends on shape and dtype only)."""
+    rows = x.reshape(-1, x.shape[-1]) if x.dim() else x
+    if _peers is not None and _peers.takes(rows):
+        from ..backends import triton_allreduce
+
+        return triton_allreduce.all_reduce(rows, _peers).view(x.shape)
     dist.all_reduce(x)
     return x
+
+
+def all_reduce_add_rms_norm(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(RMSNorm(sum over ranks of x + residual), that sum + residual) in one launch, or None where the
+    one-shot path does not take x (the caller then reduces and norms apart: the same math)."""
+    if _peers is None or not _peers.takes(x) or residual.stride(-1) != 1:
+        return None
+    from ..backends import triton_allreduce
+
+    return triton_allreduce.all_reduce(x, _peers, residual, weight, eps)
 
 
 def gather_columns(x: torch.Tensor, tp_size: int) -> torch.Tensor:
