@@ -187,11 +187,12 @@ def _fp8_linear(rows: int, arch: str) -> None:
 
 
 def _decode_projections(hidden: int, spec: AttentionSpec) -> None:
-    """q/k/v (with a bias, as gpt-oss has) at 1 and 4 rows, and the all-reduce after the row-parallel
+    """q/k/v and a router (with a bias, as gpt-oss has) at batch 1, and the all-reduce after the row-parallel
     o projection, with and without the norm, at 2 and 8 ranks."""
     qkv = torch.empty((spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim, hidden, dtype=torch.bfloat16)
-    for rows in (1, triton_gemv.MAX_ROWS):
-        triton_gemv.gemv(torch.empty(rows, hidden, dtype=torch.bfloat16), qkv, qkv[:, 0])
+    router = torch.empty(32, hidden, dtype=torch.bfloat16)
+    for weight in (qkv, router):  # the two tiles (wide and narrow N)
+        triton_gemv.gemv(torch.empty(1, hidden, dtype=torch.bfloat16), weight, weight[:, 0])
     x = torch.empty(4, hidden, dtype=torch.bfloat16)
     for world in (2, 8):
         ptrs = torch.empty(world, dtype=torch.int64)

@@ -16,15 +16,22 @@ import triton.language as tl
 
 from .triton_common import device_arch
 
-MAX_ROWS = 4  # past this the GEMM's tensor cores win (the weights are then reused across rows anyway)
+# From 2 rows cuBLAS is as fast or faster at the q/k/v projection on an H200 (`atom bench linear`:
+# 13.4 against 10.4 us at 2 rows; 10.6 against 10.4 at 1), so the GEMV takes batch-1 decode only.
+MAX_ROWS = 1
 DTYPES = (torch.bfloat16, torch.float16)
 
-# arch -> (BLOCK_N, BLOCK_K, warps). sm90 from `atom bench linear` (docs/performance.md); the others are
-# the same shape of tile, compiled by the AMD tier (amd_compile.py) and never run.
+# arch -> [(largest N, (BLOCK_N, BLOCK_K, warps))], first match. sm90 from `atom bench linear`
+# (docs/performance.md): narrow blocks of whole rows, two rows a program for the routers' few outputs;
+# the AMD archs take the same tiles, compiled by the AMD tier (amd_compile.py), never run.
 TILES = {
-    "default": (8, 256, 4),
-    "cpu": (8, 64, 1),
+    "default": [(512, (2, 4096, 4)), (None, (4, 2048, 4))],
+    "cpu": [(None, (8, 64, 1))],
 }
+
+
+def tile_for(arch: str, n: int) -> tuple[int, int, int]:
+    return next(tile for most, tile in TILES.get(arch, TILES["default"]) if most is None or n <= most)
 
 
 @triton.jit
@@ -75,7 +82,7 @@ def gemv(
 ) -> torch.Tensor:
     """x [M, K] (M <= MAX_ROWS), weight [N, K], bias [N] or None -> [M, N] in x's dtype."""
     (m, k), n = x.shape, weight.shape[0]
-    block_n, block_k, warps = tile or TILES.get(device_arch(x.device), TILES["default"])
+    block_n, block_k, warps = tile or tile_for(device_arch(x.device), n)
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)
     _gemv_kernel[(triton.cdiv(n, block_n),)](
         x, weight, bias if bias is not None else weight, y, m, n, k,
