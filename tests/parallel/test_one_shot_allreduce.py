@@ -6,12 +6,14 @@ results against NCCL's bit for bit.)"""
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import torch
 
 from atom.backends import triton_allreduce
 from atom.layers.linear import RMSNorm
+from atom.parallel.step_watch import StepWatch
 
 ROWS, DIM, HALF = 3, 40, 1024  # HALF: bytes per data half
 
@@ -64,3 +66,16 @@ def test_fused_all_reduce_adds_the_residual_and_norms_as_the_layers_do():
     want, want_sum = norm.reference(mine + theirs, residual)
     torch.testing.assert_close(got_sum, want_sum, rtol=0, atol=0)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_step_that_never_finishes_ends_the_engine_with_the_reason():
+    """The liveness check rank 0 keeps on each launched step (our all-reduce kernel has no timeout)."""
+    reasons = []
+    watch = StepWatch(timeout_s=0.3, on_stuck=reasons.append, poll_s=0.05)
+    watch.began(lambda: True)  # a step that finished
+    time.sleep(0.5)
+    assert reasons == []
+    watch.began(lambda: False)  # one whose kernels never complete
+    time.sleep(0.8)
+    watch.stop()
+    assert len(reasons) == 1 and "has not finished after 0.3 s: a rank is stuck" in reasons[0]

@@ -241,7 +241,12 @@ class ModelRunner:
             return self.execute(step)
         self.workers.send(step)
         try:
-            return self.execute(step)
+            logits = self.execute(step)
+            if logits.is_cuda:  # the liveness check: this step's kernels must finish within the timeout
+                done = torch.cuda.Event()
+                done.record()
+                self.workers.watch.began(done.query)
+            return logits
         except Exception as e:  # the ranks may now disagree on where they are: nothing can be retried
             raise EngineDeadError(f"a tensor-parallel step failed: {e.__class__.__name__}: {e}") from e
 

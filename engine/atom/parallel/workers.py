@@ -28,6 +28,7 @@ import zmq
 from ..config import EngineConfig, ParallelConfig
 from ..engine.step import StepInput, step_encoder
 from ..errors import EngineDeadError
+from .step_watch import StepWatch
 
 DEAD_RANK_GRACE_S = 10.0  # after a local worker dies, rank 0 gets this long to fail by itself
 
@@ -67,6 +68,7 @@ class WorkerPool:
         self.procs = start_local_workers(config, max_model_len, skip_rank_0=True)
         self.peers = self._await_hellos(parallel)
         self._closed = False
+        self.watch = StepWatch(parallel.timeout_s, self._stuck)
         for proc in self.procs:
             threading.Thread(target=self._watch, args=(proc,), daemon=True).start()
         atexit.register(self.close)
@@ -100,6 +102,13 @@ class WorkerPool:
             print(f"atom: {self.failure}; the engine cannot go on", file=sys.stderr, flush=True)
             os._exit(1)
 
+    def _stuck(self, reason: str) -> None:
+        """A launched step that never finishes (a rank stuck inside our all-reduce kernel, which has no
+        timeout of its own): the process ends, as for a dead worker."""
+        if not self._closed:
+            print(f"atom: {reason}; the engine cannot go on", file=sys.stderr, flush=True)
+            os._exit(1)
+
     def check(self) -> None:
         """Raise EngineDeadError if a worker has died (cheap: for idle loops too)."""
         for proc in self.procs:
@@ -118,6 +127,7 @@ class WorkerPool:
         if self._closed:
             return
         self._closed = True
+        self.watch.stop()
         goodbye = step_encoder.encode(None)
         for peer in self.peers:
             self.socket.send_multipart([peer, goodbye], flags=zmq.NOBLOCK)
