@@ -39,13 +39,17 @@ def swapped_tiles(pairs_per_expert: float) -> list[Tile]:
 
 def candidate_tiles(pairs_per_expert: float) -> list[Tile]:
     """Decode-sized blocks when experts see few pairs, wide ones for prefill (shared memory permitting);
-    the weights-first family first (the row-major winners are in the tables already)."""
+    the weights-first family first (the row-major winners are in the tables already). At one pair per
+    expert, the GEMV only: a block of 16 or more pairs would hold one."""
+    if pairs_per_expert <= 1:
+        return row_major_tiles(pairs_per_expert)
     return swapped_tiles(pairs_per_expert) + row_major_tiles(pairs_per_expert)
 
 
 def row_major_tiles(pairs_per_expert: float) -> list[Tile]:
     if pairs_per_expert <= 4:  # the per-pair GEMV (block_m 1) and the 16-row GEMM
-        words = itertools.product([1], [4, 8, 16], [512, 1024, 2048], [2, 4, 8], [2])
+        # whole rows at once (BLOCK_K past K): the bytes in flight per SM, as for the dense GEMV
+        words = itertools.product([1], [2, 4, 8, 16], [1024, 2048, 4096], [4, 8], [2])
         gemv = [Tile(*t, words=True) for t in words] if torch.version.cuda else []  # words: subnormals kept
         gemv += [Tile(*t) for t in itertools.product([1], [16, 32], [128, 256], [4, 8], [2])]
         gemm = itertools.product([16], [16, 32], [128, 256], [2, 4], [3])
