@@ -138,7 +138,7 @@ def paged_attention(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """q [T, H, D] against the paged cache (already holding this step's K/V) -> [T, H, D]."""
-    out = torch.zeros_like(q) if out is None else out  # rows of padded graph batches stay finite
+    out = torch.empty_like(q) if out is None else out  # every row is a sequence's (padded graph rows too)
     group = spec.num_heads // spec.num_kv_heads
     block_q, block_m = _tiles(meta.max_query_len, group)
     block_n, stages, warps = KEY_TILES.get(device_arch(q.device), KEY_TILES["default"])

@@ -2,8 +2,9 @@
 
 A decode step is hundreds of small kernels; launching them from Python costs more than running them at small
 batch. Each bucket's graph reads fixed input buffers; a step copies the batch into them and replays.
-Padded rows are sequences with no query tokens (the attention kernel skips them); their K/V go to a scratch
-slot past the real cache, so they never touch a live block.
+Padded rows are one-token sequences at position 0 whose K/V go to a scratch slot past the real cache, so
+they never touch a live block; they attend to one key and their rows are never read. (Rows of no
+sequence would leave the attention output unwritten there: a zero fill a layer inside the graph.)
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ class DecodeGraphs:
         )
         self.query_lens, self.seq_lens = row["query_lens"][:n], row["seq_lens"][:n]
         self.query_start_loc = row["query_start_loc"]  # n + 1 entries
+        # every row a padding row until a step fills them (what capture runs on)
         self.slots.fill_(scratch_slot)
+        self.query_lens.fill_(1)
+        self.seq_lens.fill_(1)
+        self.query_start_loc.copy_(torch.arange(n + 1))
         self.seq_idx = torch.zeros(n, dtype=torch.long, device=dev)
         self.block_tables = torch.zeros(n, max_blocks_per_seq, dtype=torch.long, device=dev)
         self.staged_tables = torch.zeros(self.block_tables.shape, dtype=torch.long, pin_memory=True)
@@ -71,7 +76,7 @@ class DecodeGraphs:
 
     @torch.inference_mode()
     def capture(self) -> None:
-        """Largest bucket first so smaller graphs reuse its memory pool. Inputs are all-padding here."""
+        """Largest bucket first so smaller graphs reuse its memory pool. Inputs are all padding rows here."""
         for b in reversed(self.buckets):
             self._forward(b)  # compile kernels outside the capture
             torch.cuda.synchronize()
@@ -101,9 +106,9 @@ class DecodeGraphs:
         pos[:n] = step.starts
         rows["slots"][:] = self.scratch_slot
         rows["slots"][:n] = cache_slots(tables, np.arange(n), pos[:n], self.block_size)
-        rows["query_lens"][:n] = 1
-        rows["seq_lens"][:n] = pos[:n] + 1  # padding rows: 0
-        rows["query_start_loc"][:] = np.minimum(np.arange(b + 1), n)
+        rows["query_lens"][:b] = 1
+        rows["seq_lens"][:b] = pos[:b] + 1  # padding rows: 1 (position 0)
+        rows["query_start_loc"][:] = np.arange(b + 1)
         self.staged_tables.numpy()[:n, :width] = tables
         self.vectors[:, : b + 1].copy_(self.staged[:, : b + 1], non_blocking=True)
         self.block_tables[:n, :width].copy_(self.staged_tables[:n, :width], non_blocking=True)
