@@ -21,10 +21,10 @@ case "${1:-kernels}" in
     TAIL=60 stage gpt-oss 300 python -m atom.cli bench gpt-oss --no-hf --profile --json-out "$OUT/gpt-oss.json"
     ;;
   kernels)
-    stage allreduce 120 torchrun --nproc-per-node 2 -m atom.bench.allreduce --json-out "$OUT/allreduce.json"
+    ATOM_PEER_ALLREDUCE=1 stage allreduce 120 torchrun --nproc-per-node 2 -m atom.bench.allreduce --json-out "$OUT/allreduce.json"
     ;;
   tp)
-    TAIL=8 stage tp-120b 330 python -m atom.cli bench tp --shape gpt-oss-120b --json-out "$OUT/tp-120b.json"
+    ATOM_PEER_ALLREDUCE=1 TAIL=8 stage tp-120b 330 python -m atom.cli bench tp --shape gpt-oss-120b --json-out "$OUT/tp-120b.json"
     ATOM_PEER_ALLREDUCE=0 TAIL=3 stage tp-nccl 150 python -m atom.cli bench tp --shape gpt-oss-120b --tp 2 --batch 1 --json-out "$OUT/tp-nccl.json"
     ;;
 esac

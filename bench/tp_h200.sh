@@ -18,7 +18,7 @@ stage() {  # name timeout command...
   grep -v -i "warn" "$OUT/$name.log" | grep -v "^ *$" | tail -${TAIL:-14}
 }
 # NCCL next to the engine's one-shot all-reduce (alone and fused with the norm), bit for bit
-stage allreduce 90 torchrun --nproc-per-node 2 -m atom.bench.allreduce --json-out "$OUT/allreduce.json"
+ATOM_PEER_ALLREDUCE=1 stage allreduce 90 torchrun --nproc-per-node 2 -m atom.bench.allreduce --json-out "$OUT/allreduce.json"
 for shape in ${SHAPES:-gpt-oss-120b gpt-oss-20b}; do
   limit_var="LIMIT_${shape#gpt-oss-}"
   stage "tp-${shape#gpt-oss-}" "${!limit_var:-300}" python -m atom.cli bench tp --shape "$shape" --json-out "$OUT/tp-${shape#gpt-oss-}.json"

@@ -17,7 +17,9 @@ from .peer_buffers import PeerBuffers
 # Small all-reduces on one node's GPUs (a decode step's: after each row-parallel layer) go through our
 # one-shot kernel over peer-mapped buffers (backends/triton_allreduce.py), fused with the norm that follows
 # where the layers ask (all_reduce_add_rms_norm); larger ones, several nodes and the CPU use NCCL / gloo.
-# ATOM_PEER_ALLREDUCE=0 turns it off (every all-reduce then goes through NCCL).
+# Opt-in (ATOM_PEER_ALLREDUCE=1) until it has run in the engine on two GPUs: so far it has run on real GPU
+# memory with two processes on one GPU (bench/peer_allreduce_check.py), not across NVLink.
+PEER_ALLREDUCE_DEFAULT = "0"
 _peers: PeerBuffers | None = None
 
 
@@ -47,7 +49,7 @@ def init(parallel: ParallelConfig, device: torch.device) -> None:
 def _peer_buffers(device: torch.device) -> PeerBuffers | None:
     """This node's peer-mapped buffers, where every rank could map them (else no rank uses them)."""
     peers = None
-    if os.environ.get("ATOM_PEER_ALLREDUCE", "1") != "0":
+    if os.environ.get("ATOM_PEER_ALLREDUCE", PEER_ALLREDUCE_DEFAULT) == "1":
         try:
             peers = PeerBuffers(device)
         except Exception as e:  # no peer access between these GPUs: NCCL carries every all-reduce
