@@ -75,6 +75,7 @@ ATTENTION_CASES = {
     "MQA, page 2, window 8, sinks": (AttentionSpec(8, 1, 32, 8, True), [12, 0], [1, 19], 2),
     "head_dim 80 (padded)": (AttentionSpec(4, 4, 80), [3, 17], [5, 1], 8),
     "pure decode, long context": (AttentionSpec(4, 2, 64, None, True), [200, 77, 130], [1, 1, 1], 16),
+    "batch-1 decode, 1000 keys, window 300, sinks": (AttentionSpec(8, 2, 64, 300, True), [999], [1], 16),
 }
 
 
@@ -92,6 +93,29 @@ def test_triton_paged_attention_matches_torch(case, dtype):
     got = triton_attention.paged_attention(q, k_cache, v_cache, meta, spec, sinks, scale, out=out)
     assert not got.isnan().any(), "rows left unwritten"
     assert rel_err(got, ref) < TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("splits", [2, 8, 32])
+@pytest.mark.parametrize(
+    "case", ["pure decode, long context", "batch-1 decode, 1000 keys, window 300, sinks"]
+)
+def test_decode_with_the_keys_split_over_programs_matches_torch(case, splits):
+    """Flash-decoding: each split's partial softmax, combined after (sinks once); 32 splits leave some
+    empty (fewer key blocks than splits)."""
+    spec, context, query, page = ATTENTION_CASES[case]
+    q, k_cache, v_cache, meta = paged_batch(context, query, page, spec, torch.float32)
+    sinks = torch.randn(spec.num_heads, device=DEVICE) if spec.sinks else None
+    k_new = k_cache.flatten(0, 1)[meta.slot_mapping].clone()
+    v_new = v_cache.flatten(0, 1)[meta.slot_mapping].clone()
+    scale = spec.head_dim**-0.5
+    ref = torch_attention.forward(q, k_new, v_new, k_cache, v_cache, meta, spec, sinks, scale)
+    out = poisoned(*q.shape, dtype=torch.float32, device=DEVICE)
+    got = triton_attention.paged_attention(
+        q, k_cache, v_cache, meta, spec, sinks, scale, out=out, splits=splits
+    )
+    assert rel_err(got, ref) < TOLERANCE[torch.float32]
+    chosen = triton_attention.key_splits(1, 1, spec.num_kv_heads, meta.max_seq_len, 64)
+    assert chosen > 1, "batch-1 decode splits its keys by default"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

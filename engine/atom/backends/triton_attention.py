@@ -29,6 +29,8 @@ def _paged_attention_kernel(
     block_tables_ptr,
     query_start_loc_ptr,
     seq_lens_ptr,
+    part_acc_ptr,  # SPLITS > 1: [T, H, SPLITS, HEAD_DIM_PAD] fp32, each split's unnormalised output
+    part_ml_ptr,  # SPLITS > 1: [T, H, SPLITS, 2] fp32, each split's running max and sum
     scale,
     stride_qt,
     stride_qh,
@@ -48,10 +50,12 @@ def _paged_attention_kernel(
     SLIDING_WINDOW: tl.constexpr,  # 0: none
     HAS_SINKS: tl.constexpr,
     IEEE: tl.constexpr,  # fp32 inputs: exact dots rather than tf32
+    SPLITS: tl.constexpr,  # > 1 (decode): the keys split over this many programs, combined after
 ):
     seq = tl.program_id(0)
     q_tile = tl.program_id(1)
-    kv_head = tl.program_id(2)
+    kv_head = tl.program_id(2) // SPLITS
+    split = tl.program_id(2) % SPLITS
     q_start = tl.load(query_start_loc_ptr + seq)
     q_len = tl.load(query_start_loc_ptr + seq + 1) - q_start
     if q_tile * BLOCK_Q >= q_len:
@@ -72,7 +76,7 @@ def _paged_attention_kernel(
         mask=row_ok[:, None] & dim_ok[None, :],
         other=0.0,
     )
-    if HAS_SINKS:
+    if HAS_SINKS and SPLITS == 1:  # split: the combine adds the sinks, once
         m_i = tl.load(sinks_ptr + head, mask=row_ok, other=0.0).to(tl.float32)
         l_i = tl.full([BLOCK_M], 1.0, tl.float32)  # exp(sink - m_i) with m_i = sink
     else:
@@ -85,7 +89,12 @@ def _paged_attention_kernel(
     if SLIDING_WINDOW > 0:
         lo = tl.maximum(0, first_pos + q_tile * BLOCK_Q - SLIDING_WINDOW + 1)
         lo = (lo // BLOCK_N) * BLOCK_N
-    for start in range(lo, last_pos + 1, BLOCK_N):
+    hi = last_pos + 1
+    if SPLITS > 1:  # this split's share of the key range, whole BLOCK_N blocks (empty for some)
+        share = tl.cdiv(tl.cdiv(hi - lo, SPLITS), BLOCK_N) * BLOCK_N
+        lo = lo + split * share
+        hi = tl.minimum(hi, lo + share)
+    for start in range(lo, hi, BLOCK_N):
         k_pos = start + tl.arange(0, BLOCK_N)
         k_ok = k_pos <= last_pos
         block = tl.load(block_tables_ptr + seq * stride_bt + k_pos // PAGE, mask=k_ok, other=0)
@@ -105,6 +114,14 @@ def _paged_attention_kernel(
         acc = dot(p.to(v.dtype), v, acc * alpha[:, None], IEEE)
         m_i = m_new
 
+    if SPLITS > 1:
+        heads = tl.num_programs(2) // SPLITS * GROUP
+        part = ((q_start + q_tok) * heads + head) * SPLITS + split
+        ok = row_ok[:, None] & dim_ok[None, :]
+        tl.store(part_acc_ptr + part[:, None] * HEAD_DIM_PAD + dims[None, :], acc, mask=ok)
+        tl.store(part_ml_ptr + part * 2, m_i, mask=row_ok)
+        tl.store(part_ml_ptr + part * 2 + 1, l_i, mask=row_ok)
+        return
     out = acc / l_i[:, None]
     tl.store(
         out_ptr + (q_start + q_tok)[:, None] * stride_ot + head[:, None] * stride_oh + dims[None, :],
@@ -113,10 +130,50 @@ def _paged_attention_kernel(
     )
 
 
+@triton.jit
+def _combine_splits_kernel(
+    part_acc_ptr, part_ml_ptr, sinks_ptr, out_ptr, heads, stride_ot, stride_oh,
+    HEAD_DIM: tl.constexpr, HEAD_DIM_PAD: tl.constexpr, SPLITS: tl.constexpr, HAS_SINKS: tl.constexpr,
+):  # fmt: skip
+    """Program (token, head): the splits' partial softmaxes as one (the sink, if any, counted once)."""
+    token, head = tl.program_id(0), tl.program_id(1)
+    part = (token * heads + head) * SPLITS + tl.arange(0, SPLITS)
+    m = tl.load(part_ml_ptr + part * 2)
+    l = tl.load(part_ml_ptr + part * 2 + 1)  # noqa: E741
+    m_max = tl.max(m, axis=0)
+    if HAS_SINKS:
+        sink = tl.load(sinks_ptr + head).to(tl.float32)
+        m_max = tl.maximum(m_max, sink)
+    weight = tl.exp(m - m_max)  # empty splits: m = -1e30, weight 0
+    total = tl.sum(l * weight, axis=0)
+    if HAS_SINKS:
+        total += tl.exp(sink - m_max)
+    dims = tl.arange(0, HEAD_DIM_PAD)
+    acc = tl.load(part_acc_ptr + part[:, None] * HEAD_DIM_PAD + dims[None, :])
+    out = tl.sum(acc * weight[:, None], axis=0) / total
+    tl.store(out_ptr + token * stride_ot + head * stride_oh + dims, out.to(out_ptr.dtype.element_ty),
+             mask=dims < HEAD_DIM)  # fmt: skip
+
+
 # Keys per iteration, pipeline stages and warps per arch. sm90 is what ran on the H100/H200. The gfx entries
 # have never run (no AMD GPU here) but are compiled for their arch in CI (amd_compile.py): with 4 warps,
 # 32 or 64 keys spilled 38-332 registers at head_dim 64 and 128; 16 keys with 8 warps spill none.
 KEY_TILES = {"gfx942": (16, 2, 8), "gfx950": (16, 2, 8), "sm90": (64, 3, 4), "default": (64, 2, 4)}
+
+
+# Decode with fewer (sequence, KV head) programs than this splits the keys of each over more programs
+# (flash-decoding): a batch-1 step of gpt-oss has 8 programs on a 132-SM GPU, each walking the whole
+# context. At most MAX_SPLITS, at least BLOCK_N keys each.
+DECODE_PROGRAMS = 256
+MAX_SPLITS = 32
+
+
+def key_splits(max_query_len: int, num_seqs: int, num_kv_heads: int, max_seq_len: int, block_n: int) -> int:
+    if max_query_len != 1:
+        return 1
+    wanted = DECODE_PROGRAMS // max(1, num_seqs * num_kv_heads)
+    splits = min(MAX_SPLITS, wanted, -(-max_seq_len // block_n))
+    return 1 << (max(1, splits).bit_length() - 1)  # a power of two (the combine's arange)
 
 
 def _tiles(max_query_len: int, group: int) -> tuple[int, int]:
@@ -136,14 +193,25 @@ def paged_attention(
     sinks: torch.Tensor | None,
     scale: float,
     out: torch.Tensor | None = None,
+    splits: int | None = None,
 ) -> torch.Tensor:
-    """q [T, H, D] against the paged cache (already holding this step's K/V) -> [T, H, D]."""
+    """q [T, H, D] against the paged cache (already holding this step's K/V) -> [T, H, D]. splits: the
+    keys of each (sequence, KV head) over this many programs (default: key_splits; 1 for prefill)."""
     out = torch.empty_like(q) if out is None else out  # every row is a sequence's (padded graph rows too)
     group = spec.num_heads // spec.num_kv_heads
     block_q, block_m = _tiles(meta.max_query_len, group)
     block_n, stages, warps = KEY_TILES.get(device_arch(q.device), KEY_TILES["default"])
     num_seqs = meta.block_tables.shape[0]
-    grid = (num_seqs, triton.cdiv(meta.max_query_len, block_q), spec.num_kv_heads)
+    if splits is None:
+        splits = key_splits(meta.max_query_len, num_seqs, spec.num_kv_heads, meta.max_seq_len, block_n)
+    head_dim_pad = max(16, triton.next_power_of_2(spec.head_dim))
+    rows, heads = q.shape[0], spec.num_heads
+    assert splits & (splits - 1) == 0, "splits must be a power of two"
+    part_acc = part_ml = q  # unused without splits
+    if splits > 1:
+        part_acc = torch.empty(rows * heads * splits, head_dim_pad, dtype=torch.float32, device=q.device)
+        part_ml = torch.empty(rows * heads * splits, 2, dtype=torch.float32, device=q.device)
+    grid = (num_seqs, triton.cdiv(meta.max_query_len, block_q), spec.num_kv_heads * splits)
     _paged_attention_kernel[grid](
         q,
         k_cache,
@@ -153,6 +221,8 @@ def paged_attention(
         meta.block_tables,
         meta.query_start_loc,
         meta.seq_lens,
+        part_acc,
+        part_ml,
         scale,
         q.stride(0),
         q.stride(1),
@@ -165,16 +235,22 @@ def paged_attention(
         GROUP=group,
         PAGE=meta.block_size,
         HEAD_DIM=spec.head_dim,
-        HEAD_DIM_PAD=max(16, triton.next_power_of_2(spec.head_dim)),
+        HEAD_DIM_PAD=head_dim_pad,
         BLOCK_Q=block_q,
         BLOCK_M=block_m,
         BLOCK_N=block_n,
         SLIDING_WINDOW=spec.sliding_window or 0,
         HAS_SINKS=sinks is not None,
         IEEE=q.dtype == torch.float32,
+        SPLITS=splits,
         num_stages=stages,
         num_warps=warps,
     )
+    if splits > 1:
+        _combine_splits_kernel[(rows, heads)](
+            part_acc, part_ml, sinks if sinks is not None else q, out, heads, out.stride(0), out.stride(1),
+            HEAD_DIM=spec.head_dim, HEAD_DIM_PAD=head_dim_pad, SPLITS=splits, HAS_SINKS=sinks is not None,
+        )  # fmt: skip
     return out
 
 
