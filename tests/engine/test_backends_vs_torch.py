@@ -114,8 +114,9 @@ def test_decode_with_the_keys_split_over_programs_matches_torch(case, splits):
         q, k_cache, v_cache, meta, spec, sinks, scale, out=out, splits=splits
     )
     assert rel_err(got, ref) < TOLERANCE[torch.float32]
-    chosen = triton_attention.key_splits(1, 1, spec.num_kv_heads, meta.max_seq_len, 64)
-    assert chosen > 1, "batch-1 decode splits its keys by default"
+    assert triton_attention.key_splits(1, 1, spec.num_kv_heads, 1000, 64) > 1, "batch-1 decode splits"
+    assert triton_attention.key_splits(1, 1, spec.num_kv_heads, 128, 64) == 1, "a 128-key window does not"
+    assert triton_attention.key_splits(7, 1, spec.num_kv_heads, 1000, 64) == 1, "prefill does not"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

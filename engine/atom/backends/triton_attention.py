@@ -163,17 +163,20 @@ KEY_TILES = {"gfx942": (16, 2, 8), "gfx950": (16, 2, 8), "sm90": (64, 3, 4), "de
 
 # Decode with fewer (sequence, KV head) programs than this splits the keys of each over more programs
 # (flash-decoding): a batch-1 step of gpt-oss has 8 programs on a 132-SM GPU, each walking the whole
-# context. At most MAX_SPLITS, at least BLOCK_N keys each.
+# context (157 us at 8k keys on an H200, 13 split 32 ways: bench/attention_splits.py). At most MAX_SPLITS,
+# and only where a sequence can have 4 key blocks a split: a 128-key sliding window never splits (the
+# combine costs about 1.4 us a layer where there is little to split).
 DECODE_PROGRAMS = 256
 MAX_SPLITS = 32
 
 
-def key_splits(max_query_len: int, num_seqs: int, num_kv_heads: int, max_seq_len: int, block_n: int) -> int:
+def key_splits(max_query_len: int, num_seqs: int, num_kv_heads: int, max_keys: int, block_n: int) -> int:
+    """Programs per (sequence, KV head): a power of two (the combine's arange), 1 for prefill."""
     if max_query_len != 1:
         return 1
     wanted = DECODE_PROGRAMS // max(1, num_seqs * num_kv_heads)
-    splits = min(MAX_SPLITS, wanted, -(-max_seq_len // block_n))
-    return 1 << (max(1, splits).bit_length() - 1)  # a power of two (the combine's arange)
+    splits = min(MAX_SPLITS, wanted, max_keys // (4 * block_n))
+    return 1 << (max(1, splits).bit_length() - 1)
 
 
 def _tiles(max_query_len: int, group: int) -> tuple[int, int]:
@@ -203,7 +206,8 @@ def paged_attention(
     block_n, stages, warps = KEY_TILES.get(device_arch(q.device), KEY_TILES["default"])
     num_seqs = meta.block_tables.shape[0]
     if splits is None:
-        splits = key_splits(meta.max_query_len, num_seqs, spec.num_kv_heads, meta.max_seq_len, block_n)
+        max_keys = min(meta.max_seq_len, spec.sliding_window or meta.max_seq_len)
+        splits = key_splits(meta.max_query_len, num_seqs, spec.num_kv_heads, max_keys, block_n)
     head_dim_pad = max(16, triton.next_power_of_2(spec.head_dim))
     rows, heads = q.shape[0], spec.num_heads
     assert splits & (splits - 1) == 0, "splits must be a power of two"
