@@ -23,8 +23,9 @@ case "${1:-kernels}" in
   kernels)
     ATOM_PEER_ALLREDUCE=1 stage allreduce 120 torchrun --nproc-per-node 2 -m atom.bench.allreduce --json-out "$OUT/allreduce.json"
     ;;
-  tp)
-    ATOM_PEER_ALLREDUCE=1 TAIL=8 stage tp-120b 330 python -m atom.cli bench tp --shape gpt-oss-120b --json-out "$OUT/tp-120b.json"
+  tp)  # BATCHES="--batch 1" for batch 1 only; QUICK=1: the all-reduce check first, in the same command
+    [ "${QUICK:-0}" = 1 ] && ATOM_PEER_ALLREDUCE=1 stage allreduce 120 torchrun --nproc-per-node 2 -m atom.bench.allreduce --json-out "$OUT/allreduce.json"
+    ATOM_PEER_ALLREDUCE=1 TAIL=8 stage tp-120b 330 python -m atom.cli bench tp --shape gpt-oss-120b ${BATCHES:-} --json-out "$OUT/tp-120b.json"
     ATOM_PEER_ALLREDUCE=0 TAIL=3 stage tp-nccl 150 python -m atom.cli bench tp --shape gpt-oss-120b --tp 2 --batch 1 --json-out "$OUT/tp-nccl.json"
     ;;
 esac
