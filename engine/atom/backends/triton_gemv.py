@@ -1,11 +1,12 @@
-"""y = x W^T (+ b) for a few rows of x: the dense projections of a decode step as one GEMV launch.
+"""y = x W^T (+ b) for a few rows of x: the dense projections of a batch-1 decode step as one GEMV launch.
 
-At 1-4 rows cuBLAS runs these as split-K GEMMs followed by a reduce kernel (two launches, and the GEMM
-at a fraction of the copy rate: 657 us a step for the gpt-oss-20b shape's q/k/v and o projections, whose
+At one row cuBLAS runs these as split-K GEMMs followed by a reduce kernel (two launches, and the GEMM at a
+fraction of the copy rate: 657 us a step for the gpt-oss-20b shape's q/k/v and o projections, whose
 weights read once take 300 us). Here each program owns BLOCK_N output columns for every row and walks K
 once in long blocks (a whole row at once where registers allow): the weights are read once, in 16-byte
-loads along K, with as many bytes in flight per SM as the tile holds; products are summed in fp32. The same math as F.linear (fp32 accumulation, the bias added in
-fp32, one rounding to the output dtype); the order of the sum differs, as between two GEMM kernels.
+loads along K, with as many bytes in flight per SM as the tile holds. The same math as F.linear (fp32
+accumulation, the bias added in fp32, one rounding to the output dtype); the order of the sum differs,
+as between two GEMM kernels.
 """
 
 from __future__ import annotations

@@ -118,8 +118,8 @@ class Linear(nn.Module):
 
 
 def dense(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear; on a GPU a decode step's few rows go through one GEMV launch instead (the same math;
-    cuBLAS runs them as a split-K GEMM and a reduce)."""
+    """F.linear; on a GPU a batch-1 decode step's row goes through one GEMV launch instead (the same math;
+    cuBLAS runs it as a split-K GEMM and a reduce)."""
     if x.is_cuda:  # imported here because CPU images ship without Triton
         from ..backends import triton_gemv
 
