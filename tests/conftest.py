@@ -142,6 +142,24 @@ def tiny_llama(smollm2: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_biased(tiny_llama: Path) -> Path:
+    """tiny_llama with random attention biases: HF initialises biases to zero, which hides a row-parallel
+    bias added on every rank instead of once."""
+    from safetensors.torch import load_file, save_file
+
+    out = CACHE / "tiny-llama-biased"
+    if not (out / "model.safetensors").exists():
+        shutil.copytree(tiny_llama, out, dirs_exist_ok=True)
+        tensors = load_file(out / "model.safetensors")
+        gen = torch.Generator().manual_seed(1)
+        for name, t in tensors.items():
+            if name.endswith(".bias"):
+                tensors[name] = (torch.randn(t.shape, generator=gen) * 0.5).to(t.dtype)
+        save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_qwen3(smollm2: Path) -> Path:
     """Random Qwen3: q/k norms per head, head_dim (32) apart from hidden / heads (16), tied embeddings."""
     from transformers import Qwen3Config, Qwen3ForCausalLM

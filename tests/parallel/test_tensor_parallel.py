@@ -36,10 +36,12 @@ def test_smollm2_over_three_ranks_matches_hf(smollm2):
     check_against_hf(smollm2, 3, max_num_batched_tokens=32, block_size=4)
 
 
-@pytest.mark.parametrize("family", ["llama", "mixtral", "gpt_oss", "qwen3_moe", "deepseek_v3"])
+@pytest.mark.parametrize(
+    "family", ["llama", "llama_biased", "mixtral", "gpt_oss", "qwen3_moe", "deepseek_v3"]
+)
 def test_two_ranks_match_hf(family, request):
-    """llama: one K/V head replicated on both ranks, o_proj bias added once, vocab 49157 padded to
-    49158; mixtral: bf16 experts split on I (gate and up halves each); gpt-oss: MXFP4 experts split on
+    """llama: one K/V head replicated on both ranks, vocab 49157 padded to 49158; llama_biased: the same
+    with random q/k/v and o biases (the o_proj bias added once, not on every rank); mixtral: bf16 experts split on I (gate and up halves each); gpt-oss: MXFP4 experts split on
     32-value blocks, sinks split with their heads, w2 bias added once; qwen3-moe: per-head q/k norms
     with split heads, a dense layer next to MoE ones; deepseek-v3: MLA heads split (the latent cache
     whole on each rank), routed and shared experts split on I."""
