@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 python3 -m pip install -q "torch==2.13.0"
 python3 -m pip install -q -e ".[test]" -e "engine[serve]"
 # the third-party clients of the compatibility tests, apart (ci/clients-requirements.txt says why)
-[ -x .venv-clients/bin/python ] || python3 -m venv --system-site-packages .venv-clients
+[ -x .venv-clients/bin/python ] || { rm -rf .venv-clients; python3 -m venv --system-site-packages .venv-clients; }
 .venv-clients/bin/python -m pip install -q -r ci/clients-requirements.txt
