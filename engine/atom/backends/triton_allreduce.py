@@ -18,6 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .triton_pointwise import add_rms_norm_row
+
 
 @triton.jit
 def _raise_flag(flag_ptr):
@@ -63,14 +65,11 @@ def _allreduce_kernel(
         src = tl.load(data_ptrs + peer).to(tl.pointer_type(dtype))
         total += tl.load(src + at, mask=ok, other=0.0, cache_modifier=".cg").to(tl.float32)
     reduced = total.to(dtype)  # what an all-reduce hands back
-    if NORM:  # as triton_pointwise's RMSNorm with a residual: the sum rounded as torch would
-        r = tl.load(residual_ptr + row * stride_r + cols, mask=ok, other=0.0).to(tl.float32)
-        added = (reduced.to(tl.float32) + r).to(dtype)
-        tl.store(sum_ptr + row * dim + cols, added, mask=ok)
-        x = added.to(tl.float32)
-        inv = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / dim + eps)
-        w = tl.load(w_ptr + cols, mask=ok, other=0.0).to(tl.float32)
-        tl.store(out_ptr + row * dim + cols, (w * (x * inv)).to(dtype), mask=ok)
+    if NORM:  # the sum as an all-reduce hands it back, then as triton_pointwise's RMSNorm does
+        add_rms_norm_row(
+            reduced.to(tl.float32), residual_ptr + row * stride_r, w_ptr, out_ptr + row * dim,
+            sum_ptr + row * dim, cols, ok, dim, eps, True,
+        )  # fmt: skip
     else:
         tl.store(out_ptr + row * dim + cols, reduced, mask=ok)
     tl.debug_barrier()

@@ -13,6 +13,23 @@ import triton.language as tl
 
 
 @triton.jit
+def add_rms_norm_row(
+    x, residual_ptr, w_ptr, out_ptr, sum_ptr, cols, ok, dim, eps, HAS_RESIDUAL: tl.constexpr
+):  # fmt: skip
+    """One row: x (fp32, zero where not ok) [+ the residual row, rounded to its dtype as `x + residual` in
+    torch would be, stored at sum_ptr] -> RMSNorm at out_ptr. The pointers point at the row's start;
+    triton_allreduce's fused all-reduce ends with this too, so both give the same bits."""
+    if HAS_RESIDUAL:
+        r = tl.load(residual_ptr + cols, mask=ok, other=0.0).to(tl.float32)
+        total = (x + r).to(sum_ptr.dtype.element_ty)
+        tl.store(sum_ptr + cols, total, mask=ok)
+        x = total.to(tl.float32)
+    inv = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / dim + eps)
+    w = tl.load(w_ptr + cols, mask=ok, other=0.0).to(tl.float32)
+    tl.store(out_ptr + cols, (w * (x * inv)).to(out_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit
 def _rms_norm_kernel(
     x_ptr, residual_ptr, w_ptr, out_ptr, sum_ptr, dim, stride_x, stride_r, stride_o, eps,
     HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr,
@@ -21,14 +38,10 @@ def _rms_norm_kernel(
     cols = tl.arange(0, BLOCK)
     ok = cols < dim
     x = tl.load(x_ptr + row * stride_x + cols, mask=ok, other=0.0).to(tl.float32)
-    if HAS_RESIDUAL:  # the residual stream, rounded to its dtype as `x + residual` in torch would be
-        r = tl.load(residual_ptr + row * stride_r + cols, mask=ok, other=0.0).to(tl.float32)
-        total = (x + r).to(sum_ptr.dtype.element_ty)
-        tl.store(sum_ptr + row * dim + cols, total, mask=ok)
-        x = total.to(tl.float32)
-    inv = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / dim + eps)
-    w = tl.load(w_ptr + cols, mask=ok, other=0.0).to(tl.float32)
-    tl.store(out_ptr + row * stride_o + cols, (w * (x * inv)).to(out_ptr.dtype.element_ty), mask=ok)
+    add_rms_norm_row(
+        x, residual_ptr + row * stride_r, w_ptr, out_ptr + row * stride_o, sum_ptr + row * dim,
+        cols, ok, dim, eps, HAS_RESIDUAL,
+    )  # fmt: skip
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:

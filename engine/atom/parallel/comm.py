@@ -17,9 +17,9 @@ from .peer_buffers import PeerBuffers
 # Small all-reduces on one node's GPUs (a decode step's: after each row-parallel layer) go through our
 # one-shot kernel over peer-mapped buffers (backends/triton_allreduce.py), fused with the norm that follows
 # where the layers ask (all_reduce_add_rms_norm); larger ones, several nodes and the CPU use NCCL / gloo.
-# Opt-in (ATOM_PEER_ALLREDUCE=1) until it has run in the engine on two GPUs: so far it has run on real GPU
-# memory with two processes on one GPU (bench/peer_allreduce_check.py), not across NVLink.
-PEER_ALLREDUCE_DEFAULT = "0"
+# On by default: across NVLink (2 x H200) its sums are NCCL's bit for bit and the engine's fp32 greedy
+# tokens at N = 2 match N = 1 (docs/performance.md); ATOM_PEER_ALLREDUCE=0 leaves every sum to NCCL.
+PEER_ALLREDUCE_DEFAULT = "1"
 _peers: PeerBuffers | None = None
 
 

@@ -17,7 +17,10 @@ import ctypes
 import torch
 import torch.distributed as dist
 
-MAX_ROWS = 256  # a decode batch; longer steps (prefill) go through NCCL
+MAX_ROWS = 256  # the flags' capacity: the most rows one call could carry
+# The most rows a call does carry: across NVLink (2 x H200) one shot took 6.7 us at 8 rows against NCCL's
+# 13.0, but 15.2 against 14.0 at 64 (docs/performance.md); larger steps go through NCCL
+ONE_SHOT_ROWS = 8
 HALF_BYTES = 8 << 20  # per call: 256 rows of 7168 fp32 values (DeepSeek-V3's hidden size) fit
 DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 IPC_HANDLE_BYTES = 64  # cudaIpcMemHandle_t / hipIpcMemHandle_t
@@ -81,6 +84,7 @@ class PeerBuffers:
     def __init__(self, device: torch.device) -> None:
         self.world, self.rank = dist.get_world_size(), dist.get_rank()
         self.half_bytes = HALF_BYTES
+        self.max_rows = ONE_SHOT_ROWS
         self.flag_bytes = -(-(MAX_ROWS * self.world * 4) // 256) * 256  # the data start aligned
         self.runtime = Runtime()
         with torch.cuda.device(device):
@@ -99,7 +103,7 @@ class PeerBuffers:
         """Whether x ([rows, dim], this node's GPUs) fits the one-shot path."""
         return (
             x.dim() == 2
-            and 0 < x.shape[0] <= MAX_ROWS
+            and 0 < x.shape[0] <= self.max_rows
             and x.dtype in DTYPES
             and x.stride(-1) == 1
             and x.numel() * x.element_size() <= self.half_bytes
