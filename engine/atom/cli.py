@@ -114,6 +114,10 @@ def serve(
         ),
     ] = 0.9,
     enforce_eager: Annotated[bool, typer.Option(help="No CUDA graphs for decode steps.")] = False,
+    async_scheduling: Annotated[
+        bool,
+        typer.Option(help="Launch each step before reading the last one's tokens (hides host time)."),
+    ] = True,
     shutdown_timeout: Annotated[
         float, typer.Option(help="Seconds in-flight requests get after SIGTERM.")
     ] = 30.0,
@@ -190,6 +194,7 @@ def serve(
         kv_cache_memory_gb=kv_cache_memory_gb,
         gpu_memory_utilization=gpu_memory_utilization,
         enforce_eager=enforce_eager,
+        async_scheduling=async_scheduling,
         parallel=parallel_config(
             tensor_parallel_size, nnodes, node_rank, master_addr, master_port, distributed_timeout
         ),

@@ -167,6 +167,7 @@ def bench_gpt_oss(
     moe_backend: MoeBackendOpt = None,
     attention_backend: AttentionBackendOpt = None,
     profile: Annotated[bool, typer.Option(help="also profile decode steps at batch 1 and 16")] = False,
+    async_scheduling: Annotated[bool, typer.Option(help="see atom serve --help")] = True,
     json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
 ) -> None:
     """Offline throughput on a gpt-oss shape with random MXFP4 weights (GPU), next to HF transformers."""
@@ -175,6 +176,7 @@ def bench_gpt_oss(
     kwargs = {
         k: v for k, v in {"moe_backend": moe_backend, "attention_backend": attention_backend}.items() if v
     }
+    kwargs["async_scheduling"] = async_scheduling
     rows = run_gpt_oss_bench(shape, hf, kwargs, emit=lambda row: typer.echo(json.dumps(row)), profile=profile)
     if json_out:
         json_out.write_text(json.dumps(rows, indent=2))

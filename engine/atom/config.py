@@ -72,6 +72,7 @@ class EngineConfig:
     linear_backend: str | None = None  # an FP8 checkpoint's dense projections: triton (FP8 kept) | torch
     seed: int = 0
     enforce_eager: bool = False  # no CUDA graphs for decode
+    async_scheduling: bool = True  # launch each step before reading the last one's tokens (core.py)
     tensor_parallel_size: int = 1
     parallel: ParallelConfig | None = None  # the full set (nodes, rendezvous); overrides the size above
 

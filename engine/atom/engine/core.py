@@ -1,6 +1,13 @@
 """EngineCore: schedule -> run the model -> sample -> update the scheduler. Plain data in (token ids,
 sampling params, aborts) and out (new token ids, logprobs, finish reasons, stats); no text.
 
+Lookahead (async scheduling): the tokens a step draws stay on the device while the next step is
+scheduled and launched; each sequence holds a marker as its last token meanwhile (step.take_previous
+puts the real one in on the device). Only then does the host wait for them, with the GPU already busy,
+and the outputs of a step come out during the next one. A sequence that ends on a token it drew (end of
+sequence, stop ids, its grammar) has computed one row too many, dropped unread; one that ends by length
+is known to, so a step with one reads its tokens at once instead.
+
 The offline LLM drives it in-process; the server runs it in a process of its own (server/core_process.py).
 """
 
@@ -26,10 +33,18 @@ from ..tokenizer import load_tokenizer
 from .block_manager import BlockManager
 from .model_runner import ModelRunner
 from .outputs import CoreOutput, EngineStats, FinishReason, TokenLogprob
-from .sampler import sample
+from .sampler import Drawn, SamplerOutput, sample_on_device
 from .scheduler import Scheduler
 from .sequence import Sequence
 from .structured import Grammars
+
+
+@dataclass
+class Pending:
+    """A step's drawn tokens not yet read: seqs[i] holds the marker -(1 + i) as its last token."""
+
+    seqs: list[Sequence]
+    drawn: Drawn
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,9 @@ class EngineCore:
         self.grammars = Grammars(table, self.info.vocab_size, self.eos_token_ids)
         self.counters = EngineStats()  # only its counter fields are kept here
         self.compile_watch = CompileWatch()  # armed by a process that holds this one engine
+        # workers take their token ids from the host, so tensor parallelism reads each step's at once
+        self.lookahead = config.async_scheduling and self.runner.workers is None
+        self.pending: Pending | None = None
 
     def add(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> Sequence:
         check_prompt(prompt_token_ids, params, self.info)
@@ -142,7 +160,7 @@ class EngineCore:
         self.grammars.drop(seq.request_id)
 
     def has_unfinished(self) -> bool:
-        return self.scheduler.has_unfinished()
+        return self.scheduler.has_unfinished() or self.pending is not None
 
     def check_workers(self) -> None:
         """Raise EngineDeadError when a tensor-parallel worker has died (a no-op without workers)."""
@@ -165,23 +183,48 @@ class EngineCore:
 
     def _step(self) -> list[CoreOutput]:
         batch = self.scheduler.schedule()
-        if not batch:
-            return []
+        pending, self.pending = self.pending, None
+        if not batch:  # nothing to launch: the last step's tokens are all that is left
+            return self._read(pending) if pending else []
         c = self.counters
         c.steps += 1
         c.batch_sequences += len(batch.seqs)
         c.batch_tokens += batch.total_tokens
-        logits = self.runner.run(batch)
+        logits = self.runner.run(batch, pending.drawn.tokens if pending else None)
         c.graph_steps += self.runner.last_step_graphed
+        outputs = self._read(pending) if pending else []  # the GPU has this step to run meanwhile
         ready = self.scheduler.complete_step(batch)
+        live = [i for i, seq in enumerate(ready) if not seq.is_finished]
+        if len(live) < len(ready):  # ended on the token read just now: their rows are dropped
+            logits, ready = logits[live], [ready[i] for i in live]
         if not ready:
-            return []
+            return outputs
         allowed = self.grammars.allowed(ready, logits.device)
-        sampled = sample(logits, ready, self._suppressed(ready), allowed)
+        drawn = sample_on_device(logits, ready, self._suppressed(ready), allowed)
+        if self.lookahead and not any(self._ends_by_length(seq) for seq in ready):
+            for row, seq in enumerate(ready):
+                seq.token_ids.append(-1 - row)
+            self.pending = Pending(ready, drawn)
+            return outputs
+        return outputs + self._outputs(ready, drawn.read(ready))
+
+    def _read(self, pending: Pending) -> list[CoreOutput]:
+        """Wait for a step's drawn tokens and put each in place of its marker (a sequence aborted
+        meanwhile is gone: its token is dropped)."""
+        for seq in pending.seqs:
+            seq.token_ids.pop()
+        return self._outputs(pending.seqs, pending.drawn.read(pending.seqs))
+
+    def _outputs(self, seqs: list[Sequence], sampled: SamplerOutput) -> list[CoreOutput]:
         return [
             self._append(seq, token, logprob)
-            for seq, token, logprob in zip(ready, sampled.tokens, sampled.logprobs, strict=True)
+            for seq, token, logprob in zip(seqs, sampled.tokens, sampled.logprobs, strict=True)
+            if not seq.is_finished
         ]
+
+    def _ends_by_length(self, seq: Sequence) -> bool:
+        """Whether the token this sequence draws now is its last by max_tokens or the context length."""
+        return seq.num_output_tokens + 1 >= seq.max_tokens or seq.num_tokens + 1 >= self.info.max_model_len
 
     def stats(self) -> EngineStats:
         bm, c = self.block_manager, self.counters

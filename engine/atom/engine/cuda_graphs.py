@@ -14,7 +14,7 @@ import torch
 
 from ..layers.context import AttentionMetadata, set_metadata
 from .block_manager import cache_slots, padded_block_tables
-from .step import StepInput
+from .step import StepInput, take_previous
 
 BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 # a decode step's per-row inputs: the rows of one matrix, so one transfer fills them all
@@ -45,6 +45,7 @@ class DecodeGraphs:
         self.query_lens.fill_(1)
         self.seq_lens.fill_(1)
         self.query_start_loc.copy_(torch.arange(n + 1))
+        self.previous = torch.zeros(n, dtype=torch.long, device=dev)  # the last step's drawn tokens
         self.seq_idx = torch.zeros(n, dtype=torch.long, device=dev)
         self.block_tables = torch.zeros(n, max_blocks_per_seq, dtype=torch.long, device=dev)
         self.staged_tables = torch.zeros(self.block_tables.shape, dtype=torch.long, pin_memory=True)
@@ -70,7 +71,10 @@ class DecodeGraphs:
     def _forward(self, b: int) -> torch.Tensor:
         set_metadata(self.metadata(b))
         try:
-            return self.model.compute_logits(self.model(self.input_ids[:b], self.positions[:b]))
+            # rows whose token the previous step drew take it from the device (step.take_previous),
+            # inside the graph: no launch of its own
+            input_ids = take_previous(self.input_ids[:b], self.previous)
+            return self.model.compute_logits(self.model(input_ids, self.positions[:b]))
         finally:
             set_metadata(None)
 
@@ -90,7 +94,7 @@ class DecodeGraphs:
         return len(step.query_lens) <= self.buckets[-1] and step.is_decode
 
     @torch.inference_mode()
-    def run(self, step: StepInput) -> torch.Tensor:
+    def run(self, step: StepInput, previous: torch.Tensor | None = None) -> torch.Tensor:
         n = len(step.query_lens)
         b = next(size for size in self.buckets if size >= n)
         # Only the columns this batch uses: the kernels read a row's blocks up to its length, so stale
@@ -113,5 +117,7 @@ class DecodeGraphs:
         self.vectors[:, : b + 1].copy_(self.staged[:, : b + 1], non_blocking=True)
         self.block_tables[:n, :width].copy_(self.staged_tables[:n, :width], non_blocking=True)
         self.copied.record()
+        if previous is not None:
+            self.previous[: len(previous)].copy_(previous)
         self.graphs[b].replay()
         return self.logits[b][:n]

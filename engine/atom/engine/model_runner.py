@@ -23,7 +23,7 @@ from ..platform import Platform
 from .block_manager import cache_slots, padded_block_tables
 from .cuda_graphs import DecodeGraphs
 from .scheduler import ScheduledBatch
-from .step import StepInput
+from .step import StepInput, take_previous
 
 DTYPES = {
     "bf16": torch.bfloat16,
@@ -234,11 +234,14 @@ class ModelRunner:
         last_rows = torch.tensor(ends[np.array(step.wants_logits)], dtype=torch.long, device=dev)
         return torch.tensor(step.token_ids, device=dev), meta, last_rows
 
-    def run(self, batch: ScheduledBatch) -> torch.Tensor:
-        """Logits [num sequences that finished their tokens this step, vocab] in float32 (rank 0)."""
+    def run(self, batch: ScheduledBatch, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [num sequences that finished their tokens this step, vocab] in float32 (rank 0).
+        previous: the tokens the last step drew, on the device, where this batch's token ids hold markers
+        for them (StepInput; one rank only: workers get their token ids from the host)."""
         step = StepInput.from_batch(batch)
         if self.workers is None:
-            return self.execute(step)
+            return self.execute(step, previous)
+        assert previous is None, "tensor-parallel workers take their token ids from the host"
         self.workers.send(step)
         try:
             logits = self.execute(step)
@@ -251,12 +254,14 @@ class ModelRunner:
             raise EngineDeadError(f"a tensor-parallel step failed: {e.__class__.__name__}: {e}") from e
 
     @torch.inference_mode()
-    def execute(self, step: StepInput) -> torch.Tensor:
+    def execute(self, step: StepInput, previous: torch.Tensor | None = None) -> torch.Tensor:
         """One forward pass; every rank runs it with the same step (the collectives pair up inside)."""
         self.last_step_graphed = self.graphs is not None and self.graphs.can_run(step)
         if self.last_step_graphed:
-            return self.graphs.run(step)
+            return self.graphs.run(step, previous)
         input_ids, meta, last_rows = self.prepare(step)
+        if previous is not None:
+            input_ids = take_previous(input_ids, previous)
         set_metadata(meta)
         try:
             hidden = self.model(input_ids, meta.positions)

@@ -83,19 +83,73 @@ def apply_bias(
     return logits
 
 
+@dataclass
+class Drawn:
+    """What sample_on_device drew. The tokens stay on the device for the next step (core.py's
+    lookahead); their copies to the host are queued at once, before any later step, so reading them
+    waits for this step only."""
+
+    tokens: torch.Tensor  # [rows] int64, on the logits' device
+    host: list[torch.Tensor]  # tokens, then (where asked) chosen logprobs, top ids, top values
+    logprob_rows: list[int]  # the rows that asked for logprobs
+    copied: torch.cuda.Event | None  # the host copies done (None on the CPU)
+
+    @classmethod
+    def copying(cls, tokens: torch.Tensor, logprobs: tuple | None) -> Drawn:
+        rows, *tensors = logprobs or ([],)
+        host = [_to_host(t) for t in (tokens, *tensors)]
+        copied = None
+        if tokens.is_cuda:
+            copied = torch.cuda.Event()
+            copied.record()
+        return cls(tokens, host, rows, copied)
+
+    def read(self, seqs: list[Sequence]) -> SamplerOutput:
+        """The tokens (and logprobs) on the host: waits for the step that drew them."""
+        if self.copied is not None:
+            self.copied.synchronize()
+        tokens, *rest = (t.tolist() for t in self.host)
+        found: list[TokenLogprob | None] = [None] * len(seqs)
+        if rest:
+            chosen, top_ids, top_values = rest
+            for row, i in enumerate(self.logprob_rows):
+                n = seqs[i].params.logprobs
+                found[i] = TokenLogprob(
+                    tokens[i], chosen[row], list(zip(top_ids[row][:n], top_values[row][:n], strict=True))
+                )
+        return SamplerOutput(tokens, found)
+
+
+def _to_host(t: torch.Tensor) -> torch.Tensor:
+    if not t.is_cuda:
+        return t
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    return host.copy_(t, non_blocking=True)
+
+
 def sample(
     logits: torch.Tensor,
     seqs: list[Sequence],
     suppressed: list[list[int]] | None = None,
     allowed: torch.Tensor | None = None,
 ) -> SamplerOutput:
+    """sample_on_device, read back at once."""
+    return sample_on_device(logits, seqs, suppressed, allowed).read(seqs)
+
+
+def sample_on_device(
+    logits: torch.Tensor,
+    seqs: list[Sequence],
+    suppressed: list[list[int]] | None = None,
+    allowed: torch.Tensor | None = None,
+) -> Drawn:
     """logits: [len(seqs), vocab] float32, left unchanged. One token id (and logprobs) per sequence.
     suppressed: per sequence, tokens it may not sample now (min_tokens). Logprobs are the model's own
     (before penalties, biases, suppression and grammars). allowed: [len(seqs), vocab] bool, the tokens
     each sequence's grammar admits now (structured outputs).
 
-    Which rows are greedy or penalised is known on the host, so the only device-to-host sync is the
-    final token read; greedy rows skip the copy, the filters and the noise entirely."""
+    Which rows are greedy or penalised is known on the host, so nothing here waits for the device;
+    greedy rows skip the filters and the noise entirely."""
     raw = logits
     if any(s.params.logit_bias for s in seqs) or any(suppressed or ()):
         logits = apply_bias(logits.clone(), seqs, suppressed)
@@ -116,23 +170,17 @@ def sample(
                     torch.empty(probs.shape[1]).exponential_(generator=seqs[i].generator).to(probs.device)
                 )
         tokens[rows] = (probs / noise).argmax(dim=-1)
-    token_list = tokens.tolist()
-    return SamplerOutput(token_list, _logprobs(raw, seqs, token_list))
+    return Drawn.copying(tokens, _logprobs(raw, seqs, tokens))
 
 
-def _logprobs(logits: torch.Tensor, seqs: list[Sequence], tokens: list[int]) -> list[TokenLogprob | None]:
-    found: list[TokenLogprob | None] = [None] * len(seqs)
+def _logprobs(logits: torch.Tensor, seqs: list[Sequence], tokens: torch.Tensor):
+    """The chosen tokens' logprobs and the top ones, on the device, for the rows that asked."""
     wanted = [i for i, s in enumerate(seqs) if s.params.logprobs is not None]
     if not wanted:
-        return found
+        return None
     logprobs = logits[wanted].float().log_softmax(dim=-1)
     k = max(seqs[i].params.logprobs for i in wanted)
     top_values, top_ids = logprobs.topk(max(k, 1), dim=-1)
-    chosen = logprobs[torch.arange(len(wanted)), torch.tensor([tokens[i] for i in wanted])].tolist()
-    top_ids, top_values = top_ids.tolist(), top_values.tolist()
-    for row, i in enumerate(wanted):
-        n = seqs[i].params.logprobs
-        found[i] = TokenLogprob(
-            tokens[i], chosen[row], list(zip(top_ids[row][:n], top_values[row][:n], strict=True))
-        )
-    return found
+    index = torch.tensor(wanted, device=logits.device)
+    chosen = logprobs.gather(1, tokens[index][:, None])[:, 0]
+    return wanted, chosen, top_ids, top_values

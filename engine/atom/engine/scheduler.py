@@ -18,6 +18,12 @@ from .sequence import Sequence, Status
 class ScheduledBatch:
     seqs: list[Sequence]
     num_tokens: list[int]  # tokens each sequence computes this step
+    samples: list[bool]  # whether it reaches its last token this step (its row of logits samples)
+
+    def add(self, seq: Sequence, n: int) -> None:
+        self.seqs.append(seq)
+        self.num_tokens.append(n)
+        self.samples.append(seq.num_computed_tokens + n == seq.num_tokens)
 
     @property
     def total_tokens(self) -> int:
@@ -44,7 +50,7 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def schedule(self) -> ScheduledBatch:
-        batch = ScheduledBatch([], [])
+        batch = ScheduledBatch([], [], [])
         budget = self.max_num_batched_tokens
         preempted = False
         i = 0
@@ -59,8 +65,7 @@ class Scheduler:
                     break
             else:
                 self.block_manager.append_slots(seq, n)
-                batch.seqs.append(seq)
-                batch.num_tokens.append(n)
+                batch.add(seq, n)
                 budget -= n
                 i += 1
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs and not preempted:
@@ -74,8 +79,7 @@ class Scheduler:
             self.block_manager.append_slots(seq, n)
             seq.status = Status.RUNNING
             self.running.append(seq)
-            batch.seqs.append(seq)
-            batch.num_tokens.append(n)
+            batch.add(seq, n)
             budget -= n
         return batch
 
@@ -87,14 +91,14 @@ class Scheduler:
         self.waiting.appendleft(seq)
 
     def complete_step(self, batch: ScheduledBatch) -> list[Sequence]:
-        """Advance computed counts; return the sequences whose last token was computed (they sample)."""
-        ready = []
+        """Advance computed counts; return the sequences whose last token was computed (they sample),
+        one per row of the step's logits. A sequence that finished while the step ran (core.py's
+        lookahead) is among them, its blocks already gone."""
         for seq, n in zip(batch.seqs, batch.num_tokens, strict=True):
-            seq.num_computed_tokens += n
-            self.block_manager.commit(seq)
-            if seq.num_computed_tokens == seq.num_tokens:
-                ready.append(seq)
-        return ready
+            if not seq.is_finished:
+                seq.num_computed_tokens += n
+                self.block_manager.commit(seq)
+        return [seq for seq, samples in zip(batch.seqs, batch.samples, strict=True) if samples]
 
     def finish(self, seq: Sequence, reason: str) -> None:
         """Finish or abort a sequence wherever it is, freeing its blocks."""

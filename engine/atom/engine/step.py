@@ -6,12 +6,15 @@ receive (they hold no Sequence, no scheduler, no block manager)."""
 from __future__ import annotations
 
 import msgspec
+import torch
 
 from .scheduler import ScheduledBatch
 
 
 class StepInput(msgspec.Struct, array_like=True):
-    token_ids: list[int]  # the tokens each sequence computes this step, concatenated
+    # the tokens each sequence computes this step, concatenated; -(1 + i): the token the previous step
+    # drew for its row i, still on the device (see take_previous)
+    token_ids: list[int]
     starts: list[int]  # per sequence: tokens already in its KV cache
     query_lens: list[int]  # per sequence: tokens it computes this step
     wants_logits: list[bool]  # per sequence: this step reaches its last token (it samples)
@@ -20,13 +23,18 @@ class StepInput(msgspec.Struct, array_like=True):
     @classmethod
     def from_batch(cls, batch: ScheduledBatch) -> StepInput:
         token_ids: list[int] = []
-        starts, wants = [], []
+        starts = []
         for seq, n in zip(batch.seqs, batch.num_tokens, strict=True):
             start = seq.num_computed_tokens
             token_ids.extend(seq.token_ids[start : start + n])
             starts.append(start)
-            wants.append(start + n == seq.num_tokens)
-        return cls(token_ids, starts, list(batch.num_tokens), wants, [s.block_table for s in batch.seqs])
+        return cls(
+            token_ids,
+            starts,
+            list(batch.num_tokens),
+            list(batch.samples),
+            [s.block_table for s in batch.seqs],
+        )
 
     @property
     def is_decode(self) -> bool:
@@ -36,3 +44,9 @@ class StepInput(msgspec.Struct, array_like=True):
 
 step_encoder = msgspec.msgpack.Encoder()
 step_decoder = msgspec.msgpack.Decoder(StepInput | None)
+
+
+def take_previous(ids: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """ids [rows] with the markers -(1 + i) replaced by previous[i], on the device: the tokens of a step
+    launched before the host read what the step before it drew (core.py's lookahead). Plain ids pass."""
+    return torch.where(ids < 0, previous[(-1 - ids).clamp(min=0)], ids)
