@@ -1,6 +1,6 @@
 """Async scheduling (engine/core.py's lookahead) on and off in one engine, one run: decode tok/s, wall us
 a decode step, and whether the greedy tokens are the same (they must be: the same kernels run the same
-rows). gpt-oss shape with random MXFP4 weights, on the GPU; 128-token prompts.
+rows). gpt-oss shape with random MXFP4 weights, on the GPU; 128-token prompts unless told.
 
 Usage: python bench/lookahead_ab.py [--shape gpt-oss-20b] [--batch 1 --batch 16 ...] [--json-out F]"""
 
@@ -21,7 +21,7 @@ from atom.bench.workload import random_prompts
 
 def sync() -> None:
     if torch.cuda.is_available():
-        sync()
+        torch.cuda.synchronize()
 
 
 def generate(llm: LLM, lookahead: bool, prompts: list[list[int]], new_tokens: int) -> tuple[float, list]:
@@ -41,18 +41,22 @@ def main() -> None:
     parser.add_argument("--shape", default="gpt-oss-20b")
     parser.add_argument("--batch", type=int, action="append", default=[])
     parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than the shape's")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
     folder = write_shape(args.shape, Path(tempfile.mkdtemp()) / args.shape, args.layers)
-    llm = LLM(str(folder), load_format="dummy", max_num_seqs=256, kv_cache_memory_gb=16)
+    # no prefix cache: every run prefills its prompts (the runs repeat them)
+    llm = LLM(
+        str(folder), load_format="dummy", max_num_seqs=256, kv_cache_memory_gb=16, enable_prefix_caching=False
+    )
     vocab = llm.runner.model.args.vocab_size
     rows = []
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    print(f"{args.shape}, {device}, 128 in / {args.new_tokens} out, best of 2")
+    print(f"{args.shape}, {device}, {args.prompt_len} in / {args.new_tokens} out, best of 2")
     print("| batch | lookahead | tok/s | us a step | same tokens |\n|---:|---|---:|---:|---|")
     for batch in args.batch or [1, 16, 64]:
-        prompts = random_prompts(vocab, batch, 128, 0)
+        prompts = random_prompts(vocab, batch, args.prompt_len, 0)
         generate(llm, True, prompts, 4)  # this batch's prefill and graph, untimed
         best: dict[bool, float] = {}
         tokens: dict[bool, list] = {}

@@ -2,7 +2,8 @@
 it drew. The tokens must be exactly those of reading every step at once, whatever ends a request (its
 length, a stop token, an abort), with chunked prefills beside decode rows, sampling with seeds,
 penalties and logprobs, and preemption. Checked on a small random Llama on the CPU, the same core code a
-GPU runs (there the markers are filled inside the decode graphs)."""
+GPU runs (there the markers are filled inside the decode graphs). tests/parallel runs tensor parallelism
+with it on, the default (rank 0 broadcasts the drawn tokens to the workers)."""
 
 from __future__ import annotations
 

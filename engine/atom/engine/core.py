@@ -3,7 +3,7 @@ sampling params, aborts) and out (new token ids, logprobs, finish reasons, stats
 
 Lookahead (async scheduling): the tokens a step draws stay on the device while the next step is
 scheduled and launched; each sequence holds a marker as its last token meanwhile (step.take_previous
-puts the real one in on the device). Only then does the host wait for them, with the GPU already busy,
+puts the real one in on the device; under tensor parallelism rank 0 broadcasts them to the workers). Only then does the host wait for them, with the GPU already busy,
 and the outputs of a step come out during the next one. A sequence that ends on a token it drew (end of
 sequence, stop ids, its grammar) has computed one row too many, dropped unread; one that ends by length
 is known to, so a step with one reads its tokens at once instead.
@@ -132,8 +132,7 @@ class EngineCore:
         self.grammars = Grammars(table, self.info.vocab_size, self.eos_token_ids)
         self.counters = EngineStats()  # only its counter fields are kept here
         self.compile_watch = CompileWatch()  # armed by a process that holds this one engine
-        # workers take their token ids from the host, so tensor parallelism reads each step's at once
-        self.lookahead = config.async_scheduling and self.runner.workers is None
+        self.lookahead = config.async_scheduling
         self.pending: Pending | None = None
 
     def add(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> Sequence:

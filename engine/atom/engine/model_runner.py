@@ -237,14 +237,13 @@ class ModelRunner:
     def run(self, batch: ScheduledBatch, previous: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [num sequences that finished their tokens this step, vocab] in float32 (rank 0).
         previous: the tokens the last step drew, on the device, where this batch's token ids hold markers
-        for them (StepInput; one rank only: workers get their token ids from the host)."""
-        step = StepInput.from_batch(batch)
+        for them (StepInput)."""
+        step = StepInput.from_batch(batch, 0 if previous is None else len(previous))
         if self.workers is None:
             return self.execute(step, previous)
-        assert previous is None, "tensor-parallel workers take their token ids from the host"
         self.workers.send(step)
         try:
-            logits = self.execute(step)
+            logits = self.execute(step, previous)
             if logits.is_cuda:  # the liveness check: this step's kernels must finish within the timeout
                 done = torch.cuda.Event()
                 done.record()
@@ -256,6 +255,10 @@ class ModelRunner:
     @torch.inference_mode()
     def execute(self, step: StepInput, previous: torch.Tensor | None = None) -> torch.Tensor:
         """One forward pass; every rank runs it with the same step (the collectives pair up inside)."""
+        if step.previous_rows and self.config.parallel.tp_size > 1:  # the workers' copy of the tokens
+            if previous is None:
+                previous = torch.empty(step.previous_rows, dtype=torch.long, device=self.device)
+            comm.broadcast_from_rank_0(previous)
         self.last_step_graphed = self.graphs is not None and self.graphs.can_run(step)
         if self.last_step_graphed:
             return self.graphs.run(step, previous)

@@ -19,9 +19,10 @@ class StepInput(msgspec.Struct, array_like=True):
     query_lens: list[int]  # per sequence: tokens it computes this step
     wants_logits: list[bool]  # per sequence: this step reaches its last token (it samples)
     block_tables: list[list[int]]
+    previous_rows: int = 0  # tokens the previous step drew that the markers index (broadcast by rank 0)
 
     @classmethod
-    def from_batch(cls, batch: ScheduledBatch) -> StepInput:
+    def from_batch(cls, batch: ScheduledBatch, previous_rows: int = 0) -> StepInput:
         token_ids: list[int] = []
         starts = []
         for seq, n in zip(batch.seqs, batch.num_tokens, strict=True):
@@ -34,6 +35,7 @@ class StepInput(msgspec.Struct, array_like=True):
             list(batch.num_tokens),
             list(batch.samples),
             [s.block_table for s in batch.seqs],
+            previous_rows,
         )
 
     @property

@@ -99,6 +99,11 @@ def all_reduce_add_rms_norm(
     return triton_allreduce.all_reduce(x, _peers, residual, weight, eps)
 
 
+def broadcast_from_rank_0(x: torch.Tensor) -> None:
+    """Rank 0's x into every rank's x (in place; queued on the device, the host does not wait)."""
+    dist.broadcast(x, src=0)
+
+
 def gather_columns(x: torch.Tensor, tp_size: int) -> torch.Tensor:
     """[rows, cols] on each rank -> [rows, tp_size * cols] on every rank, rank-major along the columns."""
     rows, cols = x.shape
