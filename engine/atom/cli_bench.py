@@ -78,6 +78,7 @@ def bench_offline(
     seed: int = 0,
     kv_cache_memory_gb: float | None = None,
     tensor_parallel_size: TensorParallelOpt = 1,
+    async_scheduling: Annotated[bool, typer.Option(help="see atom serve --help")] = True,
     json_out: Annotated[Path | None, typer.Option("--json-out")] = None,
 ) -> None:
     """Offline engine throughput on the same synthetic workload as `bench serve`."""
@@ -94,6 +95,7 @@ def bench_offline(
         kv_cache_memory_gb,
         tensor_parallel_size,
         max_num_batched_tokens,
+        async_scheduling,
     )
     typer.echo(json.dumps(result, indent=2))
     if json_out:

@@ -23,6 +23,7 @@ def run_offline(
     kv_cache_memory_gb: float | None = None,
     tensor_parallel_size: int = 1,
     max_num_batched_tokens: int | None = None,
+    async_scheduling: bool = True,
 ) -> dict:
     extra = {"kv_cache_memory_gb": kv_cache_memory_gb} if kv_cache_memory_gb else {}
     if max_num_batched_tokens:
@@ -32,6 +33,7 @@ def run_offline(
         load_format=load_format,
         max_num_seqs=max_num_seqs,
         tensor_parallel_size=tensor_parallel_size,
+        async_scheduling=async_scheduling,
         **extra,
     )
     prompts = random_prompts(llm.runner.model.args.vocab_size, num_prompts, input_len, seed)
@@ -57,6 +59,7 @@ def run_offline(
     llm.close()
     return {
         "tensor_parallel_size": tensor_parallel_size,
+        "async_scheduling": async_scheduling,
         "max_num_seqs": max_num_seqs,
         "max_num_batched_tokens": llm.config.max_num_batched_tokens,
         "steps": steps,
