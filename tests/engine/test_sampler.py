@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from atom import SamplingParams
-from atom.engine.sampler import sample
+from atom.engine.sampler import sample, sample_on_device
 from atom.engine.sequence import Sequence
 
 VOCAB = 50
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def seq(**params) -> Sequence:
@@ -61,3 +64,30 @@ def test_logprobs_are_returned_not_written_into_sequences():
     assert [t for t, _ in first.top] == expected.topk(2).indices.tolist()
     assert out.logprobs[2].top == [] and out.logprobs[2].token_id == out.tokens[2]
     assert not hasattr(batch[0], "logprobs")
+
+
+def test_drawing_queues_work_and_never_waits_for_the_device():
+    """Every kind of row (drawn, seeded, filtered, penalised, biased, suppressed, with logprobs) is drawn
+    without a device sync: the engine launches the next step before reading these tokens. On a GPU,
+    torch's sync debug mode turns any sync into an error; everywhere the tokens read back later are the
+    ones sample() reads at once."""
+    batch = [
+        seq(temperature=0, logprobs=2),
+        seq(temperature=1.0, seed=5, top_p=0.9, min_p=0.01),
+        seq(temperature=0.7, top_k=3, seed=9, logprobs=1),
+        seq(temperature=0, repetition_penalty=5.0, presence_penalty=0.5, frequency_penalty=0.2),
+        seq(temperature=0, logit_bias={4: 30.0}),
+    ]
+    logits = logits_for(len(batch)).to(DEVICE)
+    suppressed = [[], [], [], [7], []]
+    guard = torch.cuda.set_sync_debug_mode if DEVICE == "cuda" else None
+    with contextlib.ExitStack() as stack:
+        if guard:
+            guard("error")
+            stack.callback(guard, "default")
+        drawn = sample_on_device(logits, batch, suppressed)
+    out = drawn.read(batch)
+    again = sample(logits, [seq(**b.params.__dict__) for b in batch], suppressed)
+    assert out.tokens == again.tokens and out.tokens[4] == 4 and out.tokens[3] != 7
+    assert out.logprobs[0].token_id == out.tokens[0] and len(out.logprobs[2].top) == 1
+    assert (drawn.copied is not None) == (DEVICE == "cuda")

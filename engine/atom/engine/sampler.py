@@ -18,17 +18,27 @@ class SamplerOutput:
     logprobs: list[TokenLogprob | None]  # one per sequence; None where none were asked for
 
 
+def on_device(values, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Host values (a list or a CPU tensor) on `device`, without waiting for the device: a plain copy
+    from pageable memory synchronizes the stream, so it would wait for the step just launched (core.py's
+    lookahead). Pinned, the copy is queued like a kernel."""
+    t = values if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=dtype)
+    if device.type != "cuda":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def apply_penalties(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
     for row, seq in enumerate(seqs):
         p = seq.params
         if p.repetition_penalty != 1.0:
-            seen = torch.tensor(sorted(set(seq.token_ids)), device=logits.device)
+            seen = on_device(sorted(set(seq.token_ids)), logits.device)
             values = logits[row, seen]
             logits[row, seen] = torch.where(
                 values > 0, values / p.repetition_penalty, values * p.repetition_penalty
             )
         if (p.presence_penalty or p.frequency_penalty) and seq.num_output_tokens:
-            out = torch.tensor(seq.output_token_ids, device=logits.device)
+            out = on_device(seq.output_token_ids, logits.device)
             counts = torch.zeros(logits.shape[1], device=logits.device).scatter_add_(
                 0, out, torch.ones_like(out, dtype=torch.float32)
             )
@@ -39,15 +49,13 @@ def apply_penalties(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
 def filter_logits(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
     """Temperature, top-k, top-p and min-p, vectorised over the batch."""
     device = logits.device
-    temperature = torch.tensor([max(s.params.temperature, 1e-5) for s in seqs], device=device)
+    temperature = on_device([max(s.params.temperature, 1e-5) for s in seqs], device)
     logits = logits / temperature[:, None]
     vocab = logits.shape[1]
     # top_k beyond the vocabulary keeps every token, and must not overflow an int64 tensor.
-    top_k = torch.tensor(
-        [min(s.params.top_k, vocab) if s.params.top_k > 0 else vocab for s in seqs], device=device
-    )
-    top_p = torch.tensor([s.params.top_p for s in seqs], device=device)
-    min_p = torch.tensor([s.params.min_p for s in seqs], device=device)
+    top_k = on_device([min(s.params.top_k, vocab) if s.params.top_k > 0 else vocab for s in seqs], device)
+    top_p = on_device([s.params.top_p for s in seqs], device)
+    min_p = on_device([s.params.min_p for s in seqs], device)
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     ranks = torch.arange(logits.shape[1], device=device)[None, :]
     remove = ranks >= top_k[:, None]
@@ -72,13 +80,11 @@ def apply_bias(
             cols.append(token)
             values.append(bias)
     if rows:
-        index = (torch.tensor(rows, device=logits.device), torch.tensor(cols, device=logits.device))
-        logits.index_put_(
-            index, torch.tensor(values, device=logits.device, dtype=logits.dtype), accumulate=True
-        )
+        index = (on_device(rows, logits.device), on_device(cols, logits.device))
+        logits.index_put_(index, on_device(values, logits.device, logits.dtype), accumulate=True)
     banned = [(row, token) for row, tokens in enumerate(suppressed or ()) for token in tokens]
     if banned:
-        index = torch.tensor(banned, device=logits.device).T
+        index = on_device(banned, logits.device).T
         logits[index[0], index[1]] = float("-inf")
     return logits
 
@@ -160,14 +166,14 @@ def sample_on_device(
     tokens = logits.argmax(dim=-1)
     drawn = [i for i, s in enumerate(seqs) if not s.params.greedy]
     if drawn:
-        rows = torch.tensor(drawn, device=logits.device)
+        rows = on_device(drawn, logits.device)
         probs = filter_logits(logits[rows], [seqs[i] for i in drawn]).softmax(dim=-1)
         # Exponential race == multinomial; one batched draw, seeded rows from their own generators.
         noise = torch.empty_like(probs).exponential_()
         for row, i in enumerate(drawn):
             if seqs[i].generator is not None:
-                noise[row] = (
-                    torch.empty(probs.shape[1]).exponential_(generator=seqs[i].generator).to(probs.device)
+                noise[row] = on_device(
+                    torch.empty(probs.shape[1]).exponential_(generator=seqs[i].generator), probs.device
                 )
         tokens[rows] = (probs / noise).argmax(dim=-1)
     return Drawn.copying(tokens, _logprobs(raw, seqs, tokens))
@@ -178,9 +184,9 @@ def _logprobs(logits: torch.Tensor, seqs: list[Sequence], tokens: torch.Tensor):
     wanted = [i for i, s in enumerate(seqs) if s.params.logprobs is not None]
     if not wanted:
         return None
-    logprobs = logits[wanted].float().log_softmax(dim=-1)
+    index = on_device(wanted, logits.device)
+    logprobs = logits.index_select(0, index).float().log_softmax(dim=-1)
     k = max(seqs[i].params.logprobs for i in wanted)
     top_values, top_ids = logprobs.topk(max(k, 1), dim=-1)
-    index = torch.tensor(wanted, device=logits.device)
     chosen = logprobs.gather(1, tokens[index][:, None])[:, 0]
     return wanted, chosen, top_ids, top_values

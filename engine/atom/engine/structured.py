@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import torch
 
 from ..errors import InvalidRequestError
+from .sampler import on_device
 
 # compact JSON: no free whitespace, so a model cannot pad its answer until max_tokens runs out
 JSON_OPTIONS = {"whitespace_flexible": False}
@@ -98,7 +99,7 @@ class Grammars:
         self._executor.unsafe_compute_mask_ptr(matchers, bits.data_ptr(), words * 4, len(request_ids))
         # unpacked where the logits are: the packed mask is 32x smaller to copy, and unpacking a
         # 200k vocabulary for 16 rows on the host cost more than the GPU's whole decode step
-        bits = bits.to(device)
+        bits = on_device(bits, device)
         shifts = torch.arange(32, dtype=torch.int32, device=device)
         return ((bits.unsqueeze(-1) >> shifts) & 1).bool().flatten(1)[:, : self.vocab_size]
 
