@@ -24,10 +24,20 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def generate(llm: LLM, lookahead: bool, prompts: list[list[int]], new_tokens: int) -> tuple[float, list]:
-    """(tok/s, the output token ids) with lookahead on or off."""
+def generate(
+    llm: LLM, lookahead: bool, prompts: list[list[int]], new_tokens: int, sampled: bool = False
+) -> tuple[float, list]:
+    """(tok/s, the output token ids) with lookahead on or off; sampled: temperature 0.8, top-p 0.95, a
+    seed per request and one logprob (the sampler's host-to-device copies), else greedy."""
     llm.core.lookahead = lookahead
-    params = SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)
+    params = [
+        SamplingParams(
+            max_tokens=new_tokens, ignore_eos=True, temperature=0.8, top_p=0.95, seed=i, logprobs=1
+        )
+        if sampled
+        else SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)
+        for i in range(len(prompts))
+    ]
     sync()
     start = time.perf_counter()
     outs = llm.generate(prompts, params)
@@ -42,6 +52,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, action="append", default=[])
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--prompt-len", type=int, default=128)
+    parser.add_argument("--sampled", action="store_true", help="seeded sampling with logprobs, not greedy")
     parser.add_argument("--layers", type=int, default=None, help="fewer layers than the shape's")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
@@ -53,7 +64,8 @@ def main() -> None:
     vocab = llm.runner.model.args.vocab_size
     rows = []
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    print(f"{args.shape}, {device}, {args.prompt_len} in / {args.new_tokens} out, best of 2")
+    how = "sampled (seeded, logprobs)" if args.sampled else "greedy"
+    print(f"{args.shape}, {device}, {args.prompt_len} in / {args.new_tokens} out, {how}, best of 2")
     print("| batch | lookahead | tok/s | us a step | same tokens |\n|---:|---|---:|---:|---|")
     for batch in args.batch or [1, 16, 64]:
         prompts = random_prompts(vocab, batch, args.prompt_len, 0)
@@ -62,7 +74,7 @@ def main() -> None:
         tokens: dict[bool, list] = {}
         for _ in range(2):
             for lookahead in (True, False):
-                tok_s, tokens[lookahead] = generate(llm, lookahead, prompts, args.new_tokens)
+                tok_s, tokens[lookahead] = generate(llm, lookahead, prompts, args.new_tokens, args.sampled)
                 best[lookahead] = max(best.get(lookahead, 0.0), tok_s)
         same = tokens[True] == tokens[False]
         for lookahead in (True, False):
@@ -72,6 +84,7 @@ def main() -> None:
                 "tok_s": round(best[lookahead], 1),
                 "us_per_step": round(batch / best[lookahead] * 1e6, 1),
                 "same_tokens": same,
+                "sampled": args.sampled,
             }
             rows.append(row)
             print(
